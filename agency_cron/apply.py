@@ -1,0 +1,96 @@
+"""Carry out a Plan: directories, files, then the crontab, under a lock, with a backup.
+
+Files go first so that a crontab line never points at a wrapper that is not there yet.
+The crontab is re-read under the lock and merged again, so an edit made by someone else
+between planning and applying is kept, not overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from agency_cron import layout
+from agency_cron.backends.crontab import merge
+from agency_cron.config import Settings
+from agency_cron.fs import exclusive_lock, write_atomic, write_if_changed
+from agency_cron.manifest import Manifest
+from agency_cron.plan import REMOVED, UNCHANGED, Plan, build_plan, build_uninstall_plan, select
+
+BACKUPS_KEPT = 50
+
+
+def apply_plan(plan: Plan, settings: Settings) -> Plan:
+    """Make the plan true on disk and in the crontab; returns the plan as applied."""
+    for folder in plan.directories:
+        folder.mkdir(parents=True, exist_ok=True)
+    for change in plan.files:
+        if change.action == REMOVED:
+            change.path.unlink(missing_ok=True)
+        elif change.action != UNCHANGED:
+            write_if_changed(change.path, change.content, change.mode)
+    if plan.crontab_before == plan.crontab_after:
+        return plan
+    with exclusive_lock(layout.crontab_lock_path(settings)):
+        current = plan.target.read()
+        after = plan.crontab_after if current == plan.crontab_before else _remerge(plan, current)
+        if after != current:
+            backup(settings, plan.target.slug, current)
+            plan.target.write(after)
+    return replace(plan, crontab_before=current, crontab_after=after)
+
+
+def _remerge(plan: Plan, current: str) -> str:
+    from agency_cron.backends.crontab import installed_entries
+
+    wanted = installed_entries(plan.crontab_after)
+    return merge(current, wanted, plan.scope)
+
+
+def backup(settings: Settings, slug: str, text: str) -> Path:
+    """Keep the crontab as it was before a change, newest BACKUPS_KEPT only."""
+    folder = layout.backups_dir(settings)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}"
+    path = folder / f"{slug}.{stamp}.crontab"
+    write_atomic(path, text.encode("utf-8", "surrogateescape"), 0o600)
+    old = sorted(folder.glob(f"{slug}.*.crontab"))
+    for stale in old[:-BACKUPS_KEPT]:
+        stale.unlink(missing_ok=True)
+    return path
+
+
+def install(
+    settings: Settings, manifest: Manifest, manifest_path: Path, names=None, dry_run=False
+) -> Plan:
+    plan = build_plan(settings, manifest, manifest_path, names)
+    return plan if dry_run else apply_plan(plan, settings)
+
+
+def uninstall(settings: Settings, purge: bool = False, dry_run: bool = False) -> Plan:
+    plan = build_uninstall_plan(settings, purge)
+    return plan if dry_run else apply_plan(plan, settings)
+
+
+def set_enabled(
+    settings: Settings, manifest: Manifest, manifest_path: Path, name: str, enabled: bool
+) -> Plan:
+    """Record enable/disable in STATE_DIR (it outlives installs) and apply it to the task."""
+    select(manifest, [name])  # unknown task -> UsageError before anything is written
+    path = layout.overrides_path(settings)
+    from agency_cron.plan import read_overrides
+
+    overrides = read_overrides(settings)
+    overrides[name] = enabled
+    plan = build_plan(settings, manifest, manifest_path, [name], overrides)
+    document = {"version": 1, "enabled": dict(sorted(overrides.items()))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_if_changed(path, (json.dumps(document, indent=2) + "\n").encode(), 0o644)
+    return apply_plan(plan, settings)
+
+
+def ensure_dirs(settings: Settings) -> None:
+    for folder in (settings.log_dir, settings.log_dir / "cron", settings.state_dir):
+        os.makedirs(folder, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Scheduler backends. Each reads and writes one target; crontab.py handles every cron form."""

@@ -1,0 +1,381 @@
+"""The Typer CLI: parse, call one library function, print the result, exit.
+
+Every expected failure is an AgencyCronError: printed on stderr, one line per problem,
+with its exit code (2 for bad input), never a traceback. Human output goes through rich
+(which honours NO_COLOR); `--json` prints a stable object for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agency_cron import __version__, apply, reports, schedule
+from agency_cron.config import Settings, load_settings
+from agency_cron.errors import AgencyCronError
+from agency_cron.manifest import Manifest, find_manifest, load_manifest
+from agency_cron.plan import UNCHANGED, Plan
+
+app = typer.Typer(
+    name="agency-cron",
+    help="Manifest-driven cron for ops teams: install, run, watch and alert on scheduled tasks.\n\n"
+    "Example: agency-cron --config config.env install --dry-run",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+# Piped output keeps whole rows (80 columns would truncate paths and times).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="config.env to read (default: ./config.env).")
+]
+ManifestOpt = Annotated[
+    Path | None,
+    typer.Option("--manifest", help="Manifest file or folder (default: ./tasks.yaml)."),
+]
+CrontabOpt = Annotated[
+    str | None,
+    typer.Option("--crontab", help="Target: user, user:NAME, file:/PATH or system:/PATH."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+class Options:
+    """--config/--manifest/--crontab given before the command; the command's own win."""
+
+    config: Path | None = None
+    manifest: Path | None = None
+    crontab: str | None = None
+
+
+def _settings(config: Path | None, crontab: str | None) -> Settings:
+    return load_settings(config or Options.config, crontab=crontab or Options.crontab)
+
+
+def _load(config, manifest, crontab) -> tuple[Settings, Manifest, Path]:
+    settings = _settings(config, crontab)
+    path = find_manifest(manifest or Options.manifest, settings)
+    return settings, load_manifest(path, settings), path
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def main_options(
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+    crontab: CrontabOpt = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    """Options given here apply to every command."""
+    if version:
+        out.print(f"agency-cron {__version__}")
+        raise typer.Exit(0)
+    Options.config, Options.manifest, Options.crontab = config, manifest, crontab
+
+
+@app.command()
+def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
+    """Check config.env and the manifest; write nothing. Exit 0 valid, 2 invalid.
+
+    Example: agency-cron validate --manifest tasks.yaml
+    """
+    _, loaded, path = _load(config, manifest, None)
+    out.print(f"{path}: {len(loaded.tasks)} task(s), valid")
+
+
+@app.command()
+def install(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these tasks.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show plan and diff only.")] = False,
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+    crontab: CrontabOpt = None,
+) -> None:
+    """Render wrappers and logrotate, create log dirs, sync the managed crontab lines.
+
+    Example: agency-cron install --dry-run health-check
+    """
+    settings, loaded, path = _load(config, manifest, crontab)
+    plan = apply.install(settings, loaded, path, names or None, dry_run)
+    _show_plan(plan, dry_run, json_)
+
+
+@app.command()
+def uninstall(
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete rendered files.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show plan and diff only.")] = False,
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    crontab: CrontabOpt = None,
+) -> None:
+    """Remove every managed crontab line; other lines stay byte for byte.
+
+    Example: agency-cron uninstall --purge
+    """
+    plan = apply.uninstall(_settings(config, crontab), purge, dry_run)
+    _show_plan(plan, dry_run, json_)
+
+
+def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        _print_json({**plan.as_json(), "dry_run": dry_run})
+        return
+    table = Table(title=f"plan for {plan.target.label}" + (" (dry run)" if dry_run else ""))
+    for column in ("item", "kind", "action", "detail"):
+        table.add_column(column)
+    for row in plan.rows:
+        if row.kind == "file" and row.action == UNCHANGED:
+            continue
+        table.add_row(row.item, row.kind, row.action, row.detail)
+    out.print(table)
+    if dry_run and plan.changes:
+        out.print(plan.diff(), markup=False, end="")
+    if not plan.changes:
+        out.print("no changes")
+    elif dry_run:
+        out.print("dry run: nothing written")
+
+
+@app.command("list")
+def list_(
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """List tasks: name, schedule, enabled, next run, description, tags.
+
+    Example: agency-cron list --json
+    """
+    settings, loaded, _ = _load(config, manifest, None)
+    rows = reports.task_list(settings, loaded)
+    if json_:
+        _print_json(rows)
+        return
+    table = Table()
+    for column in ("name", "schedule", "enabled", "next run", "description", "tags"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            "\n".join(row["schedule"]),
+            "yes" if row["enabled"] else "no",
+            row["next_run"] or "-",
+            row["description"],
+            ", ".join(row["tags"]),
+        )
+    out.print(table)
+
+
+def _toggle(name: str, enabled: bool, config, manifest, crontab) -> None:
+    settings, loaded, path = _load(config, manifest, crontab)
+    apply.set_enabled(settings, loaded, path, name, enabled)
+    out.print(f"{name}: {'enabled' if enabled else 'disabled'}")
+
+
+@app.command()
+def disable(
+    name: str,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+    crontab: CrontabOpt = None,
+) -> None:
+    """Comment the task's line out; the choice survives later installs.
+
+    Example: agency-cron disable backup-verify
+    """
+    _toggle(name, False, config, manifest, crontab)
+
+
+@app.command()
+def enable(
+    name: str,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+    crontab: CrontabOpt = None,
+) -> None:
+    """Comment the task's line back in (reverses disable).
+
+    Example: agency-cron enable backup-verify
+    """
+    _toggle(name, True, config, manifest, crontab)
+
+
+@app.command()
+def run(
+    name: str,
+    alert: Annotated[bool, typer.Option("--alert", help="Send the failure alert anyway.")] = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Run a task now exactly as cron would; exits with the task's exit code.
+
+    Example: agency-cron run health-check --alert
+    """
+    from agency_cron import render, runner
+    from agency_cron.plan import effective_enabled, read_overrides, select
+
+    settings, loaded, _ = _load(config, manifest, None)
+    task = select(loaded, [name])[0]
+    spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
+    raise typer.Exit(runner.run_spec(spec, force_alert=alert))
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="One task (default: all).")] = None,
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """State, runs, successes, failures, last run/success/failure/error, next run.
+
+    Example: agency-cron status health-check --json
+    """
+    from agency_cron.plan import select
+
+    settings, loaded, _ = _load(config, manifest, None)
+    if name:
+        select(loaded, [name])
+    rows = reports.task_status(settings, loaded, [name] if name else None)
+    if json_:
+        _print_json(rows[0] if name else rows)
+        return
+    table = Table()
+    columns = (
+        "name",
+        "state",
+        "runs",
+        "successes",
+        "failures",
+        "last_run",
+        "last_error",
+        "next_run",
+    )
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
+    out.print(table)
+
+
+@app.command()
+def history(
+    name: str,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 20,
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Runs of a task, newest first (every attempt is a row).
+
+    Example: agency-cron history backup-verify --limit 5
+    """
+    from agency_cron.plan import select
+
+    settings, loaded, _ = _load(config, manifest, None)
+    select(loaded, [name])
+    rows = reports.task_history(settings, name, limit)
+    if json_:
+        _print_json(rows)
+        return
+    table = Table(title=f"history of {name}")
+    columns = ("run_id", "started_at", "duration_s", "exit_code", "status", "attempt", "note")
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
+    out.print(table)
+
+
+@app.command()
+def kill(name: str, config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
+    """End a running task's whole process tree (recorded as killed). Exit 1 if none runs.
+
+    Example: agency-cron kill backup-verify
+    """
+    from agency_cron.plan import select
+
+    settings, loaded, _ = _load(config, manifest, None)
+    select(loaded, [name])
+    pid = reports.kill_task(settings, name)
+    out.print(f"{name}: sent SIGTERM to runner {pid}")
+
+
+@app.command("next")
+def next_(
+    name: str,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many.")] = 5,
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """The next fire times of a task, in the host's zone.
+
+    Example: agency-cron next health-check -n 3
+    """
+    from agency_cron.plan import select
+
+    _, loaded, _ = _load(config, manifest, None)
+    task = select(loaded, [name])[0]
+    times = reports.upcoming(task, count)
+    if json_:
+        _print_json({"name": name, "schedule": list(task.schedule), "next_runs": times})
+        return
+    for moment in times or ["(never: @reboot only)"]:
+        out.print(moment)
+
+
+@app.command()
+def explain(expr: str, json_: JsonOpt = False) -> None:
+    """A cron expression in plain English, with its next fire times. Exit 2 if invalid.
+
+    Example: agency-cron explain '*/15 9-17 * * mon-fri'
+    """
+    cron = schedule.check_expression(expr)
+    text = schedule.explain(expr)
+    times = [t.isoformat() for t in schedule.next_runs((cron,), 3)]
+    if json_:
+        _print_json({"expression": expr, "cron": cron, "description": text, "next_runs": times})
+        return
+    out.print(text)
+    for moment in times:
+        out.print(f"  next: {moment}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: AgencyCronError -> one line per problem on stderr and its exit code."""
+    try:
+        result = app(args=argv, prog_name="agency-cron", standalone_mode=False)
+    except AgencyCronError as exc:
+        for problem in exc.problems:
+            err.print(f"agency-cron: error: {problem}", markup=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("agency-cron: interrupted")
+        return 130
+    except _click_exceptions() as exc:
+        if hasattr(exc, "show"):
+            exc.show()
+        return getattr(exc, "exit_code", 1)
+    return result if isinstance(result, int) else 0
+
+
+def _click_exceptions():
+    import click
+
+    return (click.ClickException, click.exceptions.Abort)

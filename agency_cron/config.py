@@ -1,0 +1,173 @@
+"""config.env + the process environment -> Settings.
+
+Precedence, highest first: the process environment, the config file, the defaults below.
+The file is found as CONTRACT.md says: --config, AGENCY_CRON_CONFIG, ./config.env,
+$AGENCY_ROOT/config.env. A default file that is missing is fine; a named one is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agency_cron.errors import ConfigError
+
+DEFAULTS: dict[str, str] = {
+    "AGENCY_ROOT": "/opt/agency_stack",
+    "LOG_DIR": "/var/log/agency_stack",
+    "STATE_DIR": "/var/lib/agency_stack",
+    "LOGROTATE_DIR": "/etc/logrotate.d",
+    "CRONTAB": "user",
+    "ALERT_URLS": "",
+    "ALERT_ON_FAILURE": "false",
+    "ALERT_TIMEOUT": "30",
+    "LOG_RETENTION_DAYS": "7",
+    "HEALTH_CHECK_COMPONENTS": "all",
+    "BACKUP_VERIFY_COMPONENTS": "all",
+    "DASHBOARD_UPDATE_INTERVAL": "hourly",
+}
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+# The seed lets DASHBOARD_UPDATE_INTERVAL be a bare word; cron wants the @ form.
+INTERVAL_WORDS = {"hourly", "daily", "weekly", "monthly", "yearly", "annually", "midnight"}
+SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
+CRONTAB_TARGET = re.compile(r"^(user|user:[a-z_][a-z0-9_.-]*\$?|file:/.+|system:/.+)$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. `values` holds every variable for ${VAR} expansion."""
+
+    config_path: Path | None
+    agency_root: Path
+    log_dir: Path
+    state_dir: Path
+    logrotate_dir: Path
+    crontab: str
+    alert_urls: tuple[str, ...]
+    alert_on_failure: bool
+    alert_timeout: float
+    log_retention_days: int
+    values: dict[str, str] = field(repr=False)
+
+    def get(self, key: str) -> str:
+        return self.values.get(key, DEFAULTS.get(key, ""))
+
+
+def is_secret_name(name: str) -> bool:
+    """True for variable names whose values must never be shown."""
+    return name.upper().endswith(SECRET_SUFFIXES)
+
+
+def find_config(explicit: str | os.PathLike | None, environ: dict[str, str]) -> Path | None:
+    """The config file to read, or None when no default file exists.
+
+    Raises ConfigError when a file that was named (option or AGENCY_CRON_CONFIG) is missing.
+    """
+    named = explicit or environ.get("AGENCY_CRON_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    for candidate in (
+        Path("config.env"),
+        Path(environ.get("AGENCY_ROOT", DEFAULTS["AGENCY_ROOT"])) / "config.env",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """Parse a config.env with python-dotenv (comments, quotes, `export`), no expansion."""
+    from dotenv import dotenv_values
+
+    try:
+        raw = dotenv_values(path, interpolate=False)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return {key: "" if value is None else value for key, value in raw.items()}
+
+
+def load_settings(
+    config: str | os.PathLike | None = None,
+    environ: dict[str, str] | None = None,
+    crontab: str | None = None,
+) -> Settings:
+    """Build Settings from the config file and the environment; every problem at once."""
+    environ = dict(os.environ if environ is None else environ)
+    path = find_config(config, environ)
+    from_file = read_config_file(path) if path else {}
+    values = {**DEFAULTS, **from_file, **environ}
+    if crontab:
+        values["CRONTAB"] = crontab
+    interval = values["DASHBOARD_UPDATE_INTERVAL"].strip()
+    if interval.lower() in INTERVAL_WORDS:
+        values["DASHBOARD_UPDATE_INTERVAL"] = "@" + interval.lower()
+    return _validated(path, values)
+
+
+def _validated(path: Path | None, values: dict[str, str]) -> Settings:
+    where = str(path) if path else "environment"
+    problems: list[str] = []
+
+    def fail(key: str, why: str) -> None:
+        problems.append(f"{where}: {key}: {why}")
+
+    for key in ("AGENCY_ROOT", "LOG_DIR", "STATE_DIR", "LOGROTATE_DIR"):
+        if not values[key].startswith("/"):
+            fail(key, f"must be an absolute path, got {values[key]!r}")
+        elif "\n" in values[key] or "\0" in values[key]:
+            fail(key, "must not contain a newline or NUL")
+    crontab = values["CRONTAB"].strip()
+    if not CRONTAB_TARGET.match(crontab) or "\n" in crontab:
+        fail("CRONTAB", f"expected user, user:NAME, file:/PATH or system:/PATH, got {crontab!r}")
+    flag = values["ALERT_ON_FAILURE"].strip().lower()
+    if flag not in TRUE_WORDS | FALSE_WORDS:
+        fail("ALERT_ON_FAILURE", f"expected true or false, got {values['ALERT_ON_FAILURE']!r}")
+    retention = _positive_int(values["LOG_RETENTION_DAYS"])
+    if retention is None:
+        fail(
+            "LOG_RETENTION_DAYS",
+            f"expected a whole number of days >= 1, got {values['LOG_RETENTION_DAYS']!r}",
+        )
+    alert_timeout = _positive_float(values["ALERT_TIMEOUT"])
+    if alert_timeout is None:
+        fail("ALERT_TIMEOUT", f"expected seconds > 0, got {values['ALERT_TIMEOUT']!r}")
+    if problems:
+        raise ConfigError(*problems)
+    return Settings(
+        config_path=path.resolve() if path else None,
+        agency_root=Path(values["AGENCY_ROOT"]),
+        log_dir=Path(values["LOG_DIR"]),
+        state_dir=Path(values["STATE_DIR"]),
+        logrotate_dir=Path(values["LOGROTATE_DIR"]),
+        crontab=crontab,
+        alert_urls=split_urls(values["ALERT_URLS"]),
+        alert_on_failure=flag in TRUE_WORDS,
+        alert_timeout=alert_timeout,
+        log_retention_days=retention,
+        values=values,
+    )
+
+
+def split_urls(text: str) -> tuple[str, ...]:
+    """ALERT_URLS is separated by spaces or commas."""
+    return tuple(part for part in re.split(r"[\s,]+", text.strip()) if part)
+
+
+def _positive_int(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() and int(text) >= 1 else None
+
+
+def _positive_float(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if number > 0 else None

@@ -1,0 +1,34 @@
+"""The one error type that reaches the top, and its kinds.
+
+Every expected failure (bad input, a missing binary, a crontab that refuses) is an
+AgencyCronError; the CLI prints it in one line per problem and exits with `exit_code`.
+Anything else is a bug and keeps its traceback.
+"""
+
+
+class AgencyCronError(Exception):
+    """Base of every error the CLI reports without a traceback."""
+
+    exit_code = 2
+
+    def __init__(self, *problems: str):
+        self.problems = [p for p in problems if p] or ["unknown error"]
+        super().__init__("\n".join(self.problems))
+
+
+class ConfigError(AgencyCronError):
+    """config.env or the manifest is wrong; carries every problem found at once."""
+
+
+class UsageError(AgencyCronError):
+    """The command line asks for something that does not exist (an unknown task...)."""
+
+
+class BackendError(AgencyCronError):
+    """A scheduler backend (the crontab binary, a cron.d file) failed; its message is kept."""
+
+
+class CheckFailed(AgencyCronError):
+    """A run or a check failed: exit 1, not a usage error."""
+
+    exit_code = 1

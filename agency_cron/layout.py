@@ -1,0 +1,49 @@
+"""Where agency-cron puts things, derived from Settings in one place (CONTRACT.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agency_cron.config import Settings
+
+LOGROTATE_NAME = "agency_stack_cron"
+
+
+def scripts_dir(settings: Settings) -> Path:
+    return settings.agency_root / "scripts" / "cronjobs"
+
+
+def wrapper_path(settings: Settings, name: str) -> Path:
+    return scripts_dir(settings) / f"{name}.sh"
+
+
+def spec_dir(settings: Settings) -> Path:
+    return settings.state_dir / "tasks"
+
+
+def spec_path(settings: Settings, name: str) -> Path:
+    return spec_dir(settings) / f"{name}.json"
+
+
+def cron_log_path(settings: Settings, name: str) -> Path:
+    return settings.log_dir / "cron" / f"{name}.sh.log"
+
+
+def logrotate_path(settings: Settings) -> Path:
+    return settings.logrotate_dir / LOGROTATE_NAME
+
+
+def overrides_path(settings: Settings) -> Path:
+    return settings.state_dir / "overrides.json"
+
+
+def backups_dir(settings: Settings) -> Path:
+    return settings.state_dir / "backups"
+
+
+def history_path(settings: Settings) -> Path:
+    return settings.state_dir / "history.db"
+
+
+def crontab_lock_path(settings: Settings) -> Path:
+    return settings.state_dir / "locks" / "crontab.lock"

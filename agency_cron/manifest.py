@@ -1,0 +1,408 @@
+"""YAML/JSON manifest -> validated, frozen Task models.
+
+Loading collects every problem before raising, so an operator fixes a manifest in one pass.
+Messages read `tasks.yaml: tasks[2] (backup): schedule: ...`, the shape borgmatic made
+familiar. pydantic does the type work; the checks that need cron knowledge live in schedule.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agency_cron.config import Settings
+from agency_cron.errors import ConfigError
+from agency_cron.schedule import ScheduleError, normalise_list
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+VARIABLE = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TOP_LEVEL_KEYS = ("defaults", "tasks")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def parse_duration(value: object) -> int:
+    """'90s', '5m', '1h30m', '2d' -> seconds. Bare numbers are refused: the unit is not obvious."""
+    text = str(value).strip()
+    match = DURATION.match(text) if text else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"expected a duration like 30s, 5m, 2h or 1d, got {value!r}")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _no_control(value: str, field: str) -> str:
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ValueError("must not contain a newline or NUL")
+    return value
+
+
+class Task(BaseModel):
+    """One scheduled task, validated and frozen. Durations are stored in seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    name: str
+    description: str = ""
+    schedule: tuple[str, ...]
+    command: str | None = None
+    script: str | None = None
+    enabled: bool = True
+    timeout: int = 1800
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    log: str | None = None
+    retries: int = Field(default=0, ge=0, le=100)
+    retry_delay: int = 60
+    retry_backoff: Literal["fixed", "exponential"] = "fixed"
+    retry_max_delay: int = 3600
+    overlap: Literal["skip", "wait", "allow"] = "skip"
+    alert: Literal["on_failure", "on_change", "always", "never"] = "on_failure"
+    alert_urls: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+                f" (got {value!r})"
+            )
+        return value
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> tuple[str, ...]:
+        try:
+            return normalise_list(value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("timeout", "retry_delay", "retry_max_delay", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> int:
+        seconds = parse_duration(value)
+        return seconds
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("description", "command", "working_dir", "log")
+    @classmethod
+    def _single_line(cls, value: str | None, info) -> str | None:
+        return value if value is None else _no_control(value, info.field_name)
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("must not contain a NUL")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: object) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping of NAME: value")
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not ENV_KEY.match(key):
+                raise ValueError(
+                    f"{key!r} is not a valid variable name (letters, digits, '_', no '=')"
+                )
+            if isinstance(item, dict | list) or item is None:
+                raise ValueError(f"{key}: expected a single value")
+            text = _yaml_scalar(item)
+            if "\n" in text or "\r" in text or "\0" in text:
+                raise ValueError(f"{key}: value must not contain a newline or NUL")
+            result[key] = text
+        return result
+
+    @field_validator("alert_urls", "tags", mode="before")
+    @classmethod
+    def _string_list(cls, value: object) -> tuple[str, ...]:
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError("expected a list of strings")
+        for item in items:
+            if not isinstance(item, str) or not item or any(c in item for c in "\n\r\0"):
+                raise ValueError(f"{item!r}: expected a non-empty single-line string")
+        return tuple(items)
+
+    @field_validator("working_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
+
+    @field_validator("log")
+    @classmethod
+    def _log_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value or value.startswith("/") or ".." in value.split("/") or value.endswith("/")
+        ):
+            raise ValueError(f"must be a file name inside LOG_DIR, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Task:
+        if (self.command is None) == (self.script is None):
+            which = "both" if self.command is not None else "neither"
+            raise ValueError(f"give exactly one of command or script ({which} given)")
+        if self.command is not None and not self.command.strip():
+            raise ValueError("command is empty")
+        return self
+
+    @property
+    def log_name(self) -> str:
+        return self.log or f"{self.name}.log"
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        from agency_cron.config import is_secret_name
+
+        return tuple(v for k, v in self.env.items() if is_secret_name(k) and v)
+
+
+def _yaml_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Every task, in file order, with the files they came from."""
+
+    tasks: tuple[Task, ...]
+    sources: tuple[Path, ...]
+
+    def get(self, name: str) -> Task | None:
+        return next((task for task in self.tasks if task.name == name), None)
+
+
+def find_manifest(explicit: str | os.PathLike | None, settings: Settings) -> Path:
+    """--manifest, AGENCY_CRON_MANIFEST, ./tasks.yaml, $AGENCY_ROOT/tasks.yaml (CONTRACT.md)."""
+    named = explicit or settings.values.get("AGENCY_CRON_MANIFEST")
+    candidates = (
+        [Path(named)] if named else [Path("tasks.yaml"), settings.agency_root / "tasks.yaml"]
+    )
+    for path in candidates:
+        if path.exists():
+            return path
+    raise ConfigError(f"{candidates[0]}: manifest not found")
+
+
+def load_manifest(path: str | os.PathLike, settings: Settings) -> Manifest:
+    """Load a manifest file or a folder of them; raise ConfigError with every problem."""
+    path = Path(path)
+    files = _manifest_files(path)
+    problems: list[str] = []
+    tasks: list[Task] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        for where, task in _load_file(file, settings, problems):
+            if task.name in seen:
+                problems.append(
+                    f"{where}: name: duplicate task name, first defined at {seen[task.name]}"
+                )
+                continue
+            seen[task.name] = where
+            tasks.append(task)
+    if problems:
+        raise ConfigError(*problems)
+    return Manifest(tasks=tuple(tasks), sources=tuple(files))
+
+
+def _manifest_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+        if not files:
+            raise ConfigError(f"{path}: no *.yaml, *.yml or *.json files in this folder")
+        return files
+    if not path.is_file():
+        raise ConfigError(f"{path}: manifest not found")
+    return [path]
+
+
+def _load_file(file: Path, settings: Settings, problems: list[str]) -> list[tuple[str, Task]]:
+    try:
+        document = _parse(file)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return []
+    entries, defaults = _entries(file, document, problems)
+    loaded = []
+    for label, raw in entries:
+        where = f"{file}: {label}"
+        task = _build_task(where, raw, defaults, settings, problems)
+        if task is not None:
+            loaded.append((f"{where} ({task.name})", task))
+    return loaded
+
+
+def _parse(file: Path) -> Any:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    if "\0" in text:
+        raise ConfigError(f"{file}: contains a NUL byte")
+    if file.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{file}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    return _parse_yaml(file, text)
+
+
+def _parse_yaml(file: Path, text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file}: {where}invalid YAML: {problem}") from None
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    """A SafeLoader (libyaml when present) that refuses duplicate keys instead of keeping the last."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeyLoader(base):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def _entries(file: Path, document: Any, problems: list[str]) -> tuple[list[tuple[str, Any]], dict]:
+    """Split a document into (label, raw task) pairs and its defaults."""
+    if isinstance(document, dict) and "name" in document and "tasks" not in document:
+        return [("task", document)], {}
+    if not isinstance(document, dict):
+        shape = "empty" if document is None else type(document).__name__
+        problems.append(
+            f"{file}: expected a mapping with a 'tasks:' list (or one task), got {shape}"
+        )
+        return [], {}
+    for key in document:
+        if key not in TOP_LEVEL_KEYS:
+            problems.append(
+                f"{file}: {key}: unknown top-level key{_did_you_mean(key, TOP_LEVEL_KEYS)}"
+            )
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        problems.append(f"{file}: defaults: expected a mapping of task fields")
+        defaults = {}
+    elif "name" in defaults:
+        problems.append(
+            f"{file}: defaults: name: a default name makes no sense; give each task its own"
+        )
+        defaults = {k: v for k, v in defaults.items() if k != "name"}
+    tasks = document.get("tasks")
+    if not isinstance(tasks, list):
+        problems.append(f"{file}: tasks: expected a list of tasks")
+        return [], defaults
+    return [(f"tasks[{index}]", raw) for index, raw in enumerate(tasks)], defaults
+
+
+def _build_task(where: str, raw: Any, defaults: dict, settings: Settings, problems: list[str]):
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a mapping of task fields, got {type(raw).__name__}")
+        return None
+    merged = {**defaults, **raw}
+    if isinstance(defaults.get("env"), dict) and isinstance(raw.get("env"), dict):
+        merged["env"] = {**defaults["env"], **raw["env"]}
+    name = raw.get("name")
+    label = f"{where} ({name})" if isinstance(name, str) and name else where
+    try:
+        expanded = {key: expand(value, settings.values, key) for key, value in merged.items()}
+    except _UnsetVariable as exc:
+        problems.append(f"{label}: {exc.args[0]}")
+        return None
+    try:
+        return Task.model_validate(expanded)
+    except ValidationError as exc:
+        problems.extend(_describe(label, exc))
+        return None
+
+
+class _UnsetVariable(Exception):
+    pass
+
+
+def expand(value: Any, variables: dict[str, str], field: str = "") -> Any:
+    """Expand ${VAR} and ${VAR:-default} in every string of a value; `$$` is a literal `$`.
+
+    Raises _UnsetVariable for ${VAR} with no value and no default.
+    """
+    if isinstance(value, dict):
+        return {key: expand(item, variables, field or str(key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand(item, variables, field) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        if match.group(1) == "$":
+            return "$"
+        name, default = match.group(2), match.group(3)
+        found = variables.get(name)
+        if found or default is None and name in variables:
+            return found or ""
+        if default is not None:
+            return default
+        raise _UnsetVariable(f"{field}: ${{{name}}} is not set in config.env or the environment")
+
+    return VARIABLE.sub(substitute, value)
+
+
+def _describe(label: str, error: ValidationError) -> list[str]:
+    messages = []
+    fields = list(Task.model_fields)
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        key = str(item["loc"][0]) if item["loc"] else ""
+        if item["type"] == "extra_forbidden":
+            messages.append(f"{label}: {location}: unknown key{_did_you_mean(key, fields)}")
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "required"
+        messages.append(f"{label}: {location or 'task'}: {message}")
+    return messages
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

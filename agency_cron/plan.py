@@ -1,0 +1,322 @@
+"""Desired state vs what is installed -> a Plan (added, changed, removed, unchanged).
+
+Building a plan reads the crontab and the files but writes nothing: `--dry-run` stops here
+and shows the plan and its diff; apply.py carries it out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from agency_cron import layout, render
+from agency_cron.backends.crontab import Target, entry_line, installed_entries, merge, parse_target
+from agency_cron.config import Settings
+from agency_cron.errors import ConfigError, UsageError
+from agency_cron.fs import read_bytes
+from agency_cron.manifest import Manifest, Task
+
+ADDED, CHANGED, REMOVED, UNCHANGED = "added", "changed", "removed", "unchanged"
+EXECUTABLE, PUBLIC, PRIVATE = 0o755, 0o644, 0o600
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file to write (content) or delete (content None), and what it is for."""
+
+    path: Path
+    content: bytes | None
+    mode: int
+    action: str
+    owner: str  # the task it belongs to, or "shared"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the plan table."""
+
+    item: str
+    kind: str  # "task" or "file"
+    action: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: Target
+    scope: frozenset[str] | None
+    crontab_before: str
+    crontab_after: str
+    files: tuple[FileChange, ...]
+    rows: tuple[Row, ...]
+    directories: tuple[Path, ...] = field(default=())
+
+    @property
+    def changes(self) -> bool:
+        return (
+            self.crontab_before != self.crontab_after
+            or any(f.action != UNCHANGED for f in self.files)
+            or bool(self.directories)
+        )
+
+    def diff(self) -> str:
+        """A unified diff of the crontab and every file the plan changes."""
+        parts = [_diff(self.crontab_before, self.crontab_after, f"crontab ({self.target.label})")]
+        for change in self.files:
+            if change.action == UNCHANGED:
+                continue
+            before = read_bytes(change.path) or b""
+            after = change.content or b""
+            parts.append(_diff(_text(before), _text(after), str(change.path)))
+        return "".join(parts)
+
+    def as_json(self) -> dict:
+        return {
+            "version": 1,
+            "target": self.target.label,
+            "changes": self.changes,
+            "rows": [row.__dict__ for row in self.rows],
+            "directories": [str(d) for d in self.directories],
+        }
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _diff(before: str, after: str, name: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        f"a/{name}",
+        f"b/{name}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def read_overrides(settings: Settings) -> dict[str, bool]:
+    """enable/disable choices kept in STATE_DIR: {task: enabled}."""
+    data = read_bytes(layout.overrides_path(settings))
+    if not data:
+        return {}
+    try:
+        loaded = json.loads(data)
+    except ValueError as exc:
+        raise ConfigError(f"{layout.overrides_path(settings)}: not valid JSON: {exc}") from None
+    return {str(k): bool(v) for k, v in loaded.get("enabled", {}).items()}
+
+
+def effective_enabled(task: Task, overrides: dict[str, bool]) -> bool:
+    return overrides.get(task.name, task.enabled)
+
+
+def select(manifest: Manifest, names: list[str] | None) -> list[Task]:
+    """The tasks named (all when none); an unknown name is a usage error."""
+    if not names:
+        return list(manifest.tasks)
+    unknown = [n for n in names if manifest.get(n) is None]
+    if unknown:
+        known = ", ".join(t.name for t in manifest.tasks) or "none"
+        raise UsageError(f"unknown task {unknown[0]!r} (tasks in the manifest: {known})")
+    return [manifest.get(n) for n in dict.fromkeys(names)]
+
+
+def build_plan(
+    settings: Settings,
+    manifest: Manifest,
+    manifest_path: Path,
+    names: list[str] | None = None,
+    overrides: dict[str, bool] | None = None,
+) -> Plan:
+    """Compare what the manifest asks for with the crontab and files; write nothing."""
+    target = parse_target(settings.crontab)
+    overrides = read_overrides(settings) if overrides is None else overrides
+    tasks = select(manifest, names)
+    _refuse_collisions(tasks)
+    scope = frozenset(t.name for t in tasks) if names else None
+    before = target.read()
+    desired = {t.name: _entries(t, settings, target, overrides) for t in tasks}
+    after = merge(before, desired, scope)
+    stale = _stale_tasks(settings, before, manifest) if scope is None else set()
+    changes = _file_changes(settings, tasks, manifest_path, overrides, stale, scope is None)
+    rows = _task_rows(tasks, stale, installed_entries(before), desired, changes)
+    rows += [_file_row(c) for c in changes if c.owner == "shared"]
+    return Plan(target, scope, before, after, tuple(changes), tuple(rows), _missing_dirs(settings))
+
+
+def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:
+    """Every managed line removed; with purge, every file install rendered as well."""
+    target = parse_target(settings.crontab)
+    before = target.read()
+    after = merge(before, {}, None)
+    installed = installed_entries(before)
+    stale = set(installed) | _rendered_tasks(settings)
+    changes = _removals(settings, stale, purge) if purge else []
+    rows = [Row(name, "task", REMOVED) for name in sorted(installed)]
+    rows += [_file_row(c) for c in changes]
+    return Plan(target, None, before, after, tuple(changes), tuple(rows))
+
+
+def _refuse_collisions(tasks: list[Task]) -> None:
+    bundled = {p.stem for p in _bundled_scripts()}
+    clashes = [t.name for t in tasks if t.name in bundled]
+    if clashes:
+        raise ConfigError(
+            f"tasks: {clashes[0]}: name: its wrapper {clashes[0]}.sh would overwrite the "
+            "bundled script of the same name; pick another name"
+        )
+
+
+def _entries(task: Task, settings: Settings, target: Target, overrides: dict[str, bool]):
+    enabled = effective_enabled(task, overrides)
+    wrapper = layout.wrapper_path(settings, task.name)
+    user = _run_as_user() if target.user_field else None
+    return [entry_line(s, wrapper, task.name, enabled, user) for s in task.schedule]
+
+
+def _run_as_user() -> str:
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _stale_tasks(settings: Settings, crontab_text: str, manifest: Manifest) -> set[str]:
+    """Tasks installed earlier (crontab lines or rendered specs) that the manifest dropped."""
+    wanted = {t.name for t in manifest.tasks}
+    return (set(installed_entries(crontab_text)) | _rendered_tasks(settings)) - wanted
+
+
+def _rendered_tasks(settings: Settings) -> set[str]:
+    folder = layout.spec_dir(settings)
+    return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+
+
+def _bundled_scripts() -> list[Path]:
+    folder = files("agency_cron.cronjobs")
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".sh"))
+
+
+def _file_changes(settings, tasks, manifest_path, overrides, stale, full) -> list[FileChange]:
+    wanted: list[tuple[Path, bytes, int, str]] = []
+    for task in tasks:
+        enabled = effective_enabled(task, overrides)
+        wrapper = render.wrapper_text(task, settings, manifest_path.resolve())
+        spec = render.spec_text(task, settings, enabled)
+        wanted.append(
+            (layout.wrapper_path(settings, task.name), wrapper.encode(), EXECUTABLE, task.name)
+        )
+        wanted.append((layout.spec_path(settings, task.name), spec.encode(), PRIVATE, task.name))
+    for script in _bundled_scripts():
+        wanted.append(
+            (layout.scripts_dir(settings) / script.name, script.read_bytes(), EXECUTABLE, "shared")
+        )
+    logrotate = _checked_logrotate(settings)
+    wanted.append((layout.logrotate_path(settings), logrotate.encode(), PUBLIC, "shared"))
+    changes = [_compare(path, content, mode, owner) for path, content, mode, owner in wanted]
+    return changes + (_removals(settings, stale, False) if full else [])
+
+
+def _removals(settings: Settings, names: set[str], with_shared: bool) -> list[FileChange]:
+    paths = []
+    for name in sorted(names):
+        paths += [
+            (layout.wrapper_path(settings, name), name),
+            (layout.spec_path(settings, name), name),
+        ]
+    if with_shared:
+        paths += [(layout.scripts_dir(settings) / p.name, "shared") for p in _bundled_scripts()]
+        paths.append((layout.logrotate_path(settings), "shared"))
+    return [FileChange(p, None, 0, REMOVED, owner) for p, owner in paths if p.exists()]
+
+
+def _compare(path: Path, content: bytes, mode: int, owner: str) -> FileChange:
+    try:
+        current_mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return FileChange(path, content, mode, ADDED, owner)
+    same = current_mode == mode and read_bytes(path) == content
+    return FileChange(path, content, mode, UNCHANGED if same else CHANGED, owner)
+
+
+def _task_rows(tasks, stale, installed, desired, changes) -> list[Row]:
+    file_actions: dict[str, set[str]] = {}
+    for change in changes:
+        file_actions.setdefault(change.owner, set()).add(change.action)
+    rows = []
+    for task in tasks:
+        lines = desired[task.name]
+        if task.name not in installed:
+            action = ADDED
+        elif installed[task.name] != lines or file_actions.get(task.name, set()) - {UNCHANGED}:
+            action = CHANGED
+        else:
+            action = UNCHANGED
+        state = "disabled" if lines and lines[0].startswith("#") else "enabled"
+        rows.append(Row(task.name, "task", action, f"{', '.join(task.schedule)} ({state})"))
+    rows += [Row(name, "task", REMOVED) for name in sorted(stale)]
+    return rows
+
+
+def _file_row(change: FileChange) -> Row:
+    return Row(str(change.path), "file", change.action)
+
+
+def _missing_dirs(settings: Settings) -> tuple[Path, ...]:
+    wanted = [
+        settings.log_dir,
+        settings.log_dir / "cron",
+        settings.state_dir,
+        layout.spec_dir(settings),
+        layout.scripts_dir(settings),
+    ]
+    return tuple(d for d in wanted if not d.is_dir())
+
+
+def log_owner() -> tuple[str, str]:
+    """The user and group that own the logs: whoever runs install (cron runs tasks as them)."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return user, group
+
+
+def _checked_logrotate(settings: Settings) -> str:
+    """Render the logrotate config and, when logrotate is installed, check it with -d.
+
+    logrotate exits 0 on unknown options and unsafe files, so its `error:` lines are read.
+    """
+    text = render.logrotate_text(settings, *log_owner())
+    binary = shutil.which("logrotate")
+    if not binary:
+        return text
+    with tempfile.TemporaryDirectory(prefix="agency-cron-logrotate-") as folder:
+        config = Path(folder) / layout.LOGROTATE_NAME
+        config.write_text(text)
+        config.chmod(PUBLIC)
+        result = subprocess.run(
+            [binary, "-d", "-s", str(Path(folder) / "state"), str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    errors = [
+        line.strip()
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.lower().startswith("error:") and "stat of" not in line
+    ]
+    if errors:
+        raise ConfigError(f"{layout.logrotate_path(settings)}: logrotate -d: {errors[0]}")
+    return text

@@ -1,0 +1,119 @@
+"""Pure rendering: Task + Settings -> text. Nothing here touches the disk or the crontab.
+
+Templates ship inside the package (agency_cron.templates, mapped from the repository's
+templates/ folder), so a plain `pip install .` renders the same files as a checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from functools import cache
+from pathlib import Path
+
+from agency_cron import layout
+from agency_cron.config import Settings, is_secret_name
+from agency_cron.manifest import Task
+
+SPEC_VERSION = 1
+CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@cache
+def environment():
+    """The Jinja environment: strict about undefined names, with a shell-quoting filter."""
+    from importlib.resources import files
+
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(files("agency_cron.templates"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["sh"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def python_executable() -> str:
+    """The interpreter the wrappers call: the one running agency-cron now (its venv)."""
+    return os.environ.get("AGENCY_CRON_PYTHON") or sys.executable
+
+
+def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:
+    """The shell wrapper cron runs for `task`; secrets stay out of it (it is 0755)."""
+    python = python_executable()
+    public = sorted((k, v) for k, v in task.env.items() if not is_secret_name(k))
+    secrets = sorted(k for k in task.env if is_secret_name(k))
+    return render(
+        "wrapper.sh.j2",
+        task=task,
+        settings=settings,
+        manifest=str(manifest),
+        wrapper=str(layout.wrapper_path(settings, task.name)),
+        cron_log=str(layout.cron_log_path(settings, task.name)),
+        path=f"{Path(python).parent}:{CRON_PATH}",
+        public_env=public,
+        secret_names=secrets,
+        working_dir=working_dir(task, settings),
+        python=python,
+        spec=str(layout.spec_path(settings, task.name)),
+    )
+
+
+def working_dir(task: Task, settings: Settings) -> str:
+    return task.working_dir or str(settings.agency_root)
+
+
+def spec(task: Task, settings: Settings, enabled: bool) -> dict:
+    """Everything the runner needs, resolved, so the run path reads JSON and nothing else."""
+    return {
+        "version": SPEC_VERSION,
+        "name": task.name,
+        "description": task.description,
+        "schedule": list(task.schedule),
+        "enabled": enabled,
+        "command": task.command if task.command is not None else task.script,
+        "timeout": task.timeout,
+        "env": dict(sorted(task.env.items())),
+        "working_dir": working_dir(task, settings),
+        "log": str(settings.log_dir / task.log_name),
+        "log_dir": str(settings.log_dir),
+        "state_dir": str(settings.state_dir),
+        "retries": task.retries,
+        "retry_delay": task.retry_delay,
+        "retry_backoff": task.retry_backoff,
+        "retry_max_delay": task.retry_max_delay,
+        "overlap": task.overlap,
+        "alert": task.alert,
+        "alert_urls": [*settings.alert_urls, *task.alert_urls],
+        "alert_on_failure": settings.alert_on_failure,
+        "alert_timeout": settings.alert_timeout,
+        "secrets": sorted({*task.secret_values, *settings_secret_values(settings)}),
+    }
+
+
+def settings_secret_values(settings: Settings) -> list[str]:
+    """Values of config variables whose names mark them secret (for redaction)."""
+    return [v for k, v in settings.values.items() if is_secret_name(k) and len(v) >= 4]
+
+
+def spec_text(task: Task, settings: Settings, enabled: bool) -> str:
+    return json.dumps(spec(task, settings, enabled), indent=2, sort_keys=True) + "\n"
+
+
+def logrotate_text(settings: Settings, owner: str, group: str) -> str:
+    return render(
+        "logrotate.j2",
+        log_dir=str(settings.log_dir),
+        retention=settings.log_retention_days,
+        owner=owner,
+        group=group,
+    )

@@ -1,0 +1,563 @@
+"""The run path: what cron executes, through each task's wrapper, on every run.
+
+    python -m agency_cron.runner STATE_DIR/tasks/NAME.json [--alert]
+
+Standard library only on the success path (json, os, select, signal, sqlite3, fcntl):
+typer, rich, pydantic, jinja2 and apprise cost 60-120 ms each to import, more than the
+whole of `chronic true`. The spec JSON was resolved by `install`, so nothing is parsed
+or validated here. Apprise is imported by alerts.py only when an alert is sent.
+
+One run: take the task's lock (overlap), then for each attempt start the command in its
+own process group, stream its output (redacted) to the task log and to our stdout (the
+cron log), enforce the timeout on the whole group, record the attempt in history, and
+retry with backoff; after the last attempt decide on an alert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+
+EXIT_TIMEOUT = 124
+KILL_GRACE_S = 10.0
+CHUNK = 1 << 20
+TAIL_BYTES = 16 * 1024
+TAIL_LINES = 20
+FAILURES = ("failed", "timeout")
+
+
+class RunnerError(Exception):
+    """A run that cannot start (unreadable spec, missing working dir): exit 2."""
+
+
+def now_iso(moment: float | None = None) -> str:
+    """UTC ISO 8601 with milliseconds; sorts lexicographically in time order."""
+    moment = time.time() if moment is None else moment
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
+    return f"{stamp}.{int(moment % 1 * 1000):03d}+00:00"
+
+
+class Redactor:
+    """Replaces secret values in a byte stream, including ones split across two chunks."""
+
+    def __init__(self, secrets: list[str]):
+        self.secrets = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
+        self.keep = max((len(s) for s in self.secrets), default=1) - 1
+        self.carry = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if not self.secrets:
+            return data
+        buffer = self._replace(self.carry + data)
+        cut = len(buffer) - self.keep if self.keep else len(buffer)
+        self.carry = buffer[cut:]
+        return buffer[:cut]
+
+    def flush(self) -> bytes:
+        rest, self.carry = self.carry, b""
+        return self._replace(rest)
+
+    def _replace(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, b"***")
+        return data
+
+
+class Output:
+    """Where a run's output goes: the task log (append), our stdout, and a tail in memory."""
+
+    def __init__(self, log_path: str, secrets: list[str], echo: bool = True):
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        # Opened for append on every run: after logrotate renames the log, the next run
+        # creates and writes the new file; a run in flight keeps writing the renamed one.
+        self.log_fd = os.open(
+            log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
+        self.echo_fd = sys.stdout.fileno() if echo else None
+        self.redactor = Redactor(secrets)
+        self.tail = b""
+
+    def line(self, text: str) -> None:
+        """An agency-cron line (start, end, notes) in the task log and on stdout."""
+        data = self.redactor._replace(f"{now_iso()} agency-cron: {text}\n".encode())
+        self._write(data)
+
+    def stream(self, data: bytes) -> None:
+        self._write(self.redactor.feed(data), keep_tail=True)
+
+    def finish_stream(self) -> None:
+        rest = self.redactor.flush()
+        if rest:
+            self._write(rest, keep_tail=True)
+
+    def _write(self, data: bytes, keep_tail: bool = False) -> None:
+        if not data:
+            return
+        _write_all(self.log_fd, data)
+        if self.echo_fd is not None:
+            try:
+                _write_all(self.echo_fd, data)
+            except OSError:
+                self.echo_fd = None  # a closed terminal must not stop the run
+        if keep_tail:
+            self.tail = (self.tail + data)[-TAIL_BYTES:]
+
+    def take_tail(self) -> str:
+        """The last lines of the attempt's output, then start a new tail."""
+        lines = self.tail.decode("utf-8", "replace").splitlines()[-TAIL_LINES:]
+        self.tail = b""
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        os.close(self.log_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Signals:
+    """SIGTERM, SIGINT and SIGHUP to the runner are passed on to the task's process group."""
+
+    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.group: int | None = None
+        for signum in self.HANDLED:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        if self.group:
+            _signal_group(self.group, signum)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of `root` by parent links in /proc (those that left its group too)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+class Attempt:
+    """One execution of the command: spawn, pump output, enforce the deadline."""
+
+    def __init__(self, spec: dict, output: Output, signals: Signals):
+        self.spec, self.output, self.signals = spec, output, signals
+        self.timed_out = False
+
+    def run(self) -> int:
+        read_fd, write_fd = os.pipe()
+        pid = self._spawn(write_fd)
+        os.close(write_fd)
+        self.signals.group = pid
+        try:
+            return self._supervise(pid, read_fd)
+        finally:
+            self.signals.group = None
+            os.close(read_fd)
+
+    def _spawn(self, write_fd: int) -> int:
+        env = dict(os.environ)
+        env.update(self.spec["env"])
+        env["AGENCY_CRON_TASK"] = self.spec["name"]
+        return os.posix_spawn(
+            "/bin/sh",
+            ["/bin/sh", "-c", self.spec["command"]],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_fd, 1),
+                (os.POSIX_SPAWN_DUP2, write_fd, 2),
+            ],
+            setsid=True,  # its own session and process group: the timeout ends all of it
+        )
+
+    def _supervise(self, pid: int, read_fd: int) -> int:
+        deadline = time.monotonic() + self.spec["timeout"]
+        poller = select.poll()
+        poller.register(read_fd, select.POLLIN | select.POLLHUP)
+        status = None
+        open_pipe = True
+        while status is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self._expire(pid, read_fd)
+            if open_pipe:
+                open_pipe = self._pump(poller, read_fd, min(remaining, 1.0))
+            else:
+                time.sleep(min(remaining, 0.01))
+            status = _reap(pid)
+        if open_pipe:
+            self._drain(poller, read_fd)
+        self.output.finish_stream()
+        return status
+
+    def _pump(self, poller, read_fd: int, wait_s: float) -> bool:
+        """Copy what the pipe has; False at end of file."""
+        if not poller.poll(wait_s * 1000):
+            return True
+        data = os.read(read_fd, CHUNK)
+        if not data:
+            return False
+        self.output.stream(data)
+        return True
+
+    def _drain(self, poller, read_fd: int) -> None:
+        """The command exited: take what is left, but do not wait on a background child."""
+        while poller.poll(100) and self._pump(poller, read_fd, 0):
+            pass
+
+    def _expire(self, pid: int, read_fd: int) -> int:
+        self.timed_out = True
+        self.output.finish_stream()
+        self.output.line(f"timeout after {self.spec['timeout']}s: SIGTERM to the process group")
+        stop_tree(pid, KILL_GRACE_S)
+        _reap(pid, block=True)
+        return EXIT_TIMEOUT
+
+
+def stop_tree(pid: int, grace: float) -> None:
+    """SIGTERM the group and every descendant, then SIGKILL whatever is left after `grace`."""
+    members = set(descendants(pid)) | {pid}
+    _signal_group(pid, signal.SIGTERM)
+    for member in members:
+        _kill(member, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and any(_alive(m) for m in members):
+        _reap(pid)
+        time.sleep(0.05)
+    members |= set(descendants(pid))
+    _signal_group(pid, signal.SIGKILL)
+    for member in members:
+        _kill(member, signal.SIGKILL)
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in (b"Z", b"X")
+
+
+def _reap(pid: int, block: bool = False) -> int | None:
+    """The exit code of `pid` once it has ended (128+N for signal N), else None."""
+    try:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return 255
+    if done == 0:
+        return None
+    return os.waitstatus_to_exitcode(status) if status >= 0 else 255
+
+
+def _normalise_code(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+class Lock:
+    """The task's overlap lock: an flock on STATE_DIR/locks/NAME.lock holding the runner's pid.
+
+    The kernel drops an flock when its holder dies, so a runner killed with SIGKILL never
+    blocks the next run.
+    """
+
+    def __init__(self, state_dir: str, name: str):
+        folder = os.path.join(state_dir, "locks")
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, f"{name}.lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def acquire(self, wait: bool) -> bool:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return True
+
+    def holder(self) -> int | None:
+        try:
+            return int(os.pread(self.fd, 32, 0).split()[0])
+        except (ValueError, IndexError, OSError):
+            return None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def retry_delay(spec: dict, attempt: int) -> float:
+    """Seconds before attempt `attempt + 1`: fixed or exponential, capped, with +-10% jitter."""
+    base = float(spec["retry_delay"])
+    if spec["retry_backoff"] == "exponential":
+        base *= 2 ** (attempt - 1)
+    base = min(base, float(spec["retry_max_delay"]))
+    return max(0.0, base * random.uniform(0.9, 1.1)) if base else 0.0
+
+
+class Run:
+    """A whole run of one task: lock, attempts, history, alert."""
+
+    def __init__(self, spec: dict, force_alert: bool = False, echo: bool = True):
+        self.spec = spec
+        self.force_alert = force_alert
+        self.run_id = os.urandom(6).hex()
+        self.host = socket.gethostname()
+        self.attempts = int(spec["retries"]) + 1
+        self.output = Output(spec["log"], spec.get("secrets", []), echo)
+        self.history_path = os.path.join(spec["state_dir"], "history.db")
+        self._db = None
+
+    def db(self):
+        if self._db is None:
+            from agency_cron import history
+
+            self._db = history.connect(self.history_path)
+        return self._db
+
+    def execute(self) -> int:
+        lock = None
+        try:
+            if self.spec["overlap"] != "allow":
+                lock = Lock(self.spec["state_dir"], self.spec["name"])
+                if not lock.acquire(wait=self.spec["overlap"] == "wait"):
+                    return self._skip(lock.holder())
+            return self._attempts()
+        finally:
+            if lock:
+                lock.close()
+            self.output.close()
+
+    def _skip(self, holder: int | None) -> int:
+        note = f"previous run still running (pid {holder})"
+        self.output.line(f"skipped task={self.spec['name']} run={self.run_id}: {note}")
+        started = now_iso()
+        self._record(1, started, started, 0.0, 0, "skipped", "", note)
+        return 0
+
+    def _attempts(self) -> int:
+        signals = Signals()
+        problem = _enter_working_dir(self.spec["working_dir"])
+        if problem:
+            return self._cannot_start(problem)
+        for attempt in range(1, self.attempts + 1):
+            code, status, row_id, tail, duration = self._one(attempt, signals)
+            if status in FAILURES and attempt < self.attempts and signals.received is None:
+                delay = retry_delay(self.spec, attempt)
+                self.output.line(
+                    f"retry in {delay:.1f}s (attempt {attempt + 1} of {self.attempts})"
+                )
+                if _sleep_unless_signalled(delay, signals):
+                    continue
+            break
+        self._maybe_alert(status, code, attempt, tail, duration, row_id)
+        return code
+
+    def _cannot_start(self, problem: str) -> int:
+        """Recorded and alerted like any failure, so a task that never starts is noticed."""
+        self.output.line(f"error task={self.spec['name']} run={self.run_id}: {problem}")
+        started = now_iso()
+        row_id = self._record(1, started, started, 0.0, 2, "failed", problem, problem)
+        self._maybe_alert("failed", 2, 1, problem, 0.0, row_id)
+        return 2
+
+    def _one(self, attempt: int, signals: Signals):
+        spec = self.spec
+        started, clock = time.time(), time.monotonic()
+        self.output.line(
+            f"start task={spec['name']} run={self.run_id} attempt={attempt}/{self.attempts} pid={os.getpid()}"
+        )
+        runner = Attempt(spec, self.output, signals)
+        code = _normalise_code(runner.run())
+        duration = time.monotonic() - clock
+        final = _status(code, runner.timed_out, signals.received)
+        retrying = final in FAILURES and attempt < self.attempts and signals.received is None
+        shown = "retry-scheduled" if retrying else final
+        self.output.line(
+            f"end task={spec['name']} run={self.run_id} attempt={attempt}/{self.attempts}"
+            f" duration={duration:.3f}s exit={code} status={shown}"
+        )
+        tail = self.output.take_tail()
+        row_id = self._record(attempt, now_iso(started), now_iso(), duration, code, shown, tail)
+        return code, final, row_id, tail, duration
+
+    def _record(
+        self, attempt, started, finished, duration, code, status, tail, note=None
+    ) -> int | None:
+        row = {
+            "task": self.spec["name"],
+            "run_id": self.run_id,
+            "attempt": attempt,
+            "attempts": self.attempts,
+            "started_at": started,
+            "finished_at": finished,
+            "duration_s": round(duration, 6),
+            "exit_code": code,
+            "status": status,
+            "host": self.host,
+            "pid": os.getpid(),
+            "output_tail": tail,
+            "note": note,
+        }
+        try:
+            from agency_cron import history
+
+            return history.record(self.db(), row)
+        except Exception as exc:  # history must never change the task's exit code
+            self.output.line(f"warning: could not record the run in {self.history_path}: {exc}")
+            return None
+
+    def _maybe_alert(self, status, code, attempt, tail, duration, row_id) -> None:
+        from agency_cron import history
+
+        if not self.force_alert and not self.spec.get("alert_on_failure"):
+            return  # the common case: no history query, no alerts import
+        previous = None
+        with contextlib.suppress(Exception):  # a broken history only loses the recovery notice
+            previous = _previous_status(self.db(), self.spec["name"], row_id)
+        kind = _alert_kind(self.spec, status, previous, self.force_alert)
+        if kind is None:
+            return
+        from agency_cron import alerts
+
+        event = {
+            "host": self.host,
+            "task": self.spec["name"],
+            "status": status,
+            "exit_code": code,
+            "duration_s": round(duration, 3),
+            "attempt": attempt,
+            "attempts": self.attempts,
+            "run_id": self.run_id,
+            "output_tail": tail,
+        }
+        outcome = alerts.send(
+            self.spec["alert_urls"],
+            kind,
+            event,
+            self.spec.get("secrets", []),
+            float(self.spec.get("alert_timeout", 30)),
+        )
+        self.output.line(f"alert ({kind}): {outcome}")
+        if row_id is not None:
+            try:
+                history.set_alert(self.db(), row_id, f"{kind}: {outcome}")
+            except Exception as exc:  # noqa: BLE001
+                self.output.line(f"warning: could not record the alert: {exc}")
+
+
+def _alert_kind(spec: dict, status: str, previous: str | None, force: bool) -> str | None:
+    """Decide without importing alerts.py when no alert can be due (the common case)."""
+    if status == "success" and spec["alert"] != "always" and previous not in FAILURES:
+        return None
+    from agency_cron import alerts
+
+    return alerts.decide(spec["alert"], status, previous, bool(spec.get("alert_on_failure")), force)
+
+
+def _previous_status(conn, task: str, current_row: int | None) -> str | None:
+    found = conn.execute(
+        "SELECT status FROM runs WHERE task = ? AND id < ? AND status NOT IN"
+        " ('skipped', 'retry-scheduled') ORDER BY id DESC LIMIT 1",
+        (task, current_row if current_row is not None else 1 << 62),
+    ).fetchone()
+    return found[0] if found else None
+
+
+def _status(code: int, timed_out: bool, signalled: int | None) -> str:
+    if timed_out:
+        return "timeout"
+    if signalled is not None:
+        return "killed"
+    return "success" if code == 0 else "failed"
+
+
+def _sleep_unless_signalled(delay: float, signals: Signals) -> bool:
+    """Sleep `delay` seconds; False if a signal asked us to stop meanwhile."""
+    end = time.monotonic() + delay
+    while signals.received is None:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            return True
+        time.sleep(min(remaining, 0.2))
+    return False
+
+
+def _enter_working_dir(path: str) -> str | None:
+    """chdir to the task's working directory; the reason when that is impossible."""
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        return f"cannot enter working_dir {path}: {exc.strerror}"
+    return None
+
+
+def load_spec(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise RunnerError(f"{path}: no such task spec; run `agency-cron install` first") from None
+    except (OSError, ValueError) as exc:
+        raise RunnerError(f"{path}: cannot read the task spec: {exc}") from None
+
+
+def run_spec(spec: dict, force_alert: bool = False, echo: bool = True) -> int:
+    """Run a task from its resolved spec; returns the exit code to exit with."""
+    return Run(spec, force_alert, echo).execute()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    flags = {a for a in args if a.startswith("-")}
+    paths = [a for a in args if not a.startswith("-")]
+    if len(paths) != 1 or flags - {"--alert"}:
+        print("usage: python -m agency_cron.runner SPEC.json [--alert]", file=sys.stderr)
+        return 2
+    try:
+        return run_spec(load_spec(paths[0]), force_alert="--alert" in flags)
+    except RunnerError as exc:
+        print(f"agency-cron: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

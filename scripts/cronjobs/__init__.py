@@ -1,0 +1,1 @@
+"""Bundled AgencyStack task scripts, shipped as package data (see pyproject.toml)."""
