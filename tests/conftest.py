@@ -107,3 +107,9 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
         env={**os.environ, "NO_COLOR": "1", **(env or {})},
         check=False,
     )
+
+
+@pytest.fixture
+def cli_process():
+    """run_cli as a fixture (tests import nothing from conftest under importlib mode)."""
+    return run_cli
