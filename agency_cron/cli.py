@@ -91,7 +91,10 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
 
     Example: agency-cron validate --manifest tasks.yaml
     """
-    _, loaded, path = _load(config, manifest, None)
+    from agency_cron.backends.crontab import parse_target
+
+    settings, loaded, path = _load(config, manifest, None)
+    parse_target(settings.crontab)
     out.print(f"{path}: {len(loaded.tasks)} task(s), valid")
 
 
@@ -365,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
+    except PermissionError as exc:
+        err.print(
+            f"agency-cron: error: {exc.filename}: permission denied"
+            " (run as root, or point AGENCY_ROOT, LOG_DIR, STATE_DIR and LOGROTATE_DIR at"
+            " folders you can write)",
+            markup=False,
+        )
+        return 1
     except KeyboardInterrupt:
         err.print("agency-cron: interrupted")
         return 130

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = (
     "task",
@@ -51,6 +51,22 @@ MIGRATIONS = {
         "CREATE INDEX IF NOT EXISTS runs_task_started ON runs (task, started_at)",
         "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
         "CREATE INDEX IF NOT EXISTS runs_task_status ON runs (task, status, started_at)",
+    ),
+    # Results of the built-in checks (health, backup, integration), one row per check, so
+    # that reports and the dashboard read them without parsing logs.
+    2: (
+        """CREATE TABLE IF NOT EXISTS check_results (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            component TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            detail TEXT,
+            duration_s REAL,
+            checked_at TEXT NOT NULL,
+            run_id TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS check_results_kind_at ON check_results (kind, checked_at)",
     ),
 }
 
@@ -98,6 +114,26 @@ def record(conn: sqlite3.Connection, row: dict) -> int:
         f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({placeholders})", values
     )
     return cursor.lastrowid
+
+
+def record_checks(conn: sqlite3.Connection, rows: list[dict]) -> None:
+    """Insert check results (kind, component, check_name, ok, detail, duration_s, checked_at, run_id)."""
+    columns = (
+        "kind",
+        "component",
+        "check_name",
+        "ok",
+        "detail",
+        "duration_s",
+        "checked_at",
+        "run_id",
+    )
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            f"INSERT INTO check_results ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+            [[row.get(c) for c in columns] for row in rows],
+        )
 
 
 def set_alert(conn: sqlite3.Connection, row_id: int, outcome: str) -> None:

@@ -96,13 +96,26 @@ def spec(task: Task, settings: Settings, enabled: bool) -> dict:
         "alert_urls": [*settings.alert_urls, *task.alert_urls],
         "alert_on_failure": settings.alert_on_failure,
         "alert_timeout": settings.alert_timeout,
-        "secrets": sorted({*task.secret_values, *settings_secret_values(settings)}),
+        "secrets": redaction_list(task, settings),
     }
+
+
+def redaction_list(task: Task, settings: Settings) -> list[str]:
+    """Every value the runner must mask: secret-named variables and alert URL credentials.
+
+    Values shorter than 4 characters are left out: masking every "1" or "no" in the output
+    would destroy the log and protect nothing.
+    """
+    from agency_cron.alerts import secrets_of_urls
+
+    found = {*task.secret_values, *settings_secret_values(settings)}
+    found |= set(secrets_of_urls([*settings.alert_urls, *task.alert_urls]))
+    return sorted(value for value in found if len(value) >= 4)
 
 
 def settings_secret_values(settings: Settings) -> list[str]:
     """Values of config variables whose names mark them secret (for redaction)."""
-    return [v for k, v in settings.values.items() if is_secret_name(k) and len(v) >= 4]
+    return [v for k, v in settings.values.items() if is_secret_name(k)]
 
 
 def spec_text(task: Task, settings: Settings, enabled: bool) -> str:

@@ -172,8 +172,9 @@ def descendants(root: int) -> list[int]:
 class Attempt:
     """One execution of the command: spawn, pump output, enforce the deadline."""
 
-    def __init__(self, spec: dict, output: Output, signals: Signals):
+    def __init__(self, spec: dict, output: Output, signals: Signals, run_id: str):
         self.spec, self.output, self.signals = spec, output, signals
+        self.run_id = run_id
         self.timed_out = False
 
     def run(self) -> int:
@@ -191,6 +192,7 @@ class Attempt:
         env = dict(os.environ)
         env.update(self.spec["env"])
         env["AGENCY_CRON_TASK"] = self.spec["name"]
+        env["AGENCY_CRON_RUN_ID"] = self.run_id
         return os.posix_spawn(
             "/bin/sh",
             ["/bin/sh", "-c", self.spec["command"]],
@@ -405,7 +407,7 @@ class Run:
         self.output.line(
             f"start task={spec['name']} run={self.run_id} attempt={attempt}/{self.attempts} pid={os.getpid()}"
         )
-        runner = Attempt(spec, self.output, signals)
+        runner = Attempt(spec, self.output, signals, self.run_id)
         code = _normalise_code(runner.run())
         duration = time.monotonic() - clock
         final = _status(code, runner.timed_out, signals.received)
