@@ -358,6 +358,92 @@ def explain(expr: str, json_: JsonOpt = False) -> None:
         out.print(f"  next: {moment}")
 
 
+@app.command("log-summary")
+def log_summary(
+    since: Annotated[str, typer.Option("--since", help="Window: 90m, 24h, 7d.")] = "24h",
+    task: Annotated[list[str] | None, typer.Option("--task", help="Only this task.")] = None,
+    json_: JsonOpt = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page.")] = None,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Per task: last run, status, duration, runs and failures in the window, last error,
+    next run, overdue. Reads the SQLite history, never the log files.
+
+    Example: agency-cron log-summary --since 7d --task backup-verify
+    """
+    from agency_cron.plan import select
+
+    settings, loaded, _ = _load(config, manifest, None)
+    if task:
+        select(loaded, task)
+    summary = reports.log_summary(settings, loaded, reports.parse_since(since), task)
+    if html:
+        _write_summary_html(html, summary)
+    if json_:
+        _print_json(summary)
+        return
+    table = Table(title=f"since {summary['since']}")
+    columns = ("task", "last run", "status", "duration", "runs", "failures", "next run", "overdue")
+    for column in columns:
+        table.add_column(column)
+    for row in summary["tasks"]:
+        table.add_row(*_summary_cells(row))
+    out.print(table)
+    for row in summary["tasks"]:
+        if row["last_error"] and row["last_status"] != "success":
+            out.print(f"[bold]{row['name']}[/bold] last error:")
+            for line in row["last_error"]:
+                out.print(f"  {line}", markup=False)
+
+
+def _summary_cells(row: dict) -> list[str]:
+    duration = row["last_duration_s"]
+    return [
+        row["name"],
+        row["last_run"] or "never",
+        row["last_status"] or "-",
+        "-" if duration is None else f"{duration:.2f}s",
+        str(row["runs"]),
+        str(row["failures"]),
+        row["next_run"] or "-",
+        "OVERDUE" if row["overdue"] else "no",
+    ]
+
+
+def _write_summary_html(path: Path, summary: dict) -> None:
+    from agency_cron.fs import write_atomic
+    from agency_cron.render import render_html
+
+    write_atomic(path, render_html("log_summary.html.j2", summary=summary).encode(), 0o644)
+
+
+@app.command()
+def health(
+    alert: Annotated[bool, typer.Option("--alert", help="Alert when tasks are overdue.")] = False,
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Overdue tasks: no success within their expected interval. Exit 0 none, 1 some.
+
+    Example: agency-cron health --alert
+    """
+    settings, loaded, _ = _load(config, manifest, None)
+    overdue = reports.overdue_tasks(settings, loaded)
+    outcome = reports.alert_overdue(settings, overdue) if alert and overdue else None
+    if json_:
+        _print_json({"version": 1, "healthy": not overdue, "overdue": overdue, "alert": outcome})
+    elif overdue:
+        for item in overdue:
+            out.print(f"OVERDUE {item['name']}: {item['reason']}", markup=False)
+        if outcome:
+            out.print(f"alert: {outcome}", markup=False)
+    else:
+        out.print(f"healthy: {len(loaded.tasks)} task(s), none overdue")
+    raise typer.Exit(1 if overdue else 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: AgencyCronError -> one line per problem on stderr and its exit code."""
     try:

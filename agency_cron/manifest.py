@@ -69,6 +69,9 @@ class Task(BaseModel):
     alert: Literal["on_failure", "on_change", "always", "never"] = "on_failure"
     alert_urls: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    expect_within: int | None = (
+        None  # overdue when no success for this long (default: from schedule)
+    )
 
     @field_validator("name")
     @classmethod
@@ -88,9 +91,11 @@ class Task(BaseModel):
         except ScheduleError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("timeout", "retry_delay", "retry_max_delay", mode="before")
+    @field_validator("timeout", "retry_delay", "retry_max_delay", "expect_within", mode="before")
     @classmethod
-    def _duration(cls, value: object) -> int:
+    def _duration(cls, value: object) -> int | None:
+        if value is None:
+            return None
         seconds = parse_duration(value)
         return seconds
 

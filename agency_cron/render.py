@@ -42,6 +42,23 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
+@cache
+def html_environment():
+    """Like environment() but HTML-escaping everything: log lines end up in these pages."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=environment().loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+    )
+    return env
+
+
+def render_html(template: str, **context) -> str:
+    return html_environment().get_template(template).render(**context)
+
+
 def python_executable() -> str:
     """The interpreter the wrappers call: the one running agency-cron now (its venv)."""
     return os.environ.get("AGENCY_CRON_PYTHON") or sys.executable

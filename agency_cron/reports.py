@@ -192,3 +192,194 @@ def kill_task(settings: Settings, name: str) -> int:
         raise CheckFailed(f"{name}: not running")
     os.kill(pid, signal.SIGTERM)
     return pid
+
+
+# --- log-summary and overdue detection -------------------------------------------------
+
+SUMMARY_SQL = """
+SELECT
+  SUM(status NOT IN ('retry-scheduled', 'skipped')) AS runs,
+  SUM(status IN ('failed', 'timeout', 'killed')) AS failures,
+  SUM(status = 'skipped') AS skipped
+FROM runs WHERE task = ? AND started_at >= ?
+"""
+LAST_SQL = """
+SELECT started_at, status, duration_s, exit_code FROM runs
+WHERE task = ? AND status NOT IN ('retry-scheduled', 'skipped')
+ORDER BY started_at DESC LIMIT 1
+"""
+LAST_SUCCESS_SQL = "SELECT MAX(started_at) FROM runs WHERE task = ? AND status = 'success'"
+LAST_ERROR_SQL = """
+SELECT output_tail, note, exit_code FROM runs
+WHERE task = ? AND status IN ('failed', 'timeout', 'killed', 'retry-scheduled')
+ORDER BY started_at DESC LIMIT 1
+"""
+ERROR_LINES = 5
+
+
+def parse_since(text: str) -> int:
+    """'24h', '7d', '90m' -> seconds (the same durations as the manifest)."""
+    from agency_cron.errors import UsageError
+    from agency_cron.manifest import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+
+
+def log_summary(
+    settings: Settings, manifest: Manifest, since_s: int, names: list[str] | None = None
+) -> dict:
+    """Per task: last run, status, duration, runs and failures in the window, last error
+    lines, next run, overdue. One indexed query per task: the history is never scanned whole.
+    """
+    from datetime import UTC, timedelta
+
+    now = datetime.now(UTC)
+    window_start = (now - timedelta(seconds=since_s)).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
+    conn = _open_history(settings)
+    overrides = read_overrides(settings)
+    tasks = []
+    for task in manifest.tasks:
+        if names and task.name not in names:
+            continue
+        enabled = effective_enabled(task, overrides)
+        row = _summary_row(conn, task, window_start)
+        row["next_run"] = next_run(task) if enabled else None
+        row["enabled"] = enabled
+        row["overdue"] = bool(enabled and overdue_reason(settings, task, row["last_success"], now))
+        tasks.append(row)
+    return {"version": 1, "generated_at": now.isoformat(), "since": window_start, "tasks": tasks}
+
+
+def _summary_row(conn: sqlite3.Connection | None, task: Task, window_start: str) -> dict:
+    row = {
+        "name": task.name,
+        "last_run": None,
+        "last_status": None,
+        "last_duration_s": None,
+        "last_exit_code": None,
+        "runs": 0,
+        "failures": 0,
+        "skipped": 0,
+        "last_error": [],
+        "last_success": None,
+    }
+    if conn is None:
+        return row
+    runs, failures, skipped = conn.execute(SUMMARY_SQL, (task.name, window_start)).fetchone()
+    row.update(runs=runs or 0, failures=failures or 0, skipped=skipped or 0)
+    last = conn.execute(LAST_SQL, (task.name,)).fetchone()
+    if last:
+        row.update(
+            last_run=last[0], last_status=last[1], last_duration_s=last[2], last_exit_code=last[3]
+        )
+    row["last_success"] = conn.execute(LAST_SUCCESS_SQL, (task.name,)).fetchone()[0]
+    error = conn.execute(LAST_ERROR_SQL, (task.name,)).fetchone()
+    if error:
+        lines = [line for line in (error[0] or "").splitlines() if line.strip()]
+        row["last_error"] = lines[-ERROR_LINES:] or [error[1] or f"exit code {error[2]}"]
+    return row
+
+
+def expected_interval(task: Task) -> int | None:
+    """Seconds within which a success is expected: expect_within, else the longest gap
+    between the next fire times (a month of them at most), None for @reboot-only tasks.
+    """
+    if task.expect_within:
+        return task.expect_within
+    upcoming = next_runs(task.schedule, 32)
+    if len(upcoming) < 2:
+        return None
+    return int(max((b - a).total_seconds() for a, b in zip(upcoming, upcoming[1:], strict=False)))
+
+
+def grace_for(interval: int) -> int:
+    """Half the interval, between a minute and an hour: late enough for a slow start,
+    early enough that a daily task that did not run is noticed the same morning."""
+    return max(60, min(interval // 2, 3600))
+
+
+def overdue_reason(
+    settings: Settings, task: Task, last_success: str | None, now: datetime
+) -> str | None:
+    """Why the task is overdue, or None. A running task is never overdue; a task never
+    run is judged from the time it was installed (its spec file)."""
+    from datetime import timedelta
+
+    interval = expected_interval(task)
+    if interval is None or running_pid(settings, task.name):
+        return None
+    deadline = now - timedelta(seconds=interval + grace_for(interval))
+    reference = _parse_iso(last_success) if last_success else _installed_at(settings, task.name)
+    if reference is None or reference >= deadline:
+        return None
+    if last_success:
+        return f"last success {last_success}, expected one every {_human(interval)}"
+    return f"never succeeded since it was installed ({reference.isoformat()})"
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _installed_at(settings: Settings, name: str) -> datetime | None:
+    from datetime import UTC
+
+    try:
+        mtime = layout.spec_path(settings, name).stat().st_mtime
+    except FileNotFoundError:
+        return None
+    return datetime.fromtimestamp(mtime, UTC)
+
+
+def _human(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def overdue_tasks(settings: Settings, manifest: Manifest) -> list[dict]:
+    """`health`: every enabled task with no success within its expected interval."""
+    from datetime import UTC
+
+    now = datetime.now(UTC)
+    conn = _open_history(settings)
+    overrides = read_overrides(settings)
+    found = []
+    for task in manifest.tasks:
+        if not effective_enabled(task, overrides):
+            continue
+        last = conn.execute(LAST_SUCCESS_SQL, (task.name,)).fetchone()[0] if conn else None
+        reason = overdue_reason(settings, task, last, now)
+        if reason:
+            found.append({"name": task.name, "last_success": last, "reason": reason})
+    return found
+
+
+def alert_overdue(settings: Settings, overdue: list[dict]) -> str:
+    """One alert naming every overdue task, through the same Apprise path as the runner."""
+    import socket
+
+    from agency_cron import alerts
+
+    names = ", ".join(item["name"] for item in overdue)
+    event = {
+        "host": socket.gethostname(),
+        "task": f"health ({names})",
+        "status": "overdue",
+        "exit_code": 1,
+        "duration_s": 0,
+        "attempt": 1,
+        "attempts": 1,
+        "run_id": "-",
+        "output_tail": "\n".join(f"{i['name']}: {i['reason']}" for i in overdue),
+    }
+    secrets = [
+        v
+        for k, v in settings.values.items()
+        if k.endswith(("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")) and len(v) >= 4
+    ]
+    return alerts.send(list(settings.alert_urls), "failure", event, secrets, settings.alert_timeout)
