@@ -81,7 +81,7 @@ class Output:
         self.log_fd = os.open(
             log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
         )
-        self.echo_fd = sys.stdout.fileno() if echo else None
+        self.echo = _echo_target() if echo else None
         self.redactor = Redactor(secrets)
         self.tail = b""
 
@@ -102,11 +102,11 @@ class Output:
         if not data:
             return
         _write_all(self.log_fd, data)
-        if self.echo_fd is not None:
+        if self.echo is not None:
             try:
-                _write_all(self.echo_fd, data)
-            except OSError:
-                self.echo_fd = None  # a closed terminal must not stop the run
+                self.echo(data)
+            except (OSError, ValueError):
+                self.echo = None  # a closed terminal must not stop the run
         if keep_tail:
             self.tail = (self.tail + data)[-TAIL_BYTES:]
 
@@ -118,6 +118,17 @@ class Output:
 
     def close(self) -> None:
         os.close(self.log_fd)
+
+
+def _echo_target():
+    """Write straight to fd 1 when there is one; else (stdout replaced, as under pytest or
+    an embedding program) through sys.stdout as text."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return lambda data: sys.stdout.write(data.decode("utf-8", "replace"))
+    sys.stdout.flush()
+    return lambda data: _write_all(fd, data)
 
 
 def _write_all(fd: int, data: bytes) -> None:
