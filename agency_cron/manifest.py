@@ -69,9 +69,14 @@ class Task(BaseModel):
     alert: Literal["on_failure", "on_change", "always", "never"] = "on_failure"
     alert_urls: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    expect_within: int | None = (
-        None  # overdue when no success for this long (default: from schedule)
-    )
+    # Overdue when no success for this long (default: from the schedule).
+    expect_within: int | None = None
+    # The IANA zone the schedule is read in (default: the host's).
+    timezone: str | None = None
+    # A random delay before each scheduled run, up to this many seconds.
+    jitter: int = 0
+    # Run as this user (system:/cron.d and systemd targets; root there by default).
+    user: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -91,7 +96,37 @@ class Task(BaseModel):
         except ScheduleError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("timeout", "retry_delay", "retry_max_delay", "expect_within", mode="before")
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (expected an IANA name like Europe/Paris)"
+            ) from None
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import pwd
+
+        try:
+            pwd.getpwnam(value)
+        except KeyError:
+            raise ValueError(f"no such user {value!r} on this system") from None
+        return value
+
+    @field_validator(
+        "timeout", "retry_delay", "retry_max_delay", "expect_within", "jitter", mode="before"
+    )
     @classmethod
     def _duration(cls, value: object) -> int | None:
         if value is None:
