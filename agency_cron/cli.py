@@ -444,6 +444,36 @@ def health(
     raise typer.Exit(1 if overdue else 0)
 
 
+@app.command()
+def doctor(
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+    crontab: CrontabOpt = None,
+) -> None:
+    """Troubleshoot: cron daemon, managed lines and drift, wrappers, log dirs, logrotate,
+    config permissions, alert URLs, commands. Each problem comes with the command that
+    fixes it. Exit 0 healthy, 1 problems.
+
+    Example: agency-cron doctor --json
+    """
+    from agency_cron import doctor as diagnosis
+
+    settings, loaded, path = _load(config, manifest, crontab)
+    findings = diagnosis.diagnose(settings, loaded, path)
+    if json_:
+        _print_json(diagnosis.as_json(findings))
+    else:
+        table = Table()
+        for column in ("check", "ok", "task", "detail", "fix"):
+            table.add_column(column)
+        for item in findings:
+            mark = "[green]ok[/green]" if item.ok else "[red]FAIL[/red]"
+            table.add_row(item.check, mark, item.task or "", item.detail, item.fix or "")
+        out.print(table)
+    raise typer.Exit(0 if diagnosis.healthy(findings) else 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: AgencyCronError -> one line per problem on stderr and its exit code."""
     try:

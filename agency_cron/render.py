@@ -61,7 +61,12 @@ def render_html(template: str, **context) -> str:
 
 def python_executable() -> str:
     """The interpreter the wrappers call: the one running agency-cron now (its venv)."""
-    return os.environ.get("AGENCY_CRON_PYTHON") or sys.executable
+    # sys.prefix/bin/python3 rather than sys.executable: `python` and `python3` of one
+    # venv must render the same wrapper, or switching between them rewrites every file.
+    preferred = Path(sys.prefix) / "bin" / "python3"
+    return os.environ.get("AGENCY_CRON_PYTHON") or str(
+        preferred if preferred.exists() else sys.executable
+    )
 
 
 def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:

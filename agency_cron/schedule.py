@@ -241,3 +241,126 @@ def check_expression(expr: str) -> str:
         return normalise(expr)
     except ScheduleError as exc:
         raise ConfigError(f"schedule: {exc}") from None
+
+
+# --- per-task time zones on a cron that schedules in host time ------------------------
+#
+# Debian's cron ignores CRON_TZ for scheduling. So a task with `timezone:` gets crontab
+# lines in host time that fire at every host minute that can be a fire time in its zone
+# (a superset: each UTC offset the two zones can have, plus the minute right after a DST
+# gap where cron runs the skipped times), and the runner, started by cron, runs the task
+# only when cronsim says this minute is a fire time in the task's zone (zone_due below).
+
+
+def offset_differences(
+    zone: ZoneInfo, host: ZoneInfo, start: datetime, days: int = 800
+) -> set[int]:
+    """Every (zone - host) UTC offset difference in minutes over `days` from `start`."""
+    found = set()
+    for _, instant in _offset_periods(zone, host, start, days):
+        delta = instant.astimezone(zone).utcoffset() - instant.astimezone(host).utcoffset()
+        found.add(int(delta.total_seconds()) // 60)
+    return found
+
+
+def gap_ends(zone: ZoneInfo, start: datetime, days: int = 800) -> list[datetime]:
+    """The first instants after each DST gap in `zone` (where cron runs skipped times)."""
+    ends = []
+    for before, after in _transitions(zone, start, days):
+        if after.astimezone(zone).utcoffset() > before.astimezone(zone).utcoffset():
+            ends.append(after)
+    return ends
+
+
+def _offset_periods(zone: ZoneInfo, host: ZoneInfo, start: datetime, days: int):
+    """(start, an instant) of every period in which neither zone changes its offset."""
+    from datetime import UTC
+
+    moments = [start.astimezone(UTC)]
+    for _, after in _transitions(zone, start, days) + _transitions(host, start, days):
+        moments.append(after)
+    return [(m, m) for m in sorted(moments)]
+
+
+def _transitions(zone: ZoneInfo, start: datetime, days: int) -> list[tuple[datetime, datetime]]:
+    """(last minute before, first minute after) each UTC offset change of `zone`.
+
+    Sampled every 12 hours, then narrowed to the minute: offsets never change twice
+    within 12 hours in the tz database.
+    """
+    from datetime import UTC, timedelta
+
+    step = timedelta(hours=12)
+    moment = start.astimezone(UTC).replace(second=0, microsecond=0)
+    found = []
+    for _ in range(days * 2):
+        later = moment + step
+        if later.astimezone(zone).utcoffset() != moment.astimezone(zone).utcoffset():
+            found.append(_narrow(zone, moment, later))
+        moment = later
+    return found
+
+
+def _narrow(zone: ZoneInfo, low: datetime, high: datetime) -> tuple[datetime, datetime]:
+    from datetime import timedelta
+
+    offset = low.astimezone(zone).utcoffset()
+    while high - low > timedelta(minutes=1):
+        middle = low + (high - low) / 2
+        middle = middle.replace(second=0, microsecond=0)
+        if middle.astimezone(zone).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return low, high
+
+
+def host_expression(expr: str, zone_name: str, start: datetime | None = None) -> str:
+    """The host-time cron expression that covers every fire time of `expr` in `zone_name`."""
+    from cronsim import CronSim
+
+    zone, host = ZoneInfo(zone_name), local_zone()
+    start = start or datetime.now(host)
+    parsed = CronSim(NICKNAMES.get(expr, expr), start.replace(tzinfo=None))
+    minutes_of_day = set()
+    for difference in offset_differences(zone, host, start):
+        for hour in parsed.hours:
+            for minute in parsed.minutes:
+                minutes_of_day.add((hour * 60 + minute - difference) % 1440)
+    for end in gap_ends(zone, start):
+        local = end.astimezone(host)
+        minutes_of_day.add(local.hour * 60 + local.minute)
+    minutes = sorted({m % 60 for m in minutes_of_day})
+    hours = sorted({m // 60 for m in minutes_of_day})
+    if _has_transitions(host, start):
+        # Cron runs a line with a fixed hour once in a repeated hour and late after a gap;
+        # with '*' hours the line is a wildcard job that fires at every real host minute.
+        hours = list(range(24))
+    return f"{_cron_list(minutes, 60)} {_cron_list(hours, 24)} * * *"
+
+
+def _has_transitions(zone: ZoneInfo, start: datetime) -> bool:
+    return bool(_transitions(zone, start, 400))
+
+
+def _cron_list(values: list[int], size: int) -> str:
+    return "*" if len(values) == size else ",".join(str(v) for v in values)
+
+
+def zone_due(expr: str, zone_name: str, minute_utc: datetime) -> bool:
+    """True when `minute_utc` (a UTC minute) is a fire time of `expr` in `zone_name`,
+    as cronsim (Debian cron's rules, DST included) computes them."""
+    from datetime import UTC, timedelta
+
+    from cronsim import CronSim
+
+    zone = ZoneInfo(zone_name)
+    target = minute_utc.astimezone(UTC).replace(second=0, microsecond=0)
+    start = (target - timedelta(hours=3)).astimezone(zone)
+    for count, fire in enumerate(CronSim(NICKNAMES.get(expr, expr), start)):
+        fire_utc = fire.astimezone(UTC)
+        if fire_utc == target:
+            return True
+        if fire_utc > target + timedelta(hours=3) or count > 100_000:
+            return False
+    return False

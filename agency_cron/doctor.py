@@ -1,0 +1,527 @@
+"""`agency-cron doctor`: the seed's troubleshooting section as checks, each with its fix.
+
+Every check returns Findings; a failing one carries the exact command that repairs it. The
+library only reads (the crontab, files, /proc, `logrotate -d` on a copy) and never prints;
+the CLI shows the findings and exits 1 when one is not ok.
+
+Check names (stable, used by `--json` consumers):
+  cron-daemon, crontab-entries, drift, wrappers, log-dirs, logrotate, config-permissions,
+  alert-urls, commands.
+
+Decisions worth knowing:
+- Drift means a managed crontab line that differs from what `install` writes *and* from what
+  the last install recorded in the task spec. A line that matches the spec but not the manifest
+  is a manifest change not installed yet (crontab-entries), not a hand edit.
+- `logrotate -d` runs on a 0644 copy of the config, so a syntax error is found even while the
+  file's own mode is unsafe (that is reported separately). `error: stat of ... failed` lines
+  are ignored, as install does: they name log files that no task has written yet.
+- A missing `logrotate` binary is a failure: nothing would rotate the logs.
+- Only the first word of a `command:` is resolved; `script:` bodies are not checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from agency_cron import layout, render
+from agency_cron.alerts import redact, secrets_of_urls
+from agency_cron.backends.crontab import Target, entry_line, installed_entries
+from agency_cron.config import Settings, is_secret_name, read_config_file, split_urls
+from agency_cron.errors import AgencyCronError
+from agency_cron.fs import read_bytes
+from agency_cron.manifest import Manifest, Task
+from agency_cron.plan import Plan, build_plan, log_owner
+
+JSON_VERSION = 1
+INSTALL = "agency-cron install"
+CRON_NAMES = frozenset({"cron", "crond"})
+LOGROTATE_TIMEOUT = 60
+PATH_HINT = "use an absolute path in the manifest, or set env PATH"
+# Words /bin/sh runs without a PATH lookup: builtins and reserved words.
+_SHELL_WORDS = (
+    ". : [ alias bg break case cd command continue do done echo elif else esac eval exec exit "
+    "export false fc fg fi for getopts hash if jobs kill local printf pwd read readonly return "
+    "set shift test then times trap true type ulimit umask unalias unset until wait while "
+    "{ } ( ) !"
+)
+SHELL_WORDS = frozenset(_SHELL_WORDS.split())
+ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's result: what was found and, when it failed, the command that fixes it."""
+
+    check: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+    task: str | None = None
+
+
+def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> list[Finding]:
+    """Run every check; returns findings grouped by check, in the order of the docstring.
+
+    Reads only. Problems found are findings, never exceptions; config and manifest errors
+    were raised earlier, when `settings` and `manifest` were loaded.
+    """
+    plan, plan_error = _plan(settings, manifest, manifest_path)
+    findings = check_cron_daemon()
+    findings += check_crontab(settings, manifest, plan, plan_error)
+    findings += check_wrappers(settings, manifest, plan)
+    findings += check_log_dirs(settings)
+    findings += check_logrotate(settings)
+    findings += check_config_permissions(settings)
+    findings += check_alert_urls(settings, manifest)
+    findings += check_commands(settings, manifest)
+    return findings
+
+
+def healthy(findings: list[Finding]) -> bool:
+    return all(finding.ok for finding in findings)
+
+
+def as_json(findings: list[Finding]) -> dict:
+    """The stable `--json` form: {"version", "healthy", "findings": [{check, ok, ...}]}."""
+    return {
+        "version": JSON_VERSION,
+        "healthy": healthy(findings),
+        "findings": [asdict(finding) for finding in findings],
+    }
+
+
+def _plan(settings, manifest, manifest_path) -> tuple[Plan | None, Exception | None]:
+    # A crontab that cannot be read (no crontab binary, say) is a finding, not a crash.
+    try:
+        return build_plan(settings, manifest, manifest_path), None
+    except (AgencyCronError, OSError) as exc:
+        return None, exc
+
+
+# --- cron daemon -----------------------------------------------------------------------
+
+
+def cron_daemon_pids() -> list[int]:
+    """Live processes named cron or crond (/proc/PID/comm), zombies left out."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found  # no /proc (not Linux): reported as not running
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if comm in CRON_NAMES and state not in ("Z", "X"):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def check_cron_daemon() -> list[Finding]:
+    pids = cron_daemon_pids()
+    if pids:
+        return [Finding("cron-daemon", True, f"cron daemon running (pid {pids[0]})")]
+    return [
+        Finding(
+            "cron-daemon",
+            False,
+            "no cron or crond process is running: nothing runs the crontab",
+            _start_cron_command(),
+        )
+    ]
+
+
+def _start_cron_command() -> str:
+    service = "crond" if shutil.which("crond") and not shutil.which("cron") else "cron"
+    if Path("/run/systemd/system").is_dir():
+        return f"systemctl start {service}"
+    return f"service {service} start"
+
+
+# --- crontab entries and drift ---------------------------------------------------------
+
+
+def check_crontab(
+    settings: Settings, manifest: Manifest, plan: Plan | None, error: Exception | None
+) -> list[Finding]:
+    """Missing, stale and hand-edited managed lines; one ok finding per check otherwise."""
+    if plan is None:
+        fix = "apt-get install cron" if "command not found" in str(error) else None
+        return [Finding("crontab-entries", False, f"cannot read the crontab: {error}", fix)]
+    installed = installed_entries(plan.crontab_before)
+    desired = installed_entries(plan.crontab_after)
+    findings = []
+    for task in manifest.tasks:
+        have, want = installed.get(task.name), desired.get(task.name, [])
+        if have is None:
+            findings.append(_missing_line(task, plan.target))
+        elif have != want:
+            findings.append(_changed_line(settings, plan.target, task, have, want))
+    wanted = {task.name for task in manifest.tasks}
+    findings += [_stale_line(name, plan.target) for name in sorted(set(installed) - wanted)]
+    return _with_ok_summaries(findings, plan, installed)
+
+
+def _missing_line(task: Task, target: Target) -> Finding:
+    detail = f"{task.name}: no managed line in the crontab ({target.label})"
+    return Finding("crontab-entries", False, detail, INSTALL, task.name)
+
+
+def _stale_line(name: str, target: Target) -> Finding:
+    detail = (
+        f"{name}: managed line in the crontab ({target.label}) for a task no longer in the manifest"
+    )
+    return Finding("crontab-entries", False, detail, INSTALL, name)
+
+
+def _changed_line(settings, target, task, have: list[str], want: list[str]) -> Finding:
+    """A manifest change not installed yet, or a line edited by hand (drift)."""
+    shown = f"installed {_lines(have)}, expected {_lines(want)}"
+    if have == _lines_from_spec(settings, target, task.name):
+        detail = f"{task.name}: the manifest changed since the last install: {shown}"
+        return Finding("crontab-entries", False, detail, INSTALL, task.name)
+    if [f"# {line}" for line in want] == have:
+        detail = f"{task.name}: managed line commented out by hand (use `agency-cron disable {task.name}` to keep it off): {shown}"
+    else:
+        detail = f"{task.name}: managed line edited by hand: {shown}"
+    return Finding("drift", False, detail, INSTALL, task.name)
+
+
+def _lines(lines: list[str]) -> str:
+    return " | ".join(f"`{line}`" for line in lines)
+
+
+def _lines_from_spec(settings, target: Target, name: str) -> list[str] | None:
+    """The lines the last install wrote, rebuilt from the task spec it left in STATE_DIR."""
+    data = read_bytes(layout.spec_path(settings, name))
+    try:
+        spec = json.loads(data) if data else None
+        schedules, enabled = list(spec["schedule"]), bool(spec["enabled"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    user = pwd.getpwuid(os.geteuid()).pw_name if target.user_field else None
+    wrapper = layout.wrapper_path(settings, name)
+    return [entry_line(s, wrapper, name, enabled, user) for s in schedules]
+
+
+def _with_ok_summaries(findings: list[Finding], plan: Plan, installed) -> list[Finding]:
+    checks = {finding.check for finding in findings}
+    if "crontab-entries" not in checks:
+        count = sum(len(lines) for lines in installed.values())
+        detail = f"{count} managed line(s) for {len(installed)} task(s) in {plan.target.label}"
+        findings.insert(0, Finding("crontab-entries", True, detail))
+    if "drift" not in checks:
+        findings.append(Finding("drift", True, "no managed line was edited by hand"))
+    return sorted(findings, key=lambda f: f.check != "crontab-entries")
+
+
+# --- wrappers --------------------------------------------------------------------------
+
+
+def check_wrappers(settings: Settings, manifest: Manifest, plan: Plan | None) -> list[Finding]:
+    """Each task's wrapper exists, is 0755 and matches what install renders (with its spec)."""
+    rendered = {change.path: change.content for change in plan.files} if plan else {}
+    findings = [_wrapper_finding(settings, task, rendered) for task in manifest.tasks]
+    findings = [finding for finding in findings if finding is not None]
+    if plan is not None:
+        findings += _leftover_files(settings, manifest)
+    if not findings:
+        detail = f"{len(manifest.tasks)} wrapper(s) present, executable (0755) and current"
+        findings = [Finding("wrappers", True, detail)]
+    return findings
+
+
+def _wrapper_finding(settings: Settings, task: Task, rendered: dict) -> Finding | None:
+    path = layout.wrapper_path(settings, task.name)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return Finding("wrappers", False, f"{path} is missing", INSTALL, task.name)
+    if not os.access(path, os.X_OK) or mode != 0o755:
+        detail = (
+            f"{path} has mode {mode:04o}, not 0755 (cron cannot run it, or others can change it)"
+        )
+        return Finding("wrappers", False, detail, f"chmod 755 {shlex.quote(str(path))}", task.name)
+    return _outdated(settings, task, rendered)
+
+
+def _outdated(settings: Settings, task: Task, rendered: dict) -> Finding | None:
+    # The plan renders the wrapper and spec for the manifest as it is now; a difference means
+    # the manifest or config changed since install, or someone edited the rendered files.
+    paths = (layout.wrapper_path(settings, task.name), layout.spec_path(settings, task.name))
+    stale = [p for p in paths if p in rendered and read_bytes(p) != rendered[p]]
+    if not stale:
+        return None
+    names = " and ".join(str(p) for p in stale)
+    verb = "differ" if len(stale) > 1 else "differs"
+    detail = f"task spec outdated: {names} {verb} from what `{INSTALL}` renders now"
+    return Finding("wrappers", False, detail, INSTALL, task.name)
+
+
+def _leftover_files(settings: Settings, manifest: Manifest) -> list[Finding]:
+    """Wrappers and specs of tasks the manifest dropped (install removes them)."""
+    folder = layout.spec_dir(settings)
+    names = {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+    names -= {task.name for task in manifest.tasks}
+    return [
+        Finding(
+            "wrappers",
+            False,
+            f"{name}: files left from a task no longer in the manifest",
+            INSTALL,
+            name,
+        )
+        for name in sorted(names)
+    ]
+
+
+# --- log folders -----------------------------------------------------------------------
+
+
+def check_log_dirs(settings: Settings) -> list[Finding]:
+    """LOG_DIR and LOG_DIR/cron exist and are writable (the wrapper and runner append there)."""
+    return [_log_dir_finding(folder) for folder in (settings.log_dir, settings.log_dir / "cron")]
+
+
+def _log_dir_finding(folder: Path) -> Finding:
+    quoted = shlex.quote(str(folder))
+    if not folder.exists():
+        fix = f"mkdir -p {quoted} && chmod 755 {quoted}"
+        return Finding("log-dirs", False, f"{folder} does not exist", fix)
+    if not folder.is_dir():
+        fix = f"mv {quoted} {quoted}.bak && mkdir -p {quoted} && chmod 755 {quoted}"
+        return Finding("log-dirs", False, f"{folder} is not a folder", fix)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        user, group = log_owner()
+        fix = f"chown {user}:{group} {quoted} && chmod 755 {quoted}"
+        return Finding("log-dirs", False, f"{folder} is not writable by {user}", fix)
+    return Finding("log-dirs", True, f"{folder} exists and is writable")
+
+
+# --- logrotate -------------------------------------------------------------------------
+
+
+def check_logrotate(settings: Settings) -> list[Finding]:
+    """The config exists, is safe (logrotate silently skips unsafe files) and parses."""
+    path = layout.logrotate_path(settings)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return [Finding("logrotate", False, f"{path} is missing", INSTALL)]
+    findings = [_logrotate_safety(path, info)]
+    binary = shutil.which("logrotate")
+    if binary is None:
+        detail = "logrotate is not installed: nothing rotates the logs"
+        return [*findings, Finding("logrotate", False, detail, "apt-get install logrotate")]
+    errors = logrotate_errors(binary, path)
+    findings += [Finding("logrotate", False, f"logrotate -d: {line}", INSTALL) for line in errors]
+    if not errors:
+        findings.append(Finding("logrotate", True, f"logrotate -d {path}: no errors"))
+    return findings
+
+
+def _logrotate_safety(path: Path, info: os.stat_result) -> Finding:
+    # logrotate ignores a config not owned by root or the invoking user, or writable by
+    # group or others, and still exits 0 (ARCHITECTURE.md, known traps).
+    mode, quoted = stat.S_IMODE(info.st_mode), shlex.quote(str(path))
+    fixes, problems = [], []
+    if info.st_uid not in (0, os.geteuid()):
+        problems.append(f"owned by uid {info.st_uid}")
+        fixes.append(f"chown root:root {quoted}")
+    if mode & 0o022:
+        problems.append(f"mode {mode:04o} is group/world-writable")
+        fixes.append(f"chmod 644 {quoted}")
+    if problems:
+        detail = f"{path}: {' and '.join(problems)}: logrotate skips it silently"
+        return Finding("logrotate", False, detail, " && ".join(fixes))
+    return Finding("logrotate", True, f"{path}: owner uid {info.st_uid}, mode {mode:04o}")
+
+
+def logrotate_errors(binary: str, path: Path) -> list[str]:
+    """`error:` lines of `logrotate -d` run on a 0644 copy of `path`, naming `path`.
+
+    A copy, so that an unsafe mode (reported on its own) does not hide syntax errors, and so
+    that the real state file is never touched. Missing-log `stat of` errors are left out.
+    """
+    with tempfile.TemporaryDirectory(prefix="agency-cron-doctor-") as folder:
+        copy = Path(folder) / path.name
+        try:
+            copy.write_bytes(path.read_bytes())
+        except OSError as exc:
+            return [f"error: cannot read {path}: {exc.strerror}"]
+        copy.chmod(0o644)
+        output = _logrotate_debug(binary, copy, Path(folder) / "state")
+    lines = [line.strip() for line in output.replace(str(copy), str(path)).splitlines()]
+    return [line for line in lines if line.lower().startswith("error:") and "stat of" not in line]
+
+
+def _logrotate_debug(binary: str, config: Path, state: Path) -> str:
+    # logrotate exits 0 on unknown options and skipped files: its messages are the result.
+    try:
+        result = subprocess.run(
+            [binary, "-d", "-s", str(state), str(config)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=LOGROTATE_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"error: logrotate -d did not finish within {LOGROTATE_TIMEOUT}s"
+    return result.stdout + result.stderr
+
+
+# --- config permissions ----------------------------------------------------------------
+
+
+def check_config_permissions(settings: Settings) -> list[Finding]:
+    """A config.env holding secrets must not be world-readable. Names only, never values."""
+    path = settings.config_path
+    if path is None:
+        return [Finding("config-permissions", True, "no config file in use")]
+    secrets = secret_keys(read_config_file(path))
+    if not secrets:
+        return [Finding("config-permissions", True, f"{path} holds no secrets")]
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o004:
+        detail = f"{path} holds {', '.join(secrets)} and is world-readable (mode {mode:04o})"
+        return [Finding("config-permissions", False, detail, f"chmod 600 {shlex.quote(str(path))}")]
+    return [Finding("config-permissions", True, f"{path} holds secrets, mode {mode:04o}")]
+
+
+def secret_keys(values: dict[str, str]) -> list[str]:
+    """Names of keys that carry a secret: *_TOKEN/_PASSWORD/_SECRET/_KEY, credentialed URLs."""
+    found = [key for key, value in values.items() if is_secret_name(key) and value]
+    if any(_url_credentials(url) for url in split_urls(values.get("ALERT_URLS", ""))):
+        found.append("ALERT_URLS")
+    return sorted(found)
+
+
+def _url_credentials(url: str) -> list[str]:
+    # secrets_of_urls always lists the whole URL; the credentials are the parts inside it.
+    whole = {url, unquote(url)}
+    return [secret for secret in secrets_of_urls([url]) if secret not in whole]
+
+
+def redacted_url(url: str) -> str:
+    """The URL with its credentials masked, for a message (the scheme and host stay)."""
+    return redact(url, _url_credentials(url))
+
+
+# --- alert URLs ------------------------------------------------------------------------
+
+
+def check_alert_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
+    """Every Apprise URL (ALERT_URLS and each task's alert_urls) is one Apprise accepts."""
+    sources = [(url, None) for url in settings.alert_urls]
+    sources += [(url, task.name) for task in manifest.tasks for url in task.alert_urls]
+    if not sources:
+        return [Finding("alert-urls", True, "no alert URLs configured")]
+    bad = [(url, task) for url, task in dict.fromkeys(sources) if not _apprise_accepts(url)]
+    findings = [
+        Finding(
+            "alert-urls",
+            False,
+            f"Apprise cannot parse {redacted_url(url)}",
+            _url_fix(settings, task),
+            task,
+        )
+        for url, task in bad
+    ]
+    count = len({url for url, _ in sources})
+    return findings or [Finding("alert-urls", True, f"{count} alert URL(s) parse")]
+
+
+def _url_fix(settings: Settings, task: str | None) -> str:
+    # No command can guess the right URL: say where it lives and how to apply the change.
+    if task:
+        where = f"alert_urls of task {task} in the manifest"
+    else:
+        where = f"ALERT_URLS in {settings.config_path or 'the environment'}"
+    return f"correct {where} (Apprise URL syntax), then {INSTALL}"
+
+
+def _apprise_accepts(url: str) -> bool:
+    import apprise  # 120 ms: only paid when URLs are configured
+
+    from agency_cron.alerts import _redacted_logs
+
+    # Apprise logs a rejected URL whole; a caller's log handler must not see the credentials.
+    with _redacted_logs(secrets_of_urls([url])):
+        return bool(apprise.Apprise().add(url))
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def check_commands(settings: Settings, manifest: Manifest) -> list[Finding]:
+    """Each `command:` starts with a word /bin/sh finds under the PATH the wrapper sets."""
+    tasks = [task for task in manifest.tasks if task.command is not None]
+    findings = [_command_finding(settings, task) for task in tasks]
+    findings = [finding for finding in findings if finding is not None]
+    return findings or [
+        Finding("commands", True, f"{len(tasks)} command(s) resolve under cron's PATH")
+    ]
+
+
+def cron_path(task: Task) -> str:
+    """The PATH a task's command sees: its own env PATH, else the wrapper's."""
+    python_bin = Path(render.python_executable()).parent
+    return task.env.get("PATH") or f"{python_bin}:{render.CRON_PATH}"
+
+
+def _command_finding(settings: Settings, task: Task) -> Finding | None:
+    try:
+        word = first_word(task.command)
+    except ValueError as exc:
+        return Finding("commands", False, f"cannot parse the command: {exc}", None, task.name)
+    if word is None or word in SHELL_WORDS or "$" in word or "`" in word:
+        return None  # a builtin, or a word the shell only knows at run time
+    if "/" in word or word.startswith("~"):
+        return _path_finding(settings, task, word)
+    path = cron_path(task)
+    if shutil.which(word, path=path) is None:
+        detail = f"`{word}` not found in PATH={path}"
+        return Finding("commands", False, detail, PATH_HINT, task.name)
+    return None
+
+
+def first_word(command: str) -> str | None:
+    """The word /bin/sh looks up first: assignments (VAR=x) and `(`, `{`, `!` skipped.
+
+    Raises ValueError on unbalanced quotes.
+    """
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    tokens = list(lexer)  # all of them: an unbalanced quote anywhere breaks the command
+    for token in tokens:
+        if ASSIGNMENT.match(token) or token in ("(", "{", "!"):
+            continue
+        return token
+    return None
+
+
+def _path_finding(settings: Settings, task: Task, word: str) -> Finding | None:
+    # The runner starts the command in the task's working_dir, so relative paths start there.
+    path = Path(render.working_dir(task, settings)) / os.path.expanduser(word)
+    if not path.is_file():
+        return Finding("commands", False, f"`{word}` not found ({path})", PATH_HINT, task.name)
+    if not os.access(path, os.X_OK):
+        fix = f"chmod 755 {shlex.quote(str(path))}"
+        return Finding("commands", False, f"`{word}` is not executable ({path})", fix, task.name)
+    return None
