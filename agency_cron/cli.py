@@ -220,6 +220,9 @@ def enable(
 def run(
     name: str,
     alert: Annotated[bool, typer.Option("--alert", help="Send the failure alert anyway.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Start it in the background and return at once.")
+    ] = False,
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
 ) -> None:
@@ -233,7 +236,41 @@ def run(
     settings, loaded, _ = _load(config, manifest, None)
     task = select(loaded, [name])[0]
     spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
-    raise typer.Exit(runner.run_spec(spec, force_alert=alert))
+    if detach:
+        pid = _detach(spec, alert, settings)
+        out.print(
+            f"{name}: started in the background (runner pid {pid}); see `agency-cron status {name}`"
+        )
+        raise typer.Exit(0)
+    raise typer.Exit(runner.scheduled_run(spec, force_alert=alert))
+
+
+def _detach(spec: dict, alert: bool, settings: Settings) -> int:
+    """Start the runner in its own session, fed the spec on stdin, output to the cron log."""
+    import subprocess
+
+    from agency_cron import layout, render
+
+    log = layout.cron_log_path(settings, spec["name"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            [
+                render.python_executable(),
+                "-m",
+                "agency_cron.runner",
+                "-",
+                *(["--alert"] if alert else []),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**__import__("os").environ, "AGENCY_CRON_SCHEDULED": "no"},
+        )
+    process.stdin.write(json.dumps(spec).encode())
+    process.stdin.close()
+    return process.pid
 
 
 @app.command()

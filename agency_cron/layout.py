@@ -47,3 +47,8 @@ def history_path(settings: Settings) -> Path:
 
 def crontab_lock_path(settings: Settings) -> Path:
     return settings.state_dir / "locks" / "crontab.lock"
+
+
+def completed_path(settings: Settings, name: str) -> Path:
+    """Marks a one-time task as done (written by the runner after its run)."""
+    return settings.state_dir / "completed" / name

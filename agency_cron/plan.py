@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from agency_cron import layout, render
+from agency_cron import layout, render, schedule
 from agency_cron.backends.crontab import Target, entry_line, installed_entries, merge, parse_target
 from agency_cron.config import Settings
 from agency_cron.errors import ConfigError, UsageError
@@ -142,6 +142,7 @@ def build_plan(
     overrides = read_overrides(settings) if overrides is None else overrides
     tasks = select(manifest, names)
     _refuse_collisions(tasks)
+    check_once_times(settings, tasks)
     scope = frozenset(t.name for t in tasks) if names else None
     before = target.read()
     desired = {t.name: _entries(t, settings, target, overrides) for t in tasks}
@@ -179,8 +180,52 @@ def _refuse_collisions(tasks: list[Task]) -> None:
 def _entries(task: Task, settings: Settings, target: Target, overrides: dict[str, bool]):
     enabled = effective_enabled(task, overrides)
     wrapper = layout.wrapper_path(settings, task.name)
-    user = _run_as_user() if target.user_field else None
-    return [entry_line(s, wrapper, task.name, enabled, user) for s in task.schedule]
+    user = (task.user or "root") if target.user_field else None
+    return [
+        entry_line(s, wrapper, task.name, enabled, user) for s in crontab_schedules(task, settings)
+    ]
+
+
+def crontab_schedules(task: Task, settings: Settings) -> list[str]:
+    """The host-time expressions for the crontab: a zoned task gets the superset lines that
+    the runner narrows down (schedule.host_expression); a completed one-time task none."""
+    if is_completed(settings, task):
+        return []
+    lines: list[str] = []
+    for expr in task.schedule:
+        if expr == schedule.REBOOT:
+            line = expr
+        elif task.timezone:
+            line = schedule.host_expression(expr, task.timezone)
+        else:
+            line = schedule.cron_form(expr) if schedule.is_once(expr) else expr
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def is_once_only(task: Task) -> bool:
+    return all(schedule.is_once(expr) for expr in task.schedule)
+
+
+def is_completed(settings: Settings, task: Task) -> bool:
+    return is_once_only(task) and layout.completed_path(settings, task.name).exists()
+
+
+def check_once_times(settings: Settings, tasks) -> None:
+    """A one-time schedule in the past that never ran is a mistake: refuse it (exit 2)."""
+    from datetime import datetime
+
+    problems = []
+    for task in tasks:
+        if is_completed(settings, task):
+            continue
+        zone = schedule.zone_of(task.timezone)
+        for expr in task.schedule:
+            if schedule.is_once(expr) and schedule.once_time(expr, zone) <= datetime.now(zone):
+                problems.append(f"task {task.name}: schedule: {expr!r} is in the past ({zone.key})")
+    if problems:
+        raise ConfigError(*problems)
 
 
 def _run_as_user() -> str:

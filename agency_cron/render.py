@@ -119,6 +119,8 @@ def spec(task: Task, settings: Settings, enabled: bool) -> dict:
         "alert_on_failure": settings.alert_on_failure,
         "alert_timeout": settings.alert_timeout,
         "secrets": redaction_list(task, settings),
+        "timezone": task.timezone,
+        "jitter": task.jitter,
     }
 
 

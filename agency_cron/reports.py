@@ -15,7 +15,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
 from agency_cron.manifest import Manifest, Task
 from agency_cron.plan import effective_enabled, read_overrides
-from agency_cron.schedule import next_runs
+from agency_cron.schedule import next_runs, zone_of
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -23,7 +23,8 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def next_run(task: Task) -> str | None:
-    runs = next_runs(task.schedule, 1)
+    """The next fire time, shown in the task's own zone."""
+    runs = next_runs(task.schedule, 1, zone=zone_of(task.timezone))
     return iso(runs[0]) if runs else None
 
 
@@ -47,7 +48,7 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
 
 
 def upcoming(task: Task, count: int) -> list[str]:
-    return [iso(moment) for moment in next_runs(task.schedule, count)]
+    return [iso(moment) for moment in next_runs(task.schedule, count, zone=zone_of(task.timezone))]
 
 
 def _open_history(settings: Settings) -> sqlite3.Connection | None:
@@ -134,6 +135,8 @@ def _error_text(row) -> str:
 def _state(settings: Settings, name: str, enabled: bool, figures: dict) -> str:
     if running_pid(settings, name):
         return "running"
+    if layout.completed_path(settings, name).exists():
+        return "completed"
     if not enabled:
         return "disabled"
     if figures["last_status"] in ("failed", "timeout", "killed"):

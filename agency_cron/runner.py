@@ -46,29 +46,46 @@ def now_iso(moment: float | None = None) -> str:
 
 
 class Redactor:
-    """Replaces secret values in a byte stream, including ones split across two chunks."""
+    """Replaces secret values in a byte stream, including ones split across two chunks.
+
+    The last len(longest secret) - 1 bytes are held back until the next chunk, and only
+    matches that start before that tail are replaced, longest first: a short secret inside
+    a longer one split by a chunk boundary must not be masked early, or the rest of the
+    longer one would get through.
+    """
 
     def __init__(self, secrets: list[str]):
-        self.secrets = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
-        self.keep = max((len(s) for s in self.secrets), default=1) - 1
+        values = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
+        self.keep = max((len(s) for s in values), default=1) - 1
+        self.pattern = None
+        if values:
+            import re
+
+            self.pattern = re.compile(b"|".join(re.escape(v) for v in values))
         self.carry = b""
 
     def feed(self, data: bytes) -> bytes:
-        if not self.secrets:
+        if self.pattern is None:
             return data
-        buffer = self._replace(self.carry + data)
-        cut = len(buffer) - self.keep if self.keep else len(buffer)
-        self.carry = buffer[cut:]
-        return buffer[:cut]
+        buffer = self.carry + data
+        cut = max(0, len(buffer) - self.keep)
+        pieces, position = [], 0
+        for match in self.pattern.finditer(buffer):
+            if match.start() >= cut:
+                break
+            pieces += [buffer[position : match.start()], b"***"]
+            position = match.end()
+        end = max(position, cut)
+        pieces.append(buffer[position:end])
+        self.carry = buffer[end:]
+        return b"".join(pieces)
 
     def flush(self) -> bytes:
         rest, self.carry = self.carry, b""
-        return self._replace(rest)
+        return self.replace(rest)
 
-    def _replace(self, data: bytes) -> bytes:
-        for secret in self.secrets:
-            data = data.replace(secret, b"***")
-        return data
+    def replace(self, data: bytes) -> bytes:
+        return data if self.pattern is None else self.pattern.sub(b"***", data)
 
 
 class Output:
@@ -87,7 +104,7 @@ class Output:
 
     def line(self, text: str) -> None:
         """An agency-cron line (start, end, notes) in the task log and on stdout."""
-        data = self.redactor._replace(f"{now_iso()} agency-cron: {text}\n".encode())
+        data = self.redactor.replace(f"{now_iso()} agency-cron: {text}\n".encode())
         self._write(data)
 
     def stream(self, data: bytes) -> None:
@@ -342,8 +359,8 @@ def retry_delay(spec: dict, attempt: int) -> float:
     base = float(spec["retry_delay"])
     if spec["retry_backoff"] == "exponential":
         base *= 2 ** (attempt - 1)
-    base = min(base, float(spec["retry_max_delay"]))
-    return max(0.0, base * random.uniform(0.9, 1.1)) if base else 0.0
+    jittered = base * random.uniform(0.9, 1.1)
+    return max(0.0, min(jittered, float(spec["retry_max_delay"])))
 
 
 class Run:
@@ -558,15 +575,81 @@ def run_spec(spec: dict, force_alert: bool = False, echo: bool = True) -> int:
     return Run(spec, force_alert, echo).execute()
 
 
+def started_by_cron() -> bool:
+    """True when the cron daemon started this run (it is among our nearest ancestors).
+
+    Zone checks and jitter apply to scheduled runs only: a run by hand runs now.
+    AGENCY_CRON_SCHEDULED=cron|no overrides the detection (systemd units set it).
+    """
+    flag = os.environ.get("AGENCY_CRON_SCHEDULED")
+    if flag is not None:
+        return flag == "cron"
+    pid = os.getppid()
+    for _ in range(4):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                head, tail = handle.read().rsplit(b")", 1)
+        except OSError:
+            return False
+        if head.split(b"(", 1)[1] in (b"cron", b"crond"):
+            return True
+        pid = int(tail.split()[1])
+        if pid <= 1:
+            return False
+    return False
+
+
+def due_now(spec: dict, moment: float | None = None) -> bool:
+    """For a scheduled run of a zoned or one-time task: is this minute a fire time?"""
+    zoned = spec.get("timezone")
+    if not zoned and not any(s.startswith("once ") for s in spec["schedule"]):
+        return True
+    from datetime import UTC, datetime
+
+    from agency_cron import schedule
+
+    minute = datetime.fromtimestamp(moment or time.time(), UTC).replace(second=0, microsecond=0)
+    zone = schedule.zone_of(zoned)
+    for expr in spec["schedule"]:
+        if schedule.is_once(expr):
+            if schedule.once_time(expr, zone).astimezone(UTC) == minute:
+                return True
+        elif expr != schedule.REBOOT and schedule.zone_due(expr, zone.key, minute):
+            return True
+    return False
+
+
+def mark_completed(spec: dict) -> None:
+    """A one-time task is done after its run: the next install removes its line."""
+    if spec["schedule"] and all(s.startswith("once ") for s in spec["schedule"]):
+        folder = os.path.join(spec["state_dir"], "completed")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, spec["name"]), "w") as handle:
+            handle.write(now_iso() + "\n")
+
+
+def scheduled_run(spec: dict, force_alert: bool) -> int:
+    """What the wrapper does: when cron started us, honour the zone and the jitter first."""
+    if started_by_cron():
+        if not due_now(spec):
+            return 0
+        if spec.get("jitter"):
+            time.sleep(random.uniform(0, float(spec["jitter"])))
+    code = run_spec(spec, force_alert)
+    mark_completed(spec)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    flags = {a for a in args if a.startswith("-")}
-    paths = [a for a in args if not a.startswith("-")]
+    flags = {a for a in args if a.startswith("-") and a != "-"}
+    paths = [a for a in args if a not in flags]
     if len(paths) != 1 or flags - {"--alert"}:
-        print("usage: python -m agency_cron.runner SPEC.json [--alert]", file=sys.stderr)
+        print("usage: python -m agency_cron.runner SPEC.json|- [--alert]", file=sys.stderr)
         return 2
     try:
-        return run_spec(load_spec(paths[0]), force_alert="--alert" in flags)
+        spec = json.load(sys.stdin) if paths[0] == "-" else load_spec(paths[0])
+        return scheduled_run(spec, force_alert="--alert" in flags)
     except RunnerError as exc:
         print(f"agency-cron: error: {exc}", file=sys.stderr)
         return 2

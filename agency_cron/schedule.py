@@ -34,6 +34,7 @@ NAMES = {
     4: {"sun", "mon", "tue", "wed", "thu", "fri", "sat"},
 }
 EVERY = re.compile(r"^@every\s+(\d+)\s*([smhd])$")
+ONCE = re.compile(r"^once\s+(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -56,6 +57,8 @@ def normalise(expr: str) -> str:
         raise ScheduleError("is empty")
     if text.startswith("@every"):
         return every_to_cron(text)
+    if text.lower().startswith("once"):
+        return _once(text)
     if text.startswith("@"):
         lowered = text.lower()
         if lowered in NICKNAMES or lowered == REBOOT:
@@ -96,6 +99,35 @@ def every_to_cron(text: str) -> str:
     raise ScheduleError(
         f"{text!r}: {minutes} minutes is not a whole number of hours; cron cannot keep it"
     )
+
+
+def _once(text: str) -> str:
+    """`once 2026-12-01T03:00` -> the same, checked; the time is read in the task's zone."""
+    match = ONCE.match(text)
+    if not match:
+        raise ScheduleError(f"{text!r}: expected 'once YYYY-MM-DDTHH:MM', e.g. 'once 2026-12-01T03:00'")
+    try:
+        datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:{match.group(3)}")
+    except ValueError as exc:
+        raise ScheduleError(f"{text!r}: {exc}") from None
+    return f"once {match.group(1)}T{match.group(2)}:{match.group(3)}"
+
+
+def is_once(expr: str) -> bool:
+    return expr.startswith("once ")
+
+
+def once_time(expr: str, zone: ZoneInfo) -> datetime:
+    """The moment of a one-time schedule, in `zone`."""
+    return datetime.fromisoformat(expr.removeprefix("once ")).replace(tzinfo=zone)
+
+
+def cron_form(expr: str) -> str:
+    """What cronsim and the crontab get: nicknames expanded, `once` as its yearly date."""
+    if is_once(expr):
+        moment = datetime.fromisoformat(expr.removeprefix("once "))
+        return f"{moment.minute} {moment.hour} {moment.day} {moment.month} *"
+    return NICKNAMES.get(expr, expr)
 
 
 def _exact_step(text: str, step: int, period: int, unit: str, every_one: str, pattern: str) -> str:
@@ -199,26 +231,40 @@ def _etc_localtime_key() -> str:
     return target.split("zoneinfo/", 1)[-1] if "zoneinfo/" in target else ""
 
 
-def next_runs(
-    schedules: tuple[str, ...], count: int = 1, after: datetime | None = None
-) -> list[datetime]:
-    """The next `count` fire times of all schedules merged, in the host's zone.
+def zone_of(name: str | None) -> ZoneInfo:
+    return ZoneInfo(name) if name else local_zone()
 
-    `@reboot` never has a next time, so a task with only @reboot returns [].
+
+def next_runs(
+    schedules: tuple[str, ...],
+    count: int = 1,
+    after: datetime | None = None,
+    zone: ZoneInfo | None = None,
+) -> list[datetime]:
+    """The next `count` fire times of all schedules merged, in `zone` (default: the host's).
+
+    `@reboot` never has a next time; a `once` time has one until it has passed.
     """
     from cronsim import CronSim
 
-    zone = local_zone()
+    zone = zone or local_zone()
     start = (after or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0)
-    iterators = [CronSim(NICKNAMES.get(s, s), start) for s in schedules if s != REBOOT]
-    pending = {index: next(it) for index, it in enumerate(iterators)}
+    regular = [s for s in schedules if s != REBOOT and not is_once(s)]
+    iterators = [CronSim(cron_form(s), start) for s in regular]
+    once = sorted(once_time(s, zone) for s in schedules if is_once(s))
+    iterators.append(iter([moment for moment in once if moment > start]))
+    pending = {index: moment for index, it in enumerate(iterators) if (moment := next(it, None))}
     result: list[datetime] = []
     while pending and len(result) < count:
         index = min(pending, key=pending.get)
         moment = pending[index]
         if not result or moment != result[-1]:
             result.append(moment)
-        pending[index] = next(iterators[index])
+        following = next(iterators[index], None)
+        if following is None:
+            del pending[index]
+        else:
+            pending[index] = following
     return result
 
 
@@ -231,7 +277,9 @@ def explain(expr: str) -> str:
 
     options = Options()
     options.use_24hour_time_format = True
-    sentence = get_description(NICKNAMES.get(cron, cron), options)
+    if is_once(cron):
+        return f"Once, at {cron.removeprefix('once ').replace('T', ' ')}"
+    sentence = get_description(cron_form(cron), options)
     return sentence if cron == expr.strip() else f"{sentence} ({cron})"
 
 
@@ -321,7 +369,7 @@ def host_expression(expr: str, zone_name: str, start: datetime | None = None) ->
 
     zone, host = ZoneInfo(zone_name), local_zone()
     start = start or datetime.now(host)
-    parsed = CronSim(NICKNAMES.get(expr, expr), start.replace(tzinfo=None))
+    parsed = CronSim(cron_form(expr), start.replace(tzinfo=None))
     minutes_of_day = set()
     for difference in offset_differences(zone, host, start):
         for hour in parsed.hours:
@@ -357,7 +405,7 @@ def zone_due(expr: str, zone_name: str, minute_utc: datetime) -> bool:
     zone = ZoneInfo(zone_name)
     target = minute_utc.astimezone(UTC).replace(second=0, microsecond=0)
     start = (target - timedelta(hours=3)).astimezone(zone)
-    for count, fire in enumerate(CronSim(NICKNAMES.get(expr, expr), start)):
+    for count, fire in enumerate(CronSim(cron_form(expr), start)):
         fire_utc = fire.astimezone(UTC)
         if fire_utc == target:
             return True
