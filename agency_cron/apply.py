@@ -32,6 +32,8 @@ def apply_plan(plan: Plan, settings: Settings) -> Plan:
             change.path.unlink(missing_ok=True)
         elif change.action != UNCHANGED:
             write_if_changed(change.path, change.content, change.mode)
+    for path, user in plan.owners:
+        hand_over(path, user)
     if plan.crontab_before == plan.crontab_after:
         return plan
     with exclusive_lock(layout.crontab_lock_path(settings)):
@@ -41,6 +43,21 @@ def apply_plan(plan: Plan, settings: Settings) -> Plan:
             backup(settings, plan.target.slug, current)
             plan.target.write(after)
     return replace(plan, crontab_before=current, crontab_after=after)
+
+
+def hand_over(path: Path, user: str) -> None:
+    """Create `path` if missing and give it to `user` (only root can; others keep theirs)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(user)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.touch(mode=0o640)
+    stat = path.stat()
+    if (stat.st_uid, stat.st_gid) != (entry.pw_uid, entry.pw_gid):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def _remerge(plan: Plan, current: str) -> str:
@@ -89,8 +106,3 @@ def set_enabled(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_if_changed(path, (json.dumps(document, indent=2) + "\n").encode(), 0o644)
     return apply_plan(plan, settings)
-
-
-def ensure_dirs(settings: Settings) -> None:
-    for folder in (settings.log_dir, settings.log_dir / "cron", settings.state_dir):
-        os.makedirs(folder, exist_ok=True)

@@ -59,6 +59,8 @@ class Plan:
     files: tuple[FileChange, ...]
     rows: tuple[Row, ...]
     directories: tuple[Path, ...] = field(default=())
+    # Files a task running as another user must own (its logs, spec and lock): (path, user).
+    owners: tuple[tuple[Path, str], ...] = field(default=())
 
     @property
     def changes(self) -> bool:
@@ -143,6 +145,7 @@ def build_plan(
     tasks = select(manifest, names)
     _refuse_collisions(tasks)
     check_once_times(settings, tasks)
+    _check_users(tasks, target)
     scope = frozenset(t.name for t in tasks) if names else None
     before = target.read()
     desired = {t.name: _entries(t, settings, target, overrides) for t in tasks}
@@ -151,7 +154,54 @@ def build_plan(
     changes = _file_changes(settings, tasks, manifest_path, overrides, stale, scope is None)
     rows = _task_rows(tasks, stale, installed_entries(before), desired, changes)
     rows += [_file_row(c) for c in changes if c.owner == "shared"]
-    return Plan(target, scope, before, after, tuple(changes), tuple(rows), _missing_dirs(settings))
+    owners = _owners(settings, tasks, target)
+    return Plan(
+        target, scope, before, after, tuple(changes), tuple(rows), _missing_dirs(settings), owners
+    )
+
+
+def run_as(task: Task, target: Target) -> str:
+    """Who cron runs the task as: the crontab's owner, or the cron.d line's user field."""
+    if target.kind == "user" and target.user:
+        return target.user
+    if target.user_field:
+        return task.user or "root"
+    return _run_as_user()
+
+
+def _check_users(tasks: list[Task], target: Target) -> None:
+    problems = [
+        f"task {t.name}: user: {t.user!r}, but the crontab of {target.user!r} runs every task as {target.user!r}"
+        for t in tasks
+        if t.user and target.kind == "user" and target.user and t.user != target.user
+    ]
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _owners(settings: Settings, tasks: list[Task], target: Target) -> tuple[tuple[Path, str], ...]:
+    """A task run as another user writes its logs, reads its spec and takes its lock as
+    that user: hand those files over (history.db stays the installer's; see README)."""
+    owned = []
+    for task in tasks:
+        user = run_as(task, target)
+        if user != _run_as_user():
+            for path in (
+                settings.log_dir / task.log_name,
+                layout.cron_log_path(settings, task.name),
+                layout.spec_path(settings, task.name),
+                settings.state_dir / "locks" / f"{task.name}.lock",
+            ):
+                if _owner_differs(path, user):
+                    owned.append((path, user))
+    return tuple(owned)
+
+
+def _owner_differs(path: Path, user: str) -> bool:
+    try:
+        return path.stat().st_uid != pwd.getpwnam(user).pw_uid
+    except FileNotFoundError:
+        return True
 
 
 def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:

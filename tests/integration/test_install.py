@@ -184,6 +184,10 @@ def test_user_crontab_through_the_real_binary(env, cli, throwaway_user):
     assert cli(*env.args("install", "--crontab", target))[0] == 0
     listed = subprocess.run(["crontab", "-u", throwaway_user, "-l"], capture_output=True, text=True).stdout
     assert listed.startswith(original) and len(managed(listed)) == 3
+    # cron runs these as the crontab's owner: its spec and logs are handed to it.
+    uid = pwd.getpwnam(throwaway_user).pw_uid
+    assert (env.state_dir / "tasks" / "alpha.json").stat().st_uid == uid
+    assert (env.log_dir / "beta-custom.log").stat().st_uid == uid
     assert "no changes" in cli(*env.args("install", "--crontab", target))[1]
     assert cli(*env.args("uninstall", "--crontab", target))[0] == 0
     listed = subprocess.run(["crontab", "-u", throwaway_user, "-l"], capture_output=True, text=True).stdout

@@ -154,3 +154,28 @@ def test_cron_d_lines_carry_the_task_user(env, cli):
     assert cli(*env.args("install", "--crontab", f"system:{target}"))[0] == 0
     found = {managed_name(line): line.split()[1] for line in target.read_text().splitlines()}
     assert found == {"as-nobody": "nobody", "as-root": "root"}
+
+
+def test_logs_spec_and_lock_follow_the_task_user(env, cli):
+    import pwd
+
+    target = env.root / "cron.d" / "agency"
+    env.write_manifest(
+        """
+        tasks:
+          - name: as-nobody
+            schedule: "@hourly"
+            user: nobody
+            command: id -un
+        """
+    )
+    assert cli(*env.args("install", "--crontab", f"system:{target}"))[0] == 0
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for path in (
+        env.log_dir / "as-nobody.log",
+        env.log_dir / "cron" / "as-nobody.sh.log",
+        env.state_dir / "tasks" / "as-nobody.json",
+        env.state_dir / "locks" / "as-nobody.lock",
+    ):
+        assert path.stat().st_uid == nobody, path
+    assert "no changes" in cli(*env.args("install", "--crontab", f"system:{target}"))[1]

@@ -1,0 +1,235 @@
+"""Fixtures for the end-to-end tests: the real Debian cron daemon, a throwaway site, a user.
+
+These tests change the machine (a system user, a crontab, possibly a file in /etc/cron.d,
+a cron daemon) and clean every bit of it up again; they need root and /usr/sbin/cron.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+CRON = "/usr/sbin/cron"
+CRON_PIDFILE = Path("/run/crond.pid")
+# Keys of config.env that the process environment would override (CONTRACT.md): the CLI
+# runs without them so that the test's config.env is what counts.
+CONFIG_KEYS = (
+    "AGENCY_CRON_CONFIG",
+    "AGENCY_CRON_MANIFEST",
+    "AGENCY_CRON_PYTHON",
+    "AGENCY_ROOT",
+    "LOG_DIR",
+    "STATE_DIR",
+    "LOGROTATE_DIR",
+    "CRONTAB",
+    "ALERT_URLS",
+    "ALERT_ON_FAILURE",
+)
+
+
+def _needs_root_and_cron() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the cron daemon end-to-end test needs root (useradd, crontab -u, cron)")
+    if not os.access(CRON, os.X_OK) or not shutil.which("crontab"):
+        pytest.skip(f"{CRON} or crontab is not installed (Debian: apt-get install cron)")
+
+
+def cron_pids() -> list[int]:
+    """Live processes named `cron` (what /proc/PID/comm says), zombies left out."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if comm == "cron" and state not in ("Z", "X"):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def pidfile_pid() -> int | None:
+    """The pid written in /run/crond.pid (cron leaves the file behind when it stops)."""
+    try:
+        return int(CRON_PIDFILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class CronDaemon:
+    """The cron daemon the test relies on: one already running, or one started here."""
+
+    log: Path
+    process: subprocess.Popen | None = None
+    reused: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def ensure_running(self) -> None:
+        if self.process is not None or self.reused is not None:
+            return
+        # A daemon in this pid namespace has comm "cron" (whether or not its pid file
+        # survives); one out of sight is caught below by the pid file's lock.
+        running = cron_pids()
+        if running:
+            self.reused = running[0]
+            self.notes.append(f"reused the running cron daemon (pid {self.reused})")
+            return
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [CRON, "-f"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        # A second daemon (one in another pid namespace, say) exits at once because it
+        # cannot lock /run/crond.pid: that one is running, so it is reused.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and self.process.poll() is None:
+            time.sleep(0.1)
+        if self.process.poll() is not None:
+            output = self.log.read_text(errors="replace")
+            self.process = None
+            if "lock" in output.lower():  # "can't lock /var/run/crond.pid, otherpid may be N"
+                self.reused = pidfile_pid() or -1
+                self.notes.append(f"cron -f could not lock the pid file: reused {self.reused}")
+                return
+            pytest.fail(f"{CRON} -f exited at once:\n{output}")
+        self.notes.append(f"started {CRON} -f (pid {self.process.pid})")
+
+    def describe(self) -> str:
+        output = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "; ".join(self.notes) + (f"\ncron output:\n{output}" if output else "")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return  # never stop a daemon this test did not start
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        # cron leaves its pid file behind; take it away when it names the daemon started here.
+        if pidfile_pid() == self.process.pid:
+            with contextlib.suppress(OSError):
+                CRON_PIDFILE.unlink()
+        self.process = None
+
+
+@pytest.fixture
+def cron_daemon(site: Path):
+    """A CronDaemon; call ensure_running() once the crontab is in place (a daemon started
+    after the install reads it at start-up instead of at the next minute's check)."""
+    _needs_root_and_cron()
+    daemon = CronDaemon(log=site / "cron-daemon.out")
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def site():
+    """A site folder under /tmp that other users can enter (tmp_path's parents are 0700)."""
+    _needs_root_and_cron()
+    root = Path(tempfile.mkdtemp(prefix="agency-cron-e2e-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def throwaway_user():
+    """A system user with a home, removed with its crontab (and home) afterwards."""
+    _needs_root_and_cron()
+    name = f"acrone2e{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--system", "--create-home", "--shell", "/bin/sh", name],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["crontab", "-u", name, "-r"], capture_output=True, check=False)
+        # A job of this user that cron started just now may still be finishing: userdel
+        # refuses while the user has processes, so wait for them (an echo takes no time).
+        uid = pwd.getpwnam(name).pw_uid
+        deadline = time.monotonic() + 30
+        while _processes_of(uid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def can_run_python_as():
+    """can_run_python_as(user) -> (ok, output): can `user` run this interpreter and import
+    the runner, with cron's PATH and nothing else in the environment?"""
+    return _can_run_python_as
+
+
+def _can_run_python_as(user: str) -> tuple[bool, str]:
+    result = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            sys.executable,
+            "-c",
+            "import agency_cron.runner",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
+
+
+@pytest.fixture
+def cron_d_file():
+    """A path in /etc/cron.d for this test (no dot in the name: cron would skip it)."""
+    _needs_root_and_cron()
+    path = Path(f"/etc/cron.d/agency_cron_e2e_{uuid.uuid4().hex[:8]}")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """The environment for CLI processes: no config keys inherited, no colour."""
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_KEYS}
+    env["NO_COLOR"] = "1"
+    return env
