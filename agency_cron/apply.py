@@ -7,6 +7,7 @@ between planning and applying is kept, not overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -24,15 +25,33 @@ BACKUPS_KEPT = 50
 
 
 def apply_plan(plan: Plan, settings: Settings) -> Plan:
-    """Make the plan true on disk and in the crontab; returns the plan as applied."""
+    """Make the plan true on disk and in the crontab; returns the plan as applied.
+
+    If any step fails (the crontab binary refuses, a disk fills up), every file and folder
+    already changed is put back as it was before the error is raised: a failed install
+    leaves nothing half done.
+    """
+    undo = Undo()
+    try:
+        return _apply(plan, settings, undo)
+    except BaseException:
+        undo.restore()
+        raise
+
+
+def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
     for folder in plan.directories:
+        undo.created_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
     for change in plan.files:
+        if change.action != UNCHANGED:
+            undo.remember(change.path)
         if change.action == REMOVED:
             change.path.unlink(missing_ok=True)
         elif change.action != UNCHANGED:
             write_if_changed(change.path, change.content, change.mode)
     for path, user in plan.owners:
+        undo.remember(path)
         hand_over(path, user)
     if plan.crontab_before == plan.crontab_after:
         return plan
@@ -40,9 +59,45 @@ def apply_plan(plan: Plan, settings: Settings) -> Plan:
         current = plan.target.read()
         after = plan.crontab_after if current == plan.crontab_before else _remerge(plan, current)
         if after != current:
-            backup(settings, plan.target.slug, current)
+            undo.created_file(backup(settings, plan.target.slug, current))
             plan.target.write(after)
     return replace(plan, crontab_before=current, crontab_after=after)
+
+
+class Undo:
+    """What apply changed so far, to put back if a later step fails."""
+
+    def __init__(self):
+        self.files: list[tuple[Path, bytes | None, int, os.stat_result | None]] = []
+        self.folders: list[Path] = []
+
+    def remember(self, path: Path) -> None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self.files.append((path, None, 0, None))
+            return
+        self.files.append((path, path.read_bytes(), stat.st_mode & 0o7777, stat))
+
+    def created_file(self, path: Path) -> None:
+        self.files.append((path, None, 0, None))
+
+    def created_folder(self, folder: Path) -> None:
+        missing = [folder, *folder.parents]
+        self.folders += [f for f in missing if not f.exists()]
+
+    def restore(self) -> None:
+        for path, content, mode, stat in reversed(self.files):
+            if content is None:
+                path.unlink(missing_ok=True)
+                continue
+            write_atomic(path, content, mode)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as if never touched
+            if os.geteuid() == 0:
+                os.chown(path, stat.st_uid, stat.st_gid)
+        for folder in sorted(self.folders, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: never take away what someone else put there
 
 
 def hand_over(path: Path, user: str) -> None:
@@ -101,8 +156,9 @@ def set_enabled(
 
     overrides = read_overrides(settings)
     overrides[name] = enabled
-    plan = build_plan(settings, manifest, manifest_path, [name], overrides)
+    plan = apply_plan(build_plan(settings, manifest, manifest_path, [name], overrides), settings)
+    # Recorded once the crontab took the change, so a refused write leaves no trace.
     document = {"version": 1, "enabled": dict(sorted(overrides.items()))}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_if_changed(path, (json.dumps(document, indent=2) + "\n").encode(), 0o644)
-    return apply_plan(plan, settings)
+    return plan

@@ -103,20 +103,22 @@ def load_settings(
     path = find_config(config, environ)
     from_file = read_config_file(path) if path else {}
     values = {**DEFAULTS, **from_file, **environ}
+    origins = {key: "environment" for key in environ}
     if crontab:
         values["CRONTAB"] = crontab
+        origins["CRONTAB"] = "--crontab"
     interval = values["DASHBOARD_UPDATE_INTERVAL"].strip()
     if interval.lower() in INTERVAL_WORDS:
         values["DASHBOARD_UPDATE_INTERVAL"] = "@" + interval.lower()
-    return _validated(path, values)
+    return _validated(path, values, origins)
 
 
-def _validated(path: Path | None, values: dict[str, str]) -> Settings:
-    where = str(path) if path else "environment"
+def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str]) -> Settings:
+    default_origin = str(path) if path else "defaults"
     problems: list[str] = []
 
     def fail(key: str, why: str) -> None:
-        problems.append(f"{where}: {key}: {why}")
+        problems.append(f"{origins.get(key, default_origin)}: {key}: {why}")
 
     for key in ("AGENCY_ROOT", "LOG_DIR", "STATE_DIR", "LOGROTATE_DIR"):
         if not values[key].startswith("/"):
@@ -126,6 +128,13 @@ def _validated(path: Path | None, values: dict[str, str]) -> Settings:
     crontab = values["CRONTAB"].strip()
     if not CRONTAB_TARGET.match(crontab) or "\n" in crontab:
         fail("CRONTAB", f"expected user, user:NAME, file:/PATH or system:/PATH, got {crontab!r}")
+    else:
+        from agency_cron.backends.crontab import parse_target
+
+        try:
+            parse_target(crontab)
+        except ConfigError as exc:
+            fail("CRONTAB", exc.problems[0].split(": ", 1)[-1])
     flag = values["ALERT_ON_FAILURE"].strip().lower()
     if flag not in TRUE_WORDS | FALSE_WORDS:
         fail("ALERT_ON_FAILURE", f"expected true or false, got {values['ALERT_ON_FAILURE']!r}")

@@ -143,7 +143,6 @@ def build_plan(
     target = parse_target(settings.crontab)
     overrides = read_overrides(settings) if overrides is None else overrides
     tasks = select(manifest, names)
-    _refuse_collisions(tasks)
     check_once_times(settings, tasks)
     _check_users(tasks, target)
     scope = frozenset(t.name for t in tasks) if names else None
@@ -215,16 +214,6 @@ def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:
     rows = [Row(name, "task", REMOVED) for name in sorted(installed)]
     rows += [_file_row(c) for c in changes]
     return Plan(target, None, before, after, tuple(changes), tuple(rows))
-
-
-def _refuse_collisions(tasks: list[Task]) -> None:
-    bundled = {p.stem for p in _bundled_scripts()}
-    clashes = [t.name for t in tasks if t.name in bundled]
-    if clashes:
-        raise ConfigError(
-            f"tasks: {clashes[0]}: name: its wrapper {clashes[0]}.sh would overwrite the "
-            "bundled script of the same name; pick another name"
-        )
 
 
 def _entries(task: Task, settings: Settings, target: Target, overrides: dict[str, bool]):

@@ -105,7 +105,9 @@ def _once(text: str) -> str:
     """`once 2026-12-01T03:00` -> the same, checked; the time is read in the task's zone."""
     match = ONCE.match(text)
     if not match:
-        raise ScheduleError(f"{text!r}: expected 'once YYYY-MM-DDTHH:MM', e.g. 'once 2026-12-01T03:00'")
+        raise ScheduleError(
+            f"{text!r}: expected 'once YYYY-MM-DDTHH:MM', e.g. 'once 2026-12-01T03:00'"
+        )
     try:
         datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:{match.group(3)}")
     except ValueError as exc:
@@ -206,7 +208,8 @@ def normalise_list(value: object) -> tuple[str, ...]:
     result: list[str] = []
     for item in items:
         cron = normalise(item)
-        if cron not in result:
+        # "@daily" and "@midnight" (or "0 0 * * *") fire together: keep one of them.
+        if all(cron_form(cron) != cron_form(kept) for kept in result):
             result.append(cron)
     return tuple(result)
 

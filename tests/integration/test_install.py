@@ -91,7 +91,9 @@ def test_changed_and_removed_tasks(env, cli):
     env.crontab.write_text(FOREIGN)
     env.write_manifest(MANIFEST)
     cli(*env.args("install"))
-    env.write_manifest(MANIFEST.replace('"*/5 * * * *"', '"*/10 * * * *"').split("  - name: beta")[0])
+    env.write_manifest(
+        MANIFEST.replace('"*/5 * * * *"', '"*/10 * * * *"').split("  - name: beta")[0]
+    )
     code, out, _ = cli(*env.args("install", "--json"))
     assert code == 0
     import json
@@ -100,7 +102,9 @@ def test_changed_and_removed_tasks(env, cli):
     assert rows == {"alpha": "changed", "beta": "removed"}
     text = env.crontab.read_text()
     assert foreign(text) == FOREIGN
-    assert managed(text) == [f"*/10 * * * * {env.agency_root}/scripts/cronjobs/alpha.sh # agency-cron:alpha"]
+    assert managed(text) == [
+        f"*/10 * * * * {env.agency_root}/scripts/cronjobs/alpha.sh # agency-cron:alpha"
+    ]
     assert not (env.agency_root / "scripts/cronjobs/beta.sh").exists()
 
 
@@ -154,7 +158,13 @@ def test_rendered_logrotate_config_passes_logrotate_debug(env, cli):
     cli(*env.args("install"))
     (env.log_dir / "alpha.log").write_text("x\n")
     result = subprocess.run(
-        ["logrotate", "-d", "-s", str(env.root / "lr.state"), str(env.logrotate_dir / "agency_stack_cron")],
+        [
+            "logrotate",
+            "-d",
+            "-s",
+            str(env.root / "lr.state"),
+            str(env.logrotate_dir / "agency_stack_cron"),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -182,7 +192,9 @@ def test_user_crontab_through_the_real_binary(env, cli, throwaway_user):
     env.write_manifest(MANIFEST)
     target = f"user:{throwaway_user}"
     assert cli(*env.args("install", "--crontab", target))[0] == 0
-    listed = subprocess.run(["crontab", "-u", throwaway_user, "-l"], capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        ["crontab", "-u", throwaway_user, "-l"], capture_output=True, text=True
+    ).stdout
     assert listed.startswith(original) and len(managed(listed)) == 3
     # cron runs these as the crontab's owner: its spec and logs are handed to it.
     uid = pwd.getpwnam(throwaway_user).pw_uid
@@ -190,7 +202,9 @@ def test_user_crontab_through_the_real_binary(env, cli, throwaway_user):
     assert (env.log_dir / "beta-custom.log").stat().st_uid == uid
     assert "no changes" in cli(*env.args("install", "--crontab", target))[1]
     assert cli(*env.args("uninstall", "--crontab", target))[0] == 0
-    listed = subprocess.run(["crontab", "-u", throwaway_user, "-l"], capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        ["crontab", "-u", throwaway_user, "-l"], capture_output=True, text=True
+    ).stdout
     assert listed == original
 
 
