@@ -101,11 +101,13 @@ class Output:
         self.echo = _echo_target() if echo else None
         self.redactor = Redactor(secrets)
         self.tail = b""
+        self.at_line_start = True
 
     def line(self, text: str) -> None:
         """An agency-cron line (start, end, notes) in the task log and on stdout."""
         data = self.redactor.replace(f"{now_iso()} agency-cron: {text}\n".encode())
-        self._write(data)
+        # Our lines start a line of their own, even after output with no final newline.
+        self._write(data if self.at_line_start else b"\n" + data)
 
     def stream(self, data: bytes) -> None:
         self._write(self.redactor.feed(data), keep_tail=True)
@@ -118,6 +120,7 @@ class Output:
     def _write(self, data: bytes, keep_tail: bool = False) -> None:
         if not data:
             return
+        self.at_line_start = data.endswith(b"\n")
         _write_all(self.log_fd, data)
         if self.echo is not None:
             try:
@@ -251,6 +254,9 @@ class Attempt:
         if open_pipe:
             self._drain(poller, read_fd)
         self.output.finish_stream()
+        if self.signals.received is not None:
+            # The shell is gone, but background jobs ignore SIGINT: end what is left.
+            stop_tree(pid, KILL_GRACE_S, self.run_id)
         return status
 
     def _pump(self, poller, read_fd: int, wait_s: float) -> bool:
@@ -272,14 +278,20 @@ class Attempt:
         self.timed_out = True
         self.output.finish_stream()
         self.output.line(f"timeout after {self.spec['timeout']}s: SIGTERM to the process group")
-        stop_tree(pid, KILL_GRACE_S)
+        stop_tree(pid, KILL_GRACE_S, self.run_id)
         _reap(pid, block=True)
         return EXIT_TIMEOUT
 
 
-def stop_tree(pid: int, grace: float) -> None:
-    """SIGTERM the group and every descendant, then SIGKILL whatever is left after `grace`."""
-    members = set(descendants(pid)) | {pid}
+def stop_tree(pid: int, grace: float, run_id: str) -> None:
+    """SIGTERM the whole tree, then SIGKILL whatever is left after `grace`.
+
+    The tree is the process group, every descendant by parent links, and every process
+    whose environment carries this run's AGENCY_CRON_RUN_ID: that last one catches a
+    grandchild that called setsid and was reparented to init when its parent exited.
+    Found only when stopping, so the success path pays nothing for it.
+    """
+    members = _tree(pid, run_id)
     _signal_group(pid, signal.SIGTERM)
     for member in members:
         _kill(member, signal.SIGTERM)
@@ -287,10 +299,30 @@ def stop_tree(pid: int, grace: float) -> None:
     while time.monotonic() < end and any(_alive(m) for m in members):
         _reap(pid)
         time.sleep(0.05)
-    members |= set(descendants(pid))
+    members |= _tree(pid, run_id)
     _signal_group(pid, signal.SIGKILL)
     for member in members:
         _kill(member, signal.SIGKILL)
+
+
+def _tree(pid: int, run_id: str) -> set[int]:
+    return set(descendants(pid)) | {pid} | marked_processes(f"AGENCY_CRON_RUN_ID={run_id}")
+
+
+def marked_processes(marker: str) -> set[int]:
+    """Processes whose environment holds `marker` (exactly, as one NAME=value entry)."""
+    needle = marker.encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if needle in handle.read().split(b"\0"):
+                    found.add(int(entry))
+        except OSError:
+            continue
+    return found
 
 
 def _kill(pid: int, signum: int) -> None:
