@@ -482,6 +482,25 @@ def health(
 
 
 @app.command()
+def dashboard(
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder (default: STATE_DIR/dashboard).")
+    ] = None,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Write dashboard.json and a static index.html (tasks, checks, "Alerts & Logs").
+
+    Example: agency-cron dashboard --out /var/www/agency-dashboard
+    """
+    from agency_cron import dashboard as board
+
+    settings, loaded, _ = _load(config, manifest, None)
+    data_path, html_path = board.write(settings, loaded, out_dir or board.default_out_dir(settings))
+    out.print(f"wrote {data_path} and {html_path}")
+
+
+@app.command()
 def doctor(
     json_: JsonOpt = False,
     config: ConfigOpt = None,

@@ -26,7 +26,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 VARIABLE = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TOP_LEVEL_KEYS = ("defaults", "tasks")
+TOP_LEVEL_KEYS = ("defaults", "tasks", "components", "integrations")
+SECTIONS = ("components", "integrations")  # validated by agency_cron.checks.models
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -231,6 +232,8 @@ class Manifest:
 
     tasks: tuple[Task, ...]
     sources: tuple[Path, ...]
+    components: tuple = ()
+    integrations: tuple = ()
 
     def get(self, name: str) -> Task | None:
         return next((task for task in self.tasks if task.name == name), None)
@@ -254,9 +257,10 @@ def load_manifest(path: str | os.PathLike, settings: Settings) -> Manifest:
     files = _manifest_files(path)
     problems: list[str] = []
     tasks: list[Task] = []
+    sections: dict[str, list] = {key: [] for key in SECTIONS}
     seen: dict[str, str] = {}
     for file in files:
-        for where, task in _load_file(file, settings, problems):
+        for where, task in _load_file(file, settings, problems, sections):
             if task.name in seen:
                 problems.append(
                     f"{where}: name: duplicate task name, first defined at {seen[task.name]}"
@@ -264,9 +268,34 @@ def load_manifest(path: str | os.PathLike, settings: Settings) -> Manifest:
                 continue
             seen[task.name] = where
             tasks.append(task)
+            _refuse_bundled_name(where, task.name, problems)
+    _refuse_duplicates(path, sections, problems)
     if problems:
         raise ConfigError(*problems)
-    return Manifest(tasks=tuple(tasks), sources=tuple(files))
+    return Manifest(
+        tasks=tuple(tasks),
+        sources=tuple(files),
+        components=tuple(sections["components"]),
+        integrations=tuple(sections["integrations"]),
+    )
+
+
+def _refuse_bundled_name(where: str, name: str, problems: list[str]) -> None:
+    """A wrapper NAME.sh must not overwrite one of the bundled scripts beside it."""
+    from importlib.resources import files
+
+    if (files("agency_cron.cronjobs") / f"{name}.sh").is_file():
+        problems.append(
+            f"{where}: name: its wrapper {name}.sh would overwrite the bundled script of the"
+            " same name; pick another name"
+        )
+
+
+def _refuse_duplicates(path: Path, sections: dict[str, list], problems: list[str]) -> None:
+    for key, items in sections.items():
+        names = [item.name for item in items]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"{path}: {key}: {name!r} is declared more than once")
 
 
 def _manifest_files(path: Path) -> list[Path]:
@@ -280,13 +309,22 @@ def _manifest_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _load_file(file: Path, settings: Settings, problems: list[str]) -> list[tuple[str, Task]]:
+def _load_file(
+    file: Path, settings: Settings, problems: list[str], sections: dict[str, list]
+) -> list[tuple[str, Task]]:
     try:
         document = _parse(file)
     except ConfigError as exc:
         problems.extend(exc.problems)
         return []
     entries, defaults = _entries(file, document, problems)
+    if isinstance(document, dict) and any(key in document for key in SECTIONS):
+        from agency_cron.checks.models import validate_section
+
+        for key in SECTIONS:
+            sections[key] += validate_section(
+                file, key, document.get(key), settings.values, problems
+            )
     loaded = []
     for label, raw in entries:
         where = f"{file}: {label}"
@@ -332,9 +370,17 @@ def _unique_key_loader() -> type:
 
     class UniqueKeyLoader(base):
         def construct_mapping(self, node, deep=False):
+            self.flatten_mapping(node)  # YAML merge keys (<<: *defaults) stay usable
             seen = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        "a key must be a plain value, not a list or mapping",
+                        key_node.start_mark,
+                    )
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -370,6 +416,8 @@ def _entries(file: Path, document: Any, problems: list[str]) -> tuple[list[tuple
         )
         defaults = {k: v for k, v in defaults.items() if k != "name"}
     tasks = document.get("tasks")
+    if tasks is None and any(key in document for key in SECTIONS):
+        return [], defaults  # a file of components or integrations only
     if not isinstance(tasks, list):
         problems.append(f"{file}: tasks: expected a list of tasks")
         return [], defaults
@@ -384,7 +432,11 @@ def _build_task(where: str, raw: Any, defaults: dict, settings: Settings, proble
     if isinstance(defaults.get("env"), dict) and isinstance(raw.get("env"), dict):
         merged["env"] = {**defaults["env"], **raw["env"]}
     name = raw.get("name")
-    label = f"{where} ({name})" if isinstance(name, str) and name else where
+    # A name with control characters would break the one-line message: show it quoted.
+    if isinstance(name, str) and name:
+        label = f"{where} ({name})" if name.isprintable() else f"{where} ({name!r})"
+    else:
+        label = where
     try:
         expanded = {key: expand(value, settings.values, key) for key, value in merged.items()}
     except _UnsetVariable as exc:

@@ -298,9 +298,11 @@ def _file_changes(settings, tasks, manifest_path, overrides, stale, full) -> lis
         )
         wanted.append((layout.spec_path(settings, task.name), spec.encode(), PRIVATE, task.name))
     for script in _bundled_scripts():
-        wanted.append(
-            (layout.scripts_dir(settings) / script.name, script.read_bytes(), EXECUTABLE, "shared")
+        # The scripts call the checks with the interpreter install runs under (its venv).
+        content = script.read_bytes().replace(
+            b"@AGENCY_CRON_PYTHON@", render.python_executable().encode()
         )
+        wanted.append((layout.scripts_dir(settings) / script.name, content, EXECUTABLE, "shared"))
     logrotate = _checked_logrotate(settings)
     wanted.append((layout.logrotate_path(settings), logrotate.encode(), PUBLIC, "shared"))
     changes = [_compare(path, content, mode, owner) for path, content, mode, owner in wanted]

@@ -1,15 +1,14 @@
 #!/bin/sh
 # AgencyStack scheduled task: Dashboard update.
-# Installed by `agency-cron install` into $AGENCY_ROOT/scripts/cronjobs/ and run by the
-# task's wrapper, which logs, records and alerts. Runnable by hand; `--alert` is accepted
-# for the seed's muscle memory (the wrapper is what turns it into an alert).
-# The real checks arrive with agency_cron/checks/; for now the task records that it ran.
-set -eu
-alert=no
+#
+# Writes the dashboard data (dashboard.json) and the static HTML dashboard (index.html,
+# with the "Alerts & Logs" tab) into STATE_DIR/dashboard, or DASHBOARD_DIR when set.
+# install writes the interpreter below (the one it ran with).
+PYTHON="${AGENCY_CRON_PYTHON:-@AGENCY_CRON_PYTHON@}"
 for arg in "$@"; do
     case "$arg" in
-        --alert) alert=yes ;;
+        --alert) ;;  # accepted like the other scripts; the runner alerts on failure
         *) echo "usage: $0 [--alert]" >&2; exit 2 ;;
     esac
 done
-echo "dashboard update ran on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ) alert=$alert"
+exec "$PYTHON" -m agency_cron dashboard ${DASHBOARD_DIR:+--out "$DASHBOARD_DIR"}

@@ -1,15 +1,10 @@
 #!/bin/sh
 # AgencyStack scheduled task: Health check.
-# Installed by `agency-cron install` into $AGENCY_ROOT/scripts/cronjobs/ and run by the
-# task's wrapper, which logs, records and alerts. Runnable by hand; `--alert` is accepted
-# for the seed's muscle memory (the wrapper is what turns it into an alert).
-# The real checks arrive with agency_cron/checks/; for now the task records that it ran.
-set -eu
-alert=no
-for arg in "$@"; do
-    case "$arg" in
-        --alert) alert=yes ;;
-        *) echo "usage: $0 [--alert]" >&2; exit 2 ;;
-    esac
-done
-echo "health check ran on $(hostname) at $(date -u +%Y-%m-%dT%H:%M:%SZ) (components: ${HEALTH_CHECK_COMPONENTS:-all}) alert=$alert"
+#
+# Installed by `agency-cron install` into $AGENCY_ROOT/scripts/cronjobs/ and run by its
+# task's wrapper, which logs, records and alerts. Runnable by hand; `--alert` sends the
+# failure alert when run outside the wrapper (inside it, the runner alerts).
+# The work is agency_cron/checks; the components come from the manifest's components:
+# and integrations: sections. install writes the interpreter below (the one it ran with).
+PYTHON="${AGENCY_CRON_PYTHON:-@AGENCY_CRON_PYTHON@}"
+exec "$PYTHON" -m agency_cron.checks health "$@"

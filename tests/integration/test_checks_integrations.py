@@ -1,0 +1,270 @@
+"""Integration refreshes against a real HTTP API on 127.0.0.1 and real commands, and
+`python -m agency_cron.checks integrations` as a real process: secrets stay out of the output
+and history, results and durations land in history.db, --alert reaches a real Apprise target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agency_cron.checks import integrations, web
+from agency_cron.checks.models import validate_section
+
+TOKEN = "tok-5f2c9e1d7a"
+PASSWORD = "pw-83hd72kq"
+
+
+class Api(BaseHTTPRequestHandler):
+    """/refresh wants `Bearer TOKEN` and answers 204; /fail is 500; /alert takes Apprise posts."""
+
+    requests: list[dict] = []
+
+    def _handle(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode()
+        type(self).requests.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "auth": self.headers.get("Authorization"),
+                "type": self.headers.get("Content-Type"),
+                "body": body,
+            }
+        )
+        if self.path == "/refresh":
+            status = 204 if self.headers.get("Authorization") == f"Bearer {TOKEN}" else 401
+        else:
+            status = {"/fail": 500, "/alert": 200, "/ok": 200}.get(self.path, 404)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = _handle  # noqa: N815 - http.server's naming
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def api():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_requests():
+    Api.requests.clear()
+
+
+def load(text: str, variables: dict | None = None) -> tuple:
+    problems: list[str] = []
+    found = validate_section(
+        Path("tasks.yaml"), "integrations", yaml.safe_load(text), variables or {}, problems
+    )
+    assert problems == []
+    return found
+
+
+def test_http_refresh_sends_method_headers_and_body(api):
+    (crm,) = load(
+        f"""
+        - name: crm
+          http:
+            method: POST
+            url: {api}/refresh
+            headers: {{Authorization: "Bearer ${{CRM_TOKEN}}", Content-Type: application/json}}
+            body: '{{"full": true}}'
+            status: 204
+        """,
+        {"CRM_TOKEN": TOKEN},
+    )
+    result = integrations.refresh(crm)
+    assert (result.kind, result.component, result.check_name, result.ok) == (
+        "integration",
+        "crm",
+        "http",
+        True,
+    )
+    assert result.detail.startswith("204 in ")
+    assert Api.requests == [
+        {
+            "method": "POST",
+            "path": "/refresh",
+            "auth": f"Bearer {TOKEN}",
+            "type": "application/json",
+            "body": '{"full": true}',
+        }
+    ]
+
+
+def test_http_refresh_with_the_wrong_answer_fails(api):
+    (crm,) = load(f"[{{name: crm, http: {{method: PUT, url: '{api}/refresh', status: 204}}}}]")
+    result = integrations.refresh(crm)
+    assert (result.ok, result.detail) == (False, "expected 204, got 401")
+    assert Api.requests[0]["method"] == "PUT"
+
+
+def test_command_refreshes_and_their_order(tmp_path):
+    marker = tmp_path / "order"
+    found = load(
+        f"""
+        - {{name: first, command: "sleep 0.5; echo first >> {marker}"}}
+        - {{name: second, command: "echo second >> {marker}"}}
+        - {{name: broken, command: "echo 'api said no' >&2; exit 7"}}
+        - {{name: stuck, command: "sleep 30", timeout: 1s}}
+        """
+    )
+    started = time.monotonic()
+    results = integrations.run_integrations(list(found))
+    assert [(r.component, r.check_name, r.ok) for r in results] == [
+        ("first", "command", True),
+        ("second", "command", True),
+        ("broken", "command", False),
+        ("stuck", "command", False),
+    ]
+    assert marker.read_text() == "first\nsecond\n"  # one after another, in manifest order
+    assert results[0].duration_s >= 0.5
+    assert results[2].detail == "exit 7: api said no"
+    assert results[3].detail == "timed out after 1s"
+    assert time.monotonic() - started < 5
+
+
+def test_a_crashing_refresh_is_a_failed_result(monkeypatch, api):
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(web, "fetch", broken)
+    (crm,) = load(f"[{{name: crm, http: {{url: '{api}/ok'}}}}]")
+    result = integrations.refresh(crm)
+    assert (result.ok, result.detail) == (False, "could not run: RuntimeError: bug")
+
+
+# --- the CLI as cron runs it ----------------------------------------------------------------
+
+
+@pytest.fixture
+def site(env, api):
+    """A config.env holding secrets, and a manifest of three integrations (one passes)."""
+    with env.config.open("a") as config:
+        config.write(f"CRM_TOKEN={TOKEN}\nDB_PASSWORD={PASSWORD}\n")
+    port = api.rsplit(":", 1)[1]
+    env.write_manifest(
+        f"""\
+        tasks: []
+        integrations:
+          - name: crm
+            description: Pull the CRM's contacts
+            http:
+              method: POST
+              url: {api}/refresh
+              headers: {{Authorization: "Bearer ${{CRM_TOKEN}}"}}
+              status: 204
+          - name: broken
+            http: {{url: "http://sync:${{DB_PASSWORD}}@127.0.0.1:{port}/fail"}}
+          - name: script
+            command: "echo connecting with ${{DB_PASSWORD}} and ${{CRM_TOKEN}}; exit 1"
+        """
+    )
+    return env
+
+
+def run_checks(env, *args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("AGENCY_CRON_RUN_ID", "ALERT_URLS")}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agency_cron.checks",
+            "integrations",
+            *args,
+            "--config",
+            str(env.config),
+            "--manifest",
+            str(env.manifest),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environ, **(extra or {})},
+        check=False,
+    )
+
+
+def test_cli_records_results_and_never_shows_secrets(site):
+    done = run_checks(site, extra={"AGENCY_CRON_RUN_ID": "run-7"})
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("OK   crm/http        204 in ")
+    assert lines[1] == "FAIL broken/http     expected 200, got 500"
+    assert lines[2] == "FAIL script/command  exit 1: connecting with *** and ***"
+    assert lines[-1] == "integrations: 3 checks, 2 failed: broken, script"
+    assert Api.requests[1]["auth"].startswith("Basic ")  # the URL's credentials were used...
+    with sqlite3.connect(site.state_dir / "history.db") as conn:
+        rows = conn.execute(
+            "SELECT kind, component, check_name, ok, detail, duration_s, run_id FROM check_results"
+        ).fetchall()
+    assert [row[:4] for row in rows] == [
+        ("integration", "crm", "http", 1),
+        ("integration", "broken", "http", 0),
+        ("integration", "script", "command", 0),
+    ]
+    assert all(row[5] is not None and row[5] >= 0 and row[6] == "run-7" for row in rows)
+    stored = json.dumps(rows) + done.stdout + done.stderr
+    for secret in (TOKEN, PASSWORD):  # ...and shown nowhere
+        assert secret not in stored
+
+
+def test_cli_selection_and_json(site):
+    done = run_checks(site, "--components", "crm", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["version"], report["kind"], report["ok"], report["checks"]) == (
+        1,
+        "integration",
+        True,
+        1,
+    )
+    assert report["results"][0]["component"] == "crm"
+    done = run_checks(site, "--components", "crm,erp")
+    assert done.returncode == 2
+    assert "unknown integration erp (declared: crm, broken, script)" in done.stderr
+
+
+def test_cli_alert_outside_the_runner_reaches_apprise(site, api):
+    target = "json://" + api.removeprefix("http://") + "/alert"
+    done = run_checks(site, "--components", "broken", "--alert", extra={"ALERT_URLS": target})
+    assert done.returncode == 1
+    assert done.stderr.strip() == "alert: sent to 1 target(s)"
+    (alert,) = [r for r in Api.requests if r["path"] == "/alert"]
+    message = json.loads(alert["body"])
+    assert "FAILED" in message["title"]
+    assert "integrations: 1 check, 1 failed: broken" in message["message"]
+    assert PASSWORD not in alert["body"]
+
+
+def test_cli_alert_is_left_to_the_runner_inside_a_run(site, api):
+    target = "json://" + api.removeprefix("http://") + "/alert"
+    done = run_checks(
+        site,
+        "--components",
+        "broken",
+        "--alert",
+        extra={"ALERT_URLS": target, "AGENCY_CRON_RUN_ID": "run-8"},
+    )
+    assert (done.returncode, done.stderr) == (1, "")
+    assert not [r for r in Api.requests if r["path"] == "/alert"]
