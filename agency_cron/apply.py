@@ -53,6 +53,8 @@ def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
     for path, user in plan.owners:
         undo.remember(path)
         hand_over(path, user)
+    if plan.target.kind == "systemd":
+        activate_timers(plan)
     if plan.crontab_before == plan.crontab_after:
         return plan
     with exclusive_lock(layout.crontab_lock_path(settings)):
@@ -98,6 +100,26 @@ class Undo:
         for folder in sorted(self.folders, key=lambda f: len(f.parts), reverse=True):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: never take away what someone else put there
+
+
+def activate_timers(plan: Plan) -> None:
+    """When systemd is the running init, load the changed units and start/stop their timers.
+
+    Without a running systemd (containers, chroots, a folder exported for another host)
+    the unit files are the whole result.
+    """
+    import subprocess
+
+    if not os.path.isdir("/run/systemd/system") or not any(
+        c.action != UNCHANGED for c in plan.files if c.path.parent == plan.target.path
+    ):
+        return
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+    for change in plan.files:
+        if change.path.parent != plan.target.path or change.path.suffix != ".timer":
+            continue
+        verb = "disable" if change.action == REMOVED else "enable"
+        subprocess.run(["systemctl", verb, "--now", change.path.name], check=True)
 
 
 def hand_over(path: Path, user: str) -> None:

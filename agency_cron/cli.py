@@ -481,6 +481,71 @@ def health(
     raise typer.Exit(1 if overdue else 0)
 
 
+export_app = typer.Typer(
+    help="Write the tasks for another scheduler: systemd timers or Kubernetes CronJobs.\n\n"
+    "Example: agency-cron export systemd /etc/systemd/system",
+    no_args_is_help=True,
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("systemd")
+def export_systemd(
+    directory: Annotated[Path, typer.Argument(help="Folder for the .service/.timer files.")],
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """A .service and a .timer per task (disabled tasks get no timer); writes only changes.
+
+    Example: agency-cron export systemd /etc/systemd/system
+    """
+    from agency_cron.backends import systemd
+    from agency_cron.fs import write_if_changed
+    from agency_cron.plan import effective_enabled, read_overrides
+
+    settings, loaded, _ = _load(config, manifest, None)
+    overrides = read_overrides(settings)
+    units = systemd.render_all(
+        settings, [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
+    )
+    written = [
+        name
+        for name, text in units.items()
+        if write_if_changed(directory / name, text.encode(), 0o644)
+    ]
+    out.print(f"{len(units)} unit file(s) in {directory}, {len(written)} written")
+
+
+@export_app.command("kubernetes")
+def export_kubernetes(
+    destination: Annotated[str, typer.Argument(help="File to write, or - for stdout.")],
+    image: Annotated[
+        str, typer.Option("--image", help="Image with agency-cron and the tasks' tools.")
+    ] = "agency-cron:latest",
+    namespace: Annotated[str, typer.Option("--namespace", help="Namespace.")] = "default",
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """One batch/v1 CronJob per task (plus a ConfigMap of task specs); secrets as secretKeyRef.
+
+    Example: agency-cron export kubernetes --image registry.example/ops:1.4 cronjobs.yaml
+    """
+    from agency_cron.backends import kubernetes
+    from agency_cron.plan import effective_enabled, read_overrides
+
+    settings, loaded, _ = _load(config, manifest, None)
+    overrides = read_overrides(settings)
+    pairs = [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
+    text = kubernetes.export(settings, pairs, image, namespace)
+    if destination == "-":
+        sys.stdout.write(text)
+        return
+    from agency_cron.fs import write_if_changed
+
+    write_if_changed(Path(destination), text.encode(), 0o644)
+    err.print(f"wrote {destination}")
+
+
 @app.command()
 def dashboard(
     out_dir: Annotated[

@@ -34,7 +34,7 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 # The seed lets DASHBOARD_UPDATE_INTERVAL be a bare word; cron wants the @ form.
 INTERVAL_WORDS = {"hourly", "daily", "weekly", "monthly", "yearly", "annually", "midnight"}
 SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
-CRONTAB_TARGET = re.compile(r"^(user|user:[a-z_][a-z0-9_.-]*\$?|file:/.+|system:/.+)$")
+CRONTAB_TARGET = re.compile(r"^(user|user:[a-z_][a-z0-9_.-]*\$?|file:/.+|system:/.+|systemd:/.+)$")
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,10 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
             fail(key, "must not contain a newline or NUL")
     crontab = values["CRONTAB"].strip()
     if not CRONTAB_TARGET.match(crontab) or "\n" in crontab:
-        fail("CRONTAB", f"expected user, user:NAME, file:/PATH or system:/PATH, got {crontab!r}")
+        fail(
+            "CRONTAB",
+            f"expected user, user:NAME, file:/PATH, system:/PATH or systemd:/DIR, got {crontab!r}",
+        )
     else:
         from agency_cron.backends.crontab import parse_target
 

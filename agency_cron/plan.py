@@ -151,7 +151,12 @@ def build_plan(
     after = merge(before, desired, scope)
     stale = _stale_tasks(settings, before, manifest) if scope is None else set()
     changes = _file_changes(settings, tasks, manifest_path, overrides, stale, scope is None)
-    rows = _task_rows(tasks, stale, installed_entries(before), desired, changes)
+    installed = installed_entries(before)
+    if target.kind == "systemd":
+        unit_changes, installed = _unit_changes(settings, target, tasks, overrides, scope is None)
+        changes += unit_changes
+        stale |= {name for name in installed if manifest.get(name) is None}
+    rows = _task_rows(tasks, stale, installed, desired, changes)
     rows += [_file_row(c) for c in changes if c.owner == "shared"]
     owners = _owners(settings, tasks, target)
     return Plan(
@@ -211,12 +216,38 @@ def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:
     installed = installed_entries(before)
     stale = set(installed) | _rendered_tasks(settings)
     changes = _removals(settings, stale, purge) if purge else []
+    if target.kind == "systemd":
+        from agency_cron.backends import systemd
+
+        units = sorted(systemd.installed_units(target.path))
+        installed = {systemd.task_of_unit(n): [] for n in units}
+        changes += [FileChange(target.path / n, None, 0, REMOVED, "shared") for n in units]
     rows = [Row(name, "task", REMOVED) for name in sorted(installed)]
     rows += [_file_row(c) for c in changes]
     return Plan(target, None, before, after, tuple(changes), tuple(rows))
 
 
+def _unit_changes(settings, target, tasks, overrides, full) -> tuple[list[FileChange], dict]:
+    """systemd:DIR: a .service and a .timer per task instead of crontab lines."""
+    from agency_cron.backends import systemd
+
+    wanted = systemd.render_all(settings, [(t, effective_enabled(t, overrides)) for t in tasks])
+    present = systemd.installed_units(target.path)
+    changes = [
+        _compare(target.path / name, text.encode(), PUBLIC, systemd.task_of_unit(name))
+        for name, text in wanted.items()
+    ]
+    names = {t.name for t in tasks}
+    for name in sorted(present - set(wanted)):
+        owner = systemd.task_of_unit(name)
+        if full or owner in names:
+            changes.append(FileChange(target.path / name, None, 0, REMOVED, owner))
+    return changes, {systemd.task_of_unit(name): [] for name in present}
+
+
 def _entries(task: Task, settings: Settings, target: Target, overrides: dict[str, bool]):
+    if target.kind == "systemd":
+        return []
     enabled = effective_enabled(task, overrides)
     wrapper = layout.wrapper_path(settings, task.name)
     user = (task.user or "root") if target.user_field else None

@@ -404,7 +404,9 @@ class Run:
         self.run_id = os.urandom(6).hex()
         self.host = socket.gethostname()
         self.attempts = int(spec["retries"]) + 1
-        self.output = Output(spec["log"], spec.get("secrets", []), echo)
+        self.alert_urls = _alert_urls(spec)
+        self.secrets = _secrets(spec, self.alert_urls)
+        self.output = Output(spec["log"], self.secrets, echo)
         self.history_path = os.path.join(spec["state_dir"], "history.db")
         self._db = None
 
@@ -532,10 +534,10 @@ class Run:
             "output_tail": tail,
         }
         outcome = alerts.send(
-            self.spec["alert_urls"],
+            self.alert_urls,
             kind,
             event,
-            self.spec.get("secrets", []),
+            self.secrets,
             float(self.spec.get("alert_timeout", 30)),
         )
         self.output.line(f"alert ({kind}): {outcome}")
@@ -544,6 +546,33 @@ class Run:
                 history.set_alert(self.db(), row_id, f"{kind}: {outcome}")
             except Exception as exc:  # noqa: BLE001
                 self.output.line(f"warning: could not record the alert: {exc}")
+
+
+SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
+
+
+def _alert_urls(spec: dict) -> list[str]:
+    """The spec's alert URLs, plus ALERT_URLS from the environment (how a Kubernetes
+    Secret or a systemd credential hands them over without writing them in a file)."""
+    import re
+
+    found = [*spec.get("alert_urls", [])]
+    found += [u for u in re.split(r"[\s,]+", os.environ.get("ALERT_URLS", "")) if u]
+    return list(dict.fromkeys(found))
+
+
+def _secrets(spec: dict, alert_urls: list[str]) -> list[str]:
+    """What to mask: the spec's list, secret-named variables of our environment, and the
+    credentials in every alert URL (the spec may come from a host without them)."""
+    found = set(spec.get("secrets", []))
+    found |= {
+        v for k, v in os.environ.items() if k.upper().endswith(SECRET_SUFFIXES) and len(v) >= 4
+    }
+    if set(alert_urls) - set(spec.get("alert_urls", [])):
+        from agency_cron.alerts import secrets_of_urls
+
+        found |= {s for s in secrets_of_urls(alert_urls) if len(s) >= 4}
+    return sorted(found)
 
 
 def _alert_kind(spec: dict, status: str, previous: str | None, force: bool) -> str | None:

@@ -114,12 +114,16 @@ class Target:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.spec).strip("_")
 
     def read(self) -> str:
+        if self.kind == "systemd":
+            return ""  # timers live in unit files, planned as files (plan.py)
         if self.kind in ("file", "system"):
             data = read_bytes(self.path)
             return "" if data is None else data.decode(*ENCODING)
         return _crontab_list(self.user)
 
     def write(self, text: str) -> None:
+        if self.kind == "systemd":
+            return
         if self.kind == "system":
             write_atomic(self.path, text.encode(*ENCODING), 0o644)
         elif self.kind == "file":
@@ -140,7 +144,7 @@ def parse_target(spec: str) -> Target:
         except KeyError:
             raise ConfigError(f"CRONTAB: user:{rest}: no such user on this system") from None
         return Target(spec, "user", user=rest)
-    if kind in ("file", "system") and rest.startswith("/"):
+    if kind in ("file", "system", "systemd") and rest.startswith("/"):
         path = Path(rest)
         if kind == "system" and "." in path.name:
             raise ConfigError(

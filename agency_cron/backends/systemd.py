@@ -1,0 +1,303 @@
+"""systemd export: a `.service` and a `.timer` per task, firing when the crontab line would.
+
+The service runs the task's wrapper, exactly as cron does, so logs, history and alerts are
+the same whichever scheduler calls it. The timer's `OnCalendar=` values are built from the
+field sets cronsim expands (the parser schedule.py already trusts), never by re-reading cron
+text here. Two semantic gaps need care:
+
+- cron ORs day-of-month and day-of-week when both are restricted; systemd ANDs the parts of
+  one calendar spec. An OR becomes two `OnCalendar=` lines. Like Debian cron, cronsim treats
+  a field that starts with `*` (`*/2`) as unrestricted for this rule, so that case stays AND.
+- A time zone goes at the end of every calendar spec (systemd >= 235), because Debian's cron
+  has no per-task zone at all (ARCHITECTURE.md).
+
+DST edges differ between the two schedulers; tests/integration/test_systemd_export.py
+measures and pins each difference.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from agency_cron import layout
+from agency_cron.config import Settings
+from agency_cron.errors import ConfigError
+from agency_cron.fs import write_if_changed
+from agency_cron.manifest import Task
+from agency_cron.render import render, working_dir
+from agency_cron.runner import KILL_GRACE_S
+from agency_cron.schedule import NICKNAMES, REBOOT, ScheduleError, normalise
+
+UNIT_PREFIX = "agency-cron-"
+UNIT_SUFFIXES = (".service", ".timer")
+# systemd.unit(5): letters, digits, ":", "-", "_", ".", "\"; at most 255 bytes with the suffix.
+UNIT_CHARS = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
+UNIT_NAME_MAX = 255
+UNIT_MODE = 0o644
+# cronsim needs a start time to expand the fields; any fixed one will do.
+FIELDS_START = datetime(2000, 1, 1)
+# cron's @reboot runs when the daemon starts; a minute after boot is the closest timer form.
+BOOT_DELAY = "1min"
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # systemd's order: Monday first
+# Margin on top of the runner's own bound, for Python's start-up and the history write.
+START_MARGIN_S = 60
+# systemd reads zones from the host's tz database, not from Python's tzdata package.
+ZONEINFO = Path("/usr/share/zoneinfo")
+# ExecStart paths: anything outside this set is written inside double quotes, and systemd
+# refuses paths with UNSAFE_EXEC characters (string_is_safe() in its source).
+PLAIN_WORD = re.compile(r"^[A-Za-z0-9/_.:+,=@-]+$")
+UNSAFE_EXEC = re.compile(r"[\"'\\\x00-\x1f\x7f]")
+
+
+def unit_name(task_name: str) -> str:
+    """`agency-cron-NAME`, or ConfigError when systemd would refuse a unit of that name."""
+    base = f"{UNIT_PREFIX}{task_name}"
+    longest = base + max(UNIT_SUFFIXES, key=len)
+    if not UNIT_CHARS.match(task_name) or len(longest.encode()) > UNIT_NAME_MAX:
+        raise ConfigError(
+            f"{longest!r} is not a valid systemd unit name "
+            f"(letters, digits, ':', '-', '_', '.' and '\\' only, at most {UNIT_NAME_MAX} bytes)"
+        )
+    return base
+
+
+def cron_to_oncalendar(expr: str, timezone: str | None) -> list[str]:
+    """The `OnCalendar=` values that fire when the cron expression `expr` does.
+
+    `@reboot` returns [] (the timer uses OnBootSec= instead). A zone, when given, ends every
+    value. Raises ConfigError for an expression cron would refuse.
+    """
+    try:
+        cron = normalise(expr)
+    except ScheduleError as exc:
+        raise ConfigError(f"schedule {expr!r}: {exc}") from None
+    if cron == REBOOT:
+        return []
+    from cronsim import CronSim
+
+    sim = CronSim(NICKNAMES.get(cron, cron), FIELDS_START)
+    clock = f"{_numbers(sim.hours, 24)}:{_numbers(sim.minutes, 60)}:00"
+    month = _numbers(sim.months, 12, first=1)
+    zone = f" {_known_zone(timezone)}" if timezone else ""
+    return [
+        f"{weekdays + ' ' if weekdays else ''}*-{month}-{days} {clock}{zone}"
+        for weekdays, days in _day_parts(sim)
+    ]
+
+
+def _day_parts(sim) -> list[tuple[str | None, str]]:
+    """cron's day rule as (weekdays, days of month) pairs: ANDed within a pair, ORed between.
+
+    cronsim's `day_and` is Debian cron's rule: AND when either field starts with `*`.
+    """
+    days = _numbers(sim.days, 31, first=1)
+    weekdays = _weekdays(sim.weekdays)
+    if sim.day_and:
+        return [(weekdays, days)]
+    if days == "*" or weekdays is None:
+        # An OR with a side that matches every day matches every day.
+        return [(None, "*")]
+    return [(None, days), (weekdays, "*")]
+
+
+def _known_zone(zone: str) -> str:
+    """`zone`, or ConfigError when this host's tz database lacks it.
+
+    systemd ignores an OnCalendar= line whose zone it cannot load, and a timer left with no
+    line never fires: better to refuse now. (Python may know more zones, from pip's tzdata.)
+    """
+    if ZONEINFO.is_dir() and not (ZONEINFO / zone).is_file():
+        raise ConfigError(
+            f"time zone {zone!r} is not in {ZONEINFO}, so systemd would ignore the schedule "
+            "(install the system's tzdata, or use a canonical zone name)"
+        )
+    return zone
+
+
+def _numbers(values: Iterable[int], size: int, first: int = 0) -> str:
+    """A set of field values as systemd writes them: `*`, or `01..05,10,12` (two digits)."""
+    ordered = sorted(values)
+    if ordered == list(range(first, first + size)):
+        return "*"
+    return _ranges(ordered, "{:02d}".format)
+
+
+def _weekdays(values: Iterable) -> str | None:
+    """cron's day-of-week set (0 and 7 are Sunday) as `Mon..Fri,Sun`; None for every day."""
+    monday_first = sorted({(int(day) - 1) % 7 for day in values})
+    if len(monday_first) == 7:
+        return None
+    return _ranges(monday_first, WEEKDAYS.__getitem__)
+
+
+def _ranges(ordered: list[int], label: Callable[[int], str]) -> str:
+    """[1, 2, 3, 7, 8] -> `1..3,7,8`: runs of three or more become systemd ranges."""
+    runs: list[tuple[int, int]] = []
+    for value in ordered:
+        if runs and runs[-1][1] == value - 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    parts: list[str] = []
+    for low, high in runs:
+        if high - low >= 2:
+            parts.append(f"{label(low)}..{label(high)}")
+        else:
+            parts.extend(label(value) for value in range(low, high + 1))
+    return ",".join(parts)
+
+
+def render_units(task: Task, settings: Settings) -> dict[str, str]:
+    """{"agency-cron-NAME.service": text, "agency-cron-NAME.timer": text}.
+
+    Raises ConfigError, naming the task, for anything systemd would refuse.
+    """
+    try:
+        return _render_units(task, settings)
+    except ConfigError as exc:
+        raise ConfigError(*(f"task {task.name!r}: {p}" for p in exc.problems)) from None
+
+
+def _render_units(task: Task, settings: Settings) -> dict[str, str]:
+    name = unit_name(task.name)
+    calendars = _calendars(task)
+    description = _escape(_description(task))
+    service = render(
+        "systemd.service.j2",
+        timer=f"{name}.timer",
+        description=description,
+        exec_start=exec_quote(str(layout.wrapper_path(settings, task.name))),
+        user=_escape(task.user or "root"),
+        working_dir=_escape(_path_value(working_dir(task, settings))),
+        timeout=start_timeout(task, settings),
+    )
+    timer = render(
+        "systemd.timer.j2",
+        description=f"{description} (timer)",
+        calendars=calendars,
+        boot_delay=BOOT_DELAY if REBOOT in task.schedule else None,
+        jitter=task.jitter,
+        service=f"{name}.service",
+    )
+    return {f"{name}.service": service, f"{name}.timer": timer}
+
+
+def _calendars(task: Task) -> list[str]:
+    found: list[str] = []
+    for expr in task.schedule:
+        specs = cron_to_oncalendar(expr, task.timezone)
+        found.extend(spec for spec in specs if spec not in found)
+    return found
+
+
+def _description(task: Task) -> str:
+    # A trailing backslash would join the next line of the unit file (systemd.syntax(7)),
+    # and unit files have no escape for it; trailing spaces are stripped by systemd anyway.
+    text = task.description.rstrip(" \t\\")
+    return f"agency-cron {task.name}: {text}" if text else f"agency-cron {task.name}"
+
+
+def _path_value(path: str) -> str:
+    if path.endswith("\\"):
+        raise ConfigError(
+            f"working directory {path!r} ends with '\\', which a unit file reads as a line "
+            "continuation"
+        )
+    return path
+
+
+def _escape(value: str) -> str:
+    """`%` starts a specifier in unit files (systemd.unit(5)); `%%` is a literal `%`."""
+    return value.replace("%", "%%")
+
+
+def exec_quote(path: str) -> str:
+    """The executable of an ExecStart= line (systemd.service(5)): `%` doubled, quoted if needed.
+
+    `$` stays single: systemd expands variables in the arguments only, and execs the path as
+    written (measured: `$$` reached `systemd-analyze verify` as two dollars). Quotes,
+    backslashes and control characters it refuses outright ("Executable name contains
+    special characters"), so they raise ConfigError here.
+    """
+    if UNSAFE_EXEC.search(path):
+        raise ConfigError(
+            f"wrapper path {path!r} contains a quote, backslash or control character, which "
+            "systemd refuses in an executable path; choose another AGENCY_ROOT"
+        )
+    text = _escape(path)
+    return text if PLAIN_WORD.match(path) else f'"{text}"'
+
+
+def start_timeout(task: Task, settings: Settings) -> int:
+    """TimeoutStartSec=: a backstop above the runner's own bound, in seconds.
+
+    The runner enforces `timeout` per attempt and records the timeout itself (exit 124); if
+    systemd killed it at the same moment, that record and the alert would be lost. So the
+    backstop covers every attempt, every retry delay (+10% jitter), an alert and a margin.
+    """
+    attempts = task.retries + 1
+    delays = sum(_retry_delay(task, attempt) for attempt in range(1, attempts))
+    alert = math.ceil(settings.alert_timeout)
+    grace = math.ceil(KILL_GRACE_S)
+    jittered = (delays * 11 + 9) // 10  # +10%, rounded up, in integers
+    return attempts * (task.timeout + grace) + jittered + alert + START_MARGIN_S
+
+
+def _retry_delay(task: Task, attempt: int) -> int:
+    """The runner's delay before attempt `attempt + 1`, without its random part."""
+    if task.retry_backoff == "exponential":
+        # Capped before the power grows: retries may be up to 100.
+        doublings = min(attempt - 1, 62)
+        return min(task.retry_delay * 2**doublings, task.retry_max_delay)
+    return min(task.retry_delay, task.retry_max_delay)
+
+
+def render_all(settings: Settings, tasks: Iterable[tuple[Task, bool]]) -> dict[str, str]:
+    """{unit file name: text} for every (task, enabled); a disabled task keeps its service
+    (runnable by hand) but has no timer. ConfigError carries every problem found."""
+    rendered: dict[str, str] = {}
+    problems: list[str] = []
+    for task, enabled in tasks:
+        try:
+            units = render_units(task, settings)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        rendered.update({k: v for k, v in units.items() if enabled or not k.endswith(".timer")})
+    if problems:
+        raise ConfigError(*problems)
+    return rendered
+
+
+def installed_units(directory: Path) -> set[str]:
+    """The unit files of agency-cron in `directory` (by their name prefix)."""
+    if not Path(directory).is_dir():
+        return set()
+    return {
+        p.name
+        for p in Path(directory).glob(f"{UNIT_PREFIX}*")
+        if p.suffix in (".service", ".timer")
+    }
+
+
+def task_of_unit(file_name: str) -> str:
+    return file_name.removeprefix(UNIT_PREFIX).rsplit(".", 1)[0]
+
+
+def export(settings: Settings, tasks: Iterable[Task], directory: Path) -> list[Path]:
+    """Write every task's units into `directory` (0644); return their paths, written or not.
+
+    Every task is converted before anything is written, so one bad task leaves the folder
+    untouched; ConfigError carries every problem found.
+    """
+    rendered = render_all(settings, [(task, True) for task in tasks])
+    paths = []
+    for file_name, text in rendered.items():
+        path = Path(directory) / file_name
+        write_if_changed(path, text.encode(), UNIT_MODE)
+        paths.append(path)
+    return paths
