@@ -8,6 +8,7 @@ with its exit code (2 for bad input), never a traceback. Human output goes throu
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +33,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Piped output keeps whole rows (80 columns would truncate paths and times).
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+out = Console(
+    highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOpt = Annotated[

@@ -65,8 +65,10 @@ CHECKS = [
 
 
 def run_wrapper(env, name: str) -> int:
-    """Run the task's wrapper as cron would (stdout not a terminal: the cron log is written)."""
+    """Run the task's wrapper as cron would (AGENCY_CRON_SCHEDULED=cron stands in for the
+    daemon among its ancestors: the cron log is written)."""
     environ = {k: v for k, v in os.environ.items() if k != "AGENCY_CRON_NO_CRON_LOG"}
+    environ["AGENCY_CRON_SCHEDULED"] = "cron"
     wrapper = layout.wrapper_path(load(env)[0], name)
     done = subprocess.run([str(wrapper)], capture_output=True, env=environ, timeout=120)
     return done.returncode

@@ -70,13 +70,15 @@ def lock_file(env, name: str) -> Path:
 
 
 def start(env, name: str, *args: str) -> subprocess.Popen:
-    """Start the wrapper as cron would: no terminal on stdin/stdout/stderr."""
+    """Start the wrapper as cron would: no terminal, and AGENCY_CRON_SCHEDULED=cron standing
+    in for the cron daemon among its ancestors (the e2e test has the real daemon)."""
+    environ = {k: v for k, v in os.environ.items() if k != "AGENCY_CRON_NO_CRON_LOG"}
     return subprocess.Popen(
         [str(wrapper(env, name)), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if k != "AGENCY_CRON_NO_CRON_LOG"},
+        env={**environ, "AGENCY_CRON_SCHEDULED": "cron"},
     )
 
 
