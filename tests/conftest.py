@@ -97,7 +97,9 @@ def cli(capsys):
     return run
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run `python -m agency_cron` as a real process (for exit codes and stderr as users see them)."""
     return subprocess.run(
         [sys.executable, "-m", "agency_cron", *args],
