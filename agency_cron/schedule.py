@@ -373,14 +373,16 @@ def host_expression(expr: str, zone_name: str, start: datetime | None = None) ->
     zone, host = ZoneInfo(zone_name), local_zone()
     start = start or datetime.now(host)
     parsed = CronSim(cron_form(expr), start.replace(tzinfo=None))
-    minutes_of_day = set()
-    for difference in offset_differences(zone, host, start):
-        for hour in parsed.hours:
-            for minute in parsed.minutes:
-                minutes_of_day.add((hour * 60 + minute - difference) % 1440)
+    zone_minutes = {hour * 60 + minute for hour in parsed.hours for minute in parsed.minutes}
+    minutes_of_day = {
+        (local - difference) % 1440
+        for difference in offset_differences(zone, host, start)
+        for local in zone_minutes
+    }
     for end in gap_ends(zone, start):
-        local = end.astimezone(host)
-        minutes_of_day.add(local.hour * 60 + local.minute)
+        if _skipped_minutes(zone, end) & zone_minutes:  # cron runs those right after the gap
+            local = end.astimezone(host)
+            minutes_of_day.add(local.hour * 60 + local.minute)
     minutes = sorted({m % 60 for m in minutes_of_day})
     hours = sorted({m // 60 for m in minutes_of_day})
     if _has_transitions(host, start):
@@ -388,6 +390,23 @@ def host_expression(expr: str, zone_name: str, start: datetime | None = None) ->
         # with '*' hours the line is a wildcard job that fires at every real host minute.
         hours = list(range(24))
     return f"{_cron_list(minutes, 60)} {_cron_list(hours, 24)} * * *"
+
+
+def _skipped_minutes(zone: ZoneInfo, gap_end: datetime) -> set[int]:
+    """The local minutes of day that a DST gap ending at `gap_end` skipped."""
+    from datetime import timedelta
+
+    after = gap_end.astimezone(zone)
+    jump = (
+        int(
+            (
+                after.utcoffset() - (gap_end - timedelta(minutes=1)).astimezone(zone).utcoffset()
+            ).total_seconds()
+        )
+        // 60
+    )
+    first = after.hour * 60 + after.minute
+    return {(first - step) % 1440 for step in range(1, jump + 1)}
 
 
 def _has_transitions(zone: ZoneInfo, start: datetime) -> bool:
