@@ -25,7 +25,7 @@ list: $(STAMP)
 	$(AGENCY_CRON) list
 
 log-summary: $(STAMP)
-	$(AGENCY_CRON) status
+	$(AGENCY_CRON) log-summary
 
 health-check: $(STAMP)
 	$(AGENCY_CRON) run health-check
