@@ -41,7 +41,7 @@ from agency_cron.config import Settings, is_secret_name, read_config_file, split
 from agency_cron.errors import AgencyCronError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
-from agency_cron.plan import Plan, build_plan, log_owner
+from agency_cron.plan import UNCHANGED, Plan, build_plan, log_owner
 
 JSON_VERSION = 1
 INSTALL = "agency-cron install"
@@ -77,8 +77,11 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     were raised earlier, when `settings` and `manifest` were loaded.
     """
     plan, plan_error = _plan(settings, manifest, manifest_path)
-    findings = check_cron_daemon()
-    findings += check_crontab(settings, manifest, plan, plan_error)
+    if settings.crontab.startswith("systemd:"):
+        findings = check_systemd_units(plan, plan_error)
+    else:
+        findings = check_cron_daemon()
+        findings += check_crontab(settings, manifest, plan, plan_error)
     findings += check_wrappers(settings, manifest, plan)
     findings += check_log_dirs(settings)
     findings += check_logrotate(settings)
@@ -130,6 +133,35 @@ def cron_daemon_pids() -> list[int]:
         if comm in CRON_NAMES and state not in ("Z", "X"):
             found.append(int(entry))
     return sorted(found)
+
+
+def check_systemd_units(plan: Plan | None, plan_error: Exception | None) -> list[Finding]:
+    """systemd:DIR targets: the units match what install renders, and systemd runs them."""
+    if plan is None:
+        return [Finding("systemd-units", False, f"cannot plan: {plan_error}", INSTALL)]
+    running = os.path.isdir("/run/systemd/system")
+    findings = [
+        Finding("systemd", True, "systemd is the running init")
+        if running
+        else Finding(
+            "systemd",
+            False,
+            "systemd is not the running init here: the unit files are written but nothing starts them",
+            "copy the units to a host that runs systemd, or set CRONTAB=user",
+        )
+    ]
+    units = [c for c in plan.files if c.path.parent == plan.target.path]
+    stale = [c for c in units if c.action != UNCHANGED]
+    for change in stale:
+        detail = f"{change.path} is {'missing' if change.action == 'added' else change.action}: it differs from what install renders"
+        findings.append(Finding("systemd-units", False, detail, INSTALL, change.owner))
+    if not stale:
+        findings.append(
+            Finding(
+                "systemd-units", True, f"{len(units)} unit file(s) current in {plan.target.path}"
+            )
+        )
+    return findings
 
 
 def check_cron_daemon() -> list[Finding]:

@@ -91,3 +91,16 @@ def test_kubernetes_export_refuses_names_kubernetes_rejects(env, cli):
     target = env.root / "out.yaml"
     code, _, err = cli(*env.args("export", "kubernetes", str(target)))
     assert code == 2 and "Bad_Name" in err and not target.exists()
+
+
+def test_doctor_on_a_systemd_target_checks_the_units(env, cli):
+    env.write_manifest(MANIFEST)
+    units = env.root / "units"
+    target = ["--crontab", f"systemd:{units}"]
+    cli(*env.args("install", *target))
+    findings = json.loads(cli(*env.args("doctor", "--json", *target))[1])["findings"]
+    assert [f["ok"] for f in findings if f["check"] == "systemd-units"] == [True]
+    (units / "agency-cron-often.timer").unlink()
+    code, out, _ = cli(*env.args("doctor", "--json", *target))
+    broken = [f for f in json.loads(out)["findings"] if f["check"] == "systemd-units"]
+    assert code == 1 and broken[0]["task"] == "often" and broken[0]["fix"] == "agency-cron install"
