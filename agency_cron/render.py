@@ -86,8 +86,25 @@ def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:
         secret_names=secrets,
         working_dir=working_dir(task, settings),
         python=python,
+        bootstrap=runner_bootstrap(),
         spec=str(layout.spec_path(settings, task.name)),
     )
+
+
+def runner_bootstrap() -> str:
+    """The `python -S -P -c` program the wrapper runs: the import paths are spelled out, so
+    the interpreter skips `site` and its .pth files (a few ms on every run) and the working
+    directory never shadows a module. These are the paths of the install being run now."""
+    import sysconfig
+
+    import agency_cron
+
+    roots = [str(Path(agency_cron.__file__).resolve().parent.parent)]
+    for key in ("purelib", "platlib"):
+        path = sysconfig.get_paths()[key]
+        if path not in roots:
+            roots.append(path)
+    return f"import sys; sys.path[:0] = {json.dumps(roots)}; from agency_cron.runner import main; sys.exit(main())"
 
 
 def working_dir(task: Task, settings: Settings) -> str:

@@ -19,10 +19,8 @@ import contextlib
 import fcntl
 import json
 import os
-import random
 import select
 import signal
-import socket
 import sys
 import time
 
@@ -391,6 +389,8 @@ def retry_delay(spec: dict, attempt: int) -> float:
     base = float(spec["retry_delay"])
     if spec["retry_backoff"] == "exponential":
         base *= 2 ** (attempt - 1)
+    import random  # only when a retry is due: the success path never pays for it
+
     jittered = base * random.uniform(0.9, 1.1)
     return max(0.0, min(jittered, float(spec["retry_max_delay"])))
 
@@ -402,7 +402,7 @@ class Run:
         self.spec = spec
         self.force_alert = force_alert
         self.run_id = os.urandom(6).hex()
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename  # what gethostname() returns, without importing socket
         self.attempts = int(spec["retries"]) + 1
         self.alert_urls = _alert_urls(spec)
         self.secrets = _secrets(spec, self.alert_urls)
@@ -695,6 +695,8 @@ def scheduled_run(spec: dict, force_alert: bool) -> int:
         if not due_now(spec):
             return 0
         if spec.get("jitter"):
+            import random
+
             time.sleep(random.uniform(0, float(spec["jitter"])))
     code = run_spec(spec, force_alert)
     mark_completed(spec)
