@@ -135,17 +135,26 @@ def uninstall(
     _show_plan(plan, dry_run, json_)
 
 
+FULL_TABLE_MAX = 50  # past this many tasks, unchanged ones are counted, not listed
+
+
 def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
     if as_json:
         _print_json({**plan.as_json(), "dry_run": dry_run})
         return
+    tasks = [row for row in plan.rows if row.kind == "task"]
+    quiet = len(tasks) > FULL_TABLE_MAX
+    shown = [
+        row for row in plan.rows if row.action != UNCHANGED or (row.kind == "task" and not quiet)
+    ]
+    unchanged = sum(1 for row in tasks if row.action == UNCHANGED)
     table = Table(title=f"plan for {plan.target.label}" + (" (dry run)" if dry_run else ""))
     for column in ("item", "kind", "action", "detail"):
         table.add_column(column)
-    for row in plan.rows:
-        if row.kind == "file" and row.action == UNCHANGED:
-            continue
+    for row in shown:
         table.add_row(row.item, row.kind, row.action, row.detail)
+    if quiet and unchanged:
+        table.add_row(f"{unchanged} more task(s)", "task", UNCHANGED, "")
     out.print(table)
     if dry_run and plan.changes:
         out.print(plan.diff(), markup=False, end="")

@@ -91,6 +91,7 @@ def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:
     )
 
 
+@cache
 def runner_bootstrap() -> str:
     """The `python -S -P -c` program the wrapper runs: the import paths are spelled out, so
     the interpreter skips `site` and its .pth files (a few ms on every run) and the working
@@ -149,9 +150,22 @@ def redaction_list(task: Task, settings: Settings) -> list[str]:
     """
     from agency_cron.alerts import secrets_of_urls
 
-    found = {*task.secret_values, *settings_secret_values(settings)}
-    found |= set(secrets_of_urls([*settings.alert_urls, *task.alert_urls]))
+    found = {*task.secret_values, *_config_secrets(settings)}
+    if task.alert_urls:
+        found |= set(secrets_of_urls(list(task.alert_urls)))
     return sorted(value for value in found if len(value) >= 4)
+
+
+def _config_secrets(settings: Settings) -> tuple[str, ...]:
+    """The config's share of every task's redaction list, worked out once per Settings."""
+    cached = settings.__dict__.get("_config_secrets")
+    if cached is None:
+        from agency_cron.alerts import secrets_of_urls
+
+        found = {*settings_secret_values(settings), *secrets_of_urls(list(settings.alert_urls))}
+        cached = tuple(found)
+        object.__setattr__(settings, "_config_secrets", cached)  # a cache, not state
+    return cached
 
 
 def settings_secret_values(settings: Settings) -> list[str]:

@@ -43,13 +43,19 @@ class ScheduleError(ValueError):
 
 
 def normalise(expr: str) -> str:
+    """Return the cron form of one schedule, or raise ScheduleError with the reason."""
+    if not isinstance(expr, str):
+        raise ScheduleError(f"expected a string, got {type(expr).__name__}")
+    return _normalise(expr)
+
+
+@cache  # manifests repeat a handful of schedules over many tasks
+def _normalise(expr: str) -> str:
     """Return the cron form of one schedule, or raise ScheduleError with the reason.
 
     `@every N` becomes a 5-field expression when cron runs it at exact intervals;
     `@daily`-style names and 5-field expressions are returned with single spaces.
     """
-    if not isinstance(expr, str):
-        raise ScheduleError(f"expected a string, got {type(expr).__name__}")
     if "\n" in expr or "\r" in expr or "\0" in expr:
         raise ScheduleError("must not contain a newline or NUL")
     text = " ".join(expr.split())
