@@ -282,13 +282,20 @@ def load_manifest(path: str | os.PathLike, settings: Settings) -> Manifest:
 
 def _refuse_bundled_name(where: str, name: str, problems: list[str]) -> None:
     """A wrapper NAME.sh must not overwrite one of the bundled scripts beside it."""
-    from importlib.resources import files
-
-    if (files("agency_cron.cronjobs") / f"{name}.sh").is_file():
+    if name in _bundled_names():
         problems.append(
             f"{where}: name: its wrapper {name}.sh would overwrite the bundled script of the"
             " same name; pick another name"
         )
+
+
+@functools.cache
+def _bundled_names() -> frozenset[str]:
+    from importlib.resources import files
+
+    return frozenset(
+        p.name[:-3] for p in files("agency_cron.cronjobs").iterdir() if p.name.endswith(".sh")
+    )
 
 
 def _refuse_duplicates(path: Path, sections: dict[str, list], problems: list[str]) -> None:

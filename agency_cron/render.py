@@ -59,6 +59,7 @@ def render_html(template: str, **context) -> str:
     return html_environment().get_template(template).render(**context)
 
 
+@cache
 def python_executable() -> str:
     """The interpreter the wrappers call: the one running agency-cron now (its venv)."""
     # sys.prefix/bin/python3 rather than sys.executable: `python` and `python3` of one
@@ -174,7 +175,8 @@ def settings_secret_values(settings: Settings) -> list[str]:
 
 
 def spec_text(task: Task, settings: Settings, enabled: bool) -> str:
-    return json.dumps(spec(task, settings, enabled), indent=2, sort_keys=True) + "\n"
+    # One line: json's C encoder only runs without indent, and install renders every spec.
+    return json.dumps(spec(task, settings, enabled), sort_keys=True) + "\n"
 
 
 def logrotate_text(settings: Settings, owner: str, group: str) -> str:
