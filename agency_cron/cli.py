@@ -47,7 +47,9 @@ ManifestOpt = Annotated[
 ]
 CrontabOpt = Annotated[
     str | None,
-    typer.Option("--crontab", help="Target: user, user:NAME, file:/PATH or system:/PATH."),
+    typer.Option(
+        "--crontab", help="Target: user, user:NAME, file:/PATH, system:/PATH or systemd:/DIR."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -74,17 +76,23 @@ def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"agency-cron {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main_options(
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
     crontab: CrontabOpt = None,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version.", is_eager=True, callback=_version),
+    ] = False,
 ) -> None:
     """Options given here apply to every command."""
-    if version:
-        out.print(f"agency-cron {__version__}")
-        raise typer.Exit(0)
     Options.config, Options.manifest, Options.crontab = config, manifest, crontab
 
 
@@ -608,14 +616,18 @@ def doctor(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: AgencyCronError -> one line per problem on stderr and its exit code."""
+    """Entry point: AgencyCronError -> one line per problem on stderr and its exit code.
+
+    Click runs in standalone mode, so usage errors (an unknown command or option) print
+    its usage message and exit 2 the way every CLI does.
+    """
     try:
-        result = app(args=argv, prog_name="agency-cron", standalone_mode=False)
+        app(args=argv, prog_name="agency-cron", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AgencyCronError as exc:
         for problem in exc.problems:
             err.print(f"agency-cron: error: {problem}", markup=False)
-        return exc.exit_code
-    except typer.Exit as exc:
         return exc.exit_code
     except PermissionError as exc:
         err.print(
@@ -628,14 +640,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("agency-cron: interrupted")
         return 130
-    except _click_exceptions() as exc:
-        if hasattr(exc, "show"):
-            exc.show()
-        return getattr(exc, "exit_code", 1)
-    return result if isinstance(result, int) else 0
-
-
-def _click_exceptions():
-    import click
-
-    return (click.ClickException, click.exceptions.Abort)
+    return 0
