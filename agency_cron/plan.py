@@ -194,6 +194,7 @@ def _owners(settings: Settings, tasks: list[Task], target: Target) -> tuple[tupl
                 settings.log_dir / task.log_name,
                 layout.cron_log_path(settings, task.name),
                 layout.spec_path(settings, task.name),
+                layout.spec_cache_path(settings, task.name),
                 settings.state_dir / "locks" / f"{task.name}.lock",
             ):
                 if _owner_differs(path, user):
@@ -328,6 +329,8 @@ def _file_changes(settings, tasks, manifest_path, overrides, stale, full) -> lis
             (layout.wrapper_path(settings, task.name), wrapper.encode(), EXECUTABLE, task.name)
         )
         wanted.append((layout.spec_path(settings, task.name), spec.encode(), PRIVATE, task.name))
+        cache = render.spec_marshal(task, settings, enabled)
+        wanted.append((layout.spec_cache_path(settings, task.name), cache, PRIVATE, task.name))
     for script in _bundled_scripts():
         # The scripts call the checks with the interpreter install runs under (its venv).
         content = script.read_bytes().replace(
@@ -346,6 +349,7 @@ def _removals(settings: Settings, names: set[str], with_shared: bool) -> list[Fi
         paths += [
             (layout.wrapper_path(settings, name), name),
             (layout.spec_path(settings, name), name),
+            (layout.spec_cache_path(settings, name), name),
         ]
     if with_shared:
         paths += [(layout.scripts_dir(settings) / p.name, "shared") for p in _bundled_scripts()]

@@ -174,6 +174,13 @@ def settings_secret_values(settings: Settings) -> list[str]:
     return [v for k, v in settings.values.items() if is_secret_name(k)]
 
 
+def spec_marshal(task: Task, settings: Settings, enabled: bool) -> bytes:
+    """spec() for the runner's fast path (see layout.spec_cache_path)."""
+    import marshal
+
+    return marshal.dumps(spec(task, settings, enabled))
+
+
 def spec_text(task: Task, settings: Settings, enabled: bool) -> str:
     # One line: json's C encoder only runs without indent, and install renders every spec.
     return json.dumps(spec(task, settings, enabled), sort_keys=True) + "\n"

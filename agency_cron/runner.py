@@ -2,10 +2,12 @@
 
     python -m agency_cron.runner STATE_DIR/tasks/NAME.json [--alert]
 
-Standard library only on the success path (json, os, select, signal, sqlite3, fcntl):
+Standard library only on the success path (os, select, _signal, fcntl, marshal, sqlite3):
 typer, rich, pydantic, jinja2 and apprise cost 60-120 ms each to import, more than the
-whole of `chronic true`. The spec JSON was resolved by `install`, so nothing is parsed
-or validated here. Apprise is imported by alerts.py only when an alert is sent.
+whole of `chronic true`, and even json (its regular expressions) and signal (its enums)
+are measurable against it. The spec was resolved by `install` (and written in marshal
+form beside the JSON), so nothing is parsed or validated here. Apprise is imported by
+alerts.py only when an alert is sent; cronsim only for a zoned task started by cron.
 
 One run: take the task's lock (overlap), then for each attempt start the command in its
 own process group, stream its output (redacted) to the task log and to our stdout (the
@@ -16,12 +18,15 @@ retry with backoff; after the last attempt decide on an alert.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import select
-import signal
 import sys
 import time
+
+try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
+    import _signal as signal
+except ImportError:  # another Python implementation
+    import signal
 
 EXIT_TIMEOUT = 124
 KILL_GRACE_S = 10.0
@@ -582,10 +587,10 @@ SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
 def _alert_urls(spec: dict) -> list[str]:
     """The spec's alert URLs, plus ALERT_URLS from the environment (how a Kubernetes
     Secret or a systemd credential hands them over without writing them in a file)."""
-    import re
-
     found = [*spec.get("alert_urls", [])]
-    found += [u for u in re.split(r"[\s,]+", os.environ.get("ALERT_URLS", "")) if u]
+    raw = os.environ.get("ALERT_URLS", "")
+    if raw.strip():
+        found += [u for u in raw.replace(",", " ").split() if u]
     return list(dict.fromkeys(found))
 
 
@@ -650,6 +655,19 @@ def _enter_working_dir(path: str) -> str | None:
 
 
 def load_spec(path: str) -> dict:
+    """The task spec: its marshal copy when install wrote one for this interpreter, else
+    the JSON (hand-written specs, Kubernetes ConfigMaps, another Python version)."""
+    import marshal
+
+    try:
+        with open(path.removesuffix(".json") + ".marshal", "rb") as handle:
+            spec = marshal.load(handle)
+        if isinstance(spec, dict):
+            return spec
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    import json
+
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -657,6 +675,12 @@ def load_spec(path: str) -> dict:
         raise RunnerError(f"{path}: no such task spec; run `agency-cron install` first") from None
     except (OSError, ValueError) as exc:
         raise RunnerError(f"{path}: cannot read the task spec: {exc}") from None
+
+
+def _stdin_spec() -> dict:
+    import json
+
+    return json.load(sys.stdin)
 
 
 def run_spec(spec: dict, force_alert: bool = False, echo: bool = True) -> int:
@@ -739,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m agency_cron.runner SPEC.json|- [--alert]", file=sys.stderr)
         return 2
     try:
-        spec = json.load(sys.stdin) if paths[0] == "-" else load_spec(paths[0])
+        spec = _stdin_spec() if paths[0] == "-" else load_spec(paths[0])
         return scheduled_run(spec, force_alert="--alert" in flags)
     except RunnerError as exc:
         print(f"agency-cron: error: {exc}", file=sys.stderr)
