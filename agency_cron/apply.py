@@ -174,7 +174,7 @@ def set_enabled(
     """Record enable/disable in STATE_DIR (it outlives installs) and apply it to the task."""
     select(manifest, [name])  # unknown task -> UsageError before anything is written
     path = layout.overrides_path(settings)
-    from agency_cron.plan import read_overrides
+    from agency_cron.overrides import read_overrides
 
     overrides = read_overrides(settings)
     overrides[name] = enabled

@@ -66,10 +66,11 @@ def _settings(config: Path | None, crontab: str | None) -> Settings:
     return load_settings(config or Options.config, crontab=crontab or Options.crontab)
 
 
-def _load(config, manifest, crontab) -> tuple[Settings, Manifest, Path]:
+def _load(config, manifest, crontab, strict: bool = False) -> tuple[Settings, Manifest, Path]:
+    """Settings and manifest; `strict` for commands that write (see load_manifest)."""
     settings = _settings(config, crontab)
     path = find_manifest(manifest or Options.manifest, settings)
-    return settings, load_manifest(path, settings), path
+    return settings, load_manifest(path, settings, strict), path
 
 
 def _print_json(data) -> None:
@@ -104,7 +105,7 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
     """
     from agency_cron.backends.crontab import parse_target
 
-    settings, loaded, path = _load(config, manifest, None)
+    settings, loaded, path = _load(config, manifest, None, strict=True)
     parse_target(settings.crontab)
     out.print(f"{path}: {len(loaded.tasks)} task(s), valid")
 
@@ -122,7 +123,7 @@ def install(
 
     Example: agency-cron install --dry-run health-check
     """
-    settings, loaded, path = _load(config, manifest, crontab)
+    settings, loaded, path = _load(config, manifest, crontab, strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run)
     _show_plan(plan, dry_run, json_)
 
@@ -203,7 +204,7 @@ def list_(
 
 
 def _toggle(name: str, enabled: bool, config, manifest, crontab) -> None:
-    settings, loaded, path = _load(config, manifest, crontab)
+    settings, loaded, path = _load(config, manifest, crontab, strict=True)
     apply.set_enabled(settings, loaded, path, name, enabled)
     out.print(f"{name}: {'enabled' if enabled else 'disabled'}")
 
@@ -251,7 +252,8 @@ def run(
     Example: agency-cron run health-check --alert
     """
     from agency_cron import render, runner
-    from agency_cron.plan import effective_enabled, read_overrides, select
+    from agency_cron.overrides import effective_enabled, read_overrides
+    from agency_cron.plan import select
 
     settings, loaded, _ = _load(config, manifest, None)
     task = select(loaded, [name])[0]
@@ -521,9 +523,9 @@ def export_systemd(
     """
     from agency_cron.backends import systemd
     from agency_cron.fs import write_if_changed
-    from agency_cron.plan import effective_enabled, read_overrides
+    from agency_cron.overrides import effective_enabled, read_overrides
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load(config, manifest, None, strict=True)
     overrides = read_overrides(settings)
     units = systemd.render_all(
         settings, [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
@@ -551,9 +553,9 @@ def export_kubernetes(
     Example: agency-cron export kubernetes --image registry.example/ops:1.4 cronjobs.yaml
     """
     from agency_cron.backends import kubernetes
-    from agency_cron.plan import effective_enabled, read_overrides
+    from agency_cron.overrides import effective_enabled, read_overrides
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load(config, manifest, None, strict=True)
     overrides = read_overrides(settings)
     pairs = [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
     text = kubernetes.export(settings, pairs, image, namespace)

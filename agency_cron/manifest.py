@@ -91,9 +91,10 @@ class Task(BaseModel):
 
     @field_validator("schedule", mode="before")
     @classmethod
-    def _schedule(cls, value: object) -> tuple[str, ...]:
+    def _schedule(cls, value: object, info) -> tuple[str, ...]:
+        strict = (info.context or {}).get("strict", True)
         try:
-            return normalise_list(value)
+            return normalise_list(value, strict)
         except ScheduleError as exc:
             raise ValueError(str(exc)) from None
 
@@ -251,8 +252,12 @@ def find_manifest(explicit: str | os.PathLike | None, settings: Settings) -> Pat
     raise ConfigError(f"{candidates[0]}: manifest not found")
 
 
-def load_manifest(path: str | os.PathLike, settings: Settings) -> Manifest:
-    """Load a manifest file or a folder of them; raise ConfigError with every problem."""
+def load_manifest(path: str | os.PathLike, settings: Settings, strict: bool = True) -> Manifest:
+    """Load a manifest file or a folder of them; raise ConfigError with every problem.
+
+    `strict=False` (read-only commands) skips python-crontab's second opinion on the
+    cron fields; everything else is checked the same.
+    """
     path = Path(path)
     files = _manifest_files(path)
     problems: list[str] = []
@@ -260,7 +265,7 @@ def load_manifest(path: str | os.PathLike, settings: Settings) -> Manifest:
     sections: dict[str, list] = {key: [] for key in SECTIONS}
     seen: dict[str, str] = {}
     for file in files:
-        for where, task in _load_file(file, settings, problems, sections):
+        for where, task in _load_file(file, settings, problems, sections, strict):
             if task.name in seen:
                 problems.append(
                     f"{where}: name: duplicate task name, first defined at {seen[task.name]}"
@@ -317,7 +322,7 @@ def _manifest_files(path: Path) -> list[Path]:
 
 
 def _load_file(
-    file: Path, settings: Settings, problems: list[str], sections: dict[str, list]
+    file: Path, settings: Settings, problems: list[str], sections: dict[str, list], strict: bool
 ) -> list[tuple[str, Task]]:
     try:
         document = _parse(file)
@@ -335,7 +340,7 @@ def _load_file(
     loaded = []
     for label, raw in entries:
         where = f"{file}: {label}"
-        task = _build_task(where, raw, defaults, settings, problems)
+        task = _build_task(where, raw, defaults, settings, problems, strict)
         if task is not None:
             loaded.append((f"{where} ({task.name})", task))
     return loaded
@@ -431,7 +436,9 @@ def _entries(file: Path, document: Any, problems: list[str]) -> tuple[list[tuple
     return [(f"tasks[{index}]", raw) for index, raw in enumerate(tasks)], defaults
 
 
-def _build_task(where: str, raw: Any, defaults: dict, settings: Settings, problems: list[str]):
+def _build_task(
+    where: str, raw: Any, defaults: dict, settings: Settings, problems: list[str], strict: bool
+):
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected a mapping of task fields, got {type(raw).__name__}")
         return None
@@ -450,7 +457,7 @@ def _build_task(where: str, raw: Any, defaults: dict, settings: Settings, proble
         problems.append(f"{label}: {exc.args[0]}")
         return None
     try:
-        return Task.model_validate(expanded)
+        return Task.model_validate(expanded, context={"strict": strict})
     except ValidationError as exc:
         problems.extend(_describe(label, exc))
         return None

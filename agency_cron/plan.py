@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import grp
-import json
 import os
 import pwd
 import shutil
@@ -24,6 +23,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import ConfigError, UsageError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
+from agency_cron.overrides import effective_enabled, read_overrides
 
 ADDED, CHANGED, REMOVED, UNCHANGED = "added", "changed", "removed", "unchanged"
 EXECUTABLE, PUBLIC, PRIVATE = 0o755, 0o644, 0o600
@@ -103,22 +103,6 @@ def _diff(before: str, after: str, name: str) -> str:
         f"b/{name}",
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-
-def read_overrides(settings: Settings) -> dict[str, bool]:
-    """enable/disable choices kept in STATE_DIR: {task: enabled}."""
-    data = read_bytes(layout.overrides_path(settings))
-    if not data:
-        return {}
-    try:
-        loaded = json.loads(data)
-    except ValueError as exc:
-        raise ConfigError(f"{layout.overrides_path(settings)}: not valid JSON: {exc}") from None
-    return {str(k): bool(v) for k, v in loaded.get("enabled", {}).items()}
-
-
-def effective_enabled(task: Task, overrides: dict[str, bool]) -> bool:
-    return overrides.get(task.name, task.enabled)
 
 
 def select(manifest: Manifest, names: list[str] | None) -> list[Task]:

@@ -9,12 +9,13 @@ import os
 import signal
 import sqlite3
 from datetime import datetime
+from functools import lru_cache
 
 from agency_cron import history, layout
 from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
 from agency_cron.manifest import Manifest, Task
-from agency_cron.plan import effective_enabled, read_overrides
+from agency_cron.overrides import effective_enabled, read_overrides
 from agency_cron.schedule import next_runs, zone_of
 
 
@@ -253,6 +254,8 @@ def log_summary(
         row["enabled"] = enabled
         row["overdue"] = bool(enabled and overdue_reason(settings, task, row["last_success"], now))
         tasks.append(row)
+    if conn is not None:
+        conn.close()
     return {"version": 1, "generated_at": now.isoformat(), "since": window_start, "tasks": tasks}
 
 
@@ -292,7 +295,17 @@ def expected_interval(task: Task) -> int | None:
     """
     if task.expect_within:
         return task.expect_within
-    upcoming = next_runs(task.schedule, 32)
+    return _longest_gap(task.schedule, task.timezone, _this_hour())
+
+
+def _this_hour() -> str:
+    return datetime.now().strftime("%Y-%m-%dT%H")
+
+
+@lru_cache(maxsize=1024)
+def _longest_gap(schedules: tuple[str, ...], timezone: str | None, hour: str) -> int | None:
+    """Memoised per schedule (and hour): a hundred tasks usually share a few schedules."""
+    upcoming = next_runs(schedules, 32, zone=zone_of(timezone))
     if len(upcoming) < 2:
         return None
     return int(max((b - a).total_seconds() for a, b in zip(upcoming, upcoming[1:], strict=False)))

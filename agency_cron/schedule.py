@@ -42,11 +42,17 @@ class ScheduleError(ValueError):
     """A schedule that cron would refuse, or that never fires. The message says why."""
 
 
-def normalise(expr: str) -> str:
-    """Return the cron form of one schedule, or raise ScheduleError with the reason."""
+def normalise(expr: str, strict: bool = True) -> str:
+    """Return the cron form of one schedule, or raise ScheduleError with the reason.
+
+    `strict` adds python-crontab's check of the fields (see _python_crontab_agrees).
+    """
     if not isinstance(expr, str):
         raise ScheduleError(f"expected a string, got {type(expr).__name__}")
-    return _normalise(expr)
+    cron = _normalise(expr)
+    if strict and len(cron.split(" ")) == 5:
+        _python_crontab_agrees(cron)
+    return cron
 
 
 @cache  # manifests repeat a handful of schedules over many tasks
@@ -163,11 +169,18 @@ def _check_fields(text: str) -> None:
         )
     for index, value in enumerate(fields):
         _check_field_syntax(index, value)
+    _first_fire(text)
+
+
+@cache
+def _python_crontab_agrees(text: str) -> None:
+    """python-crontab's CronSlices as a second opinion on the fields. Asked by install and
+    validate only: importing it costs ~30 ms (it imports asyncio), too much for every
+    read-only command."""
     from crontab import CronSlices
 
     if not CronSlices.is_valid(text):
         raise ScheduleError(f"{text!r} is not a valid cron expression")
-    _first_fire(text)
 
 
 def _check_field_syntax(index: int, value: str) -> None:
@@ -206,14 +219,14 @@ def _first_fire(text: str) -> None:
         raise ScheduleError(f"{text!r} can never fire") from None
 
 
-def normalise_list(value: object) -> tuple[str, ...]:
+def normalise_list(value: object, strict: bool = True) -> tuple[str, ...]:
     """One schedule or a list of them -> a tuple of cron forms (duplicates removed)."""
     items = value if isinstance(value, list | tuple) else [value]
     if not items:
         raise ScheduleError("needs at least one schedule")
     result: list[str] = []
     for item in items:
-        cron = normalise(item)
+        cron = normalise(item, strict)
         # "@daily" and "@midnight" (or "0 0 * * *") fire together: keep one of them.
         if all(cron_form(cron) != cron_form(kept) for kept in result):
             result.append(cron)

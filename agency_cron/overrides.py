@@ -1,0 +1,31 @@
+"""enable/disable choices, kept in STATE_DIR/overrides.json until reversed.
+
+Its own module so that read-only commands (list, status, log-summary) need not import the
+planner and everything it brings.
+"""
+
+from __future__ import annotations
+
+import json
+
+from agency_cron import layout
+from agency_cron.config import Settings
+from agency_cron.errors import ConfigError
+from agency_cron.fs import read_bytes
+from agency_cron.manifest import Task
+
+
+def read_overrides(settings: Settings) -> dict[str, bool]:
+    """{task: enabled} as `agency-cron enable/disable` recorded it."""
+    data = read_bytes(layout.overrides_path(settings))
+    if not data:
+        return {}
+    try:
+        loaded = json.loads(data)
+    except ValueError as exc:
+        raise ConfigError(f"{layout.overrides_path(settings)}: not valid JSON: {exc}") from None
+    return {str(k): bool(v) for k, v in loaded.get("enabled", {}).items()}
+
+
+def effective_enabled(task: Task, overrides: dict[str, bool]) -> bool:
+    return overrides.get(task.name, task.enabled)
