@@ -1,0 +1,441 @@
+"""Runner benchmark: the wrapper's whole run of `true`, output throughput and peak memory.
+
+    /tmp/venv/bin/python bench/runner.py [--runs 200] [--sizes 10M,100M,1G] [--repeat 3]
+        [--no-throughput] [--no-profile]
+
+Run by hand, never in the tests. Everything is measured in one run:
+
+1. Start-up: N interleaved runs (the order rotates every round) of `/bin/true`,
+   `chronic true` (moreutils), the rendered wrapper AGENCY_ROOT/scripts/cronjobs/NAME.sh of
+   a task `command: "true"`, and, to show where the wrapper's time goes, `python -S -c pass`,
+   `python -c pass` and `python -c 'import agency_cron.runner, agency_cron.history'` (the
+   interpreter the wrapper execs). Each is started like cron starts a job: stdout and stderr
+   not a terminal, a cron-like environment (PATH=/usr/bin:/bin, HOME, LOGNAME, SHELL).
+   Target: wrapper / chronic <= 1.0 (median).
+2. Throughput: a task `head -c BYTES /dev/zero` against `head -c BYTES /dev/zero | cat > FILE`
+   in the same run, in MB/s, twice: with AGENCY_CRON_NO_CRON_LOG=1 (the output goes only to
+   the task log; the runner's copy to stdout goes to /dev/null) and as cron runs it (the
+   wrapper also appends the output to LOG_DIR/cron/NAME.sh.log: twice the bytes written).
+   Peak RSS of the wrapper's process tree (the wrapper execs python, so its pid is the
+   runner's; taken by GNU time, see spawn_measured) must stay flat, under 50 MB, whatever
+   the output size.
+3. Profile of the run of `true`: `python -X importtime -m agency_cron.runner SPEC`, in-runner
+   attempt durations from history.db, and `strace -c -f` of the wrapper when strace exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import Site, checked, clean_env, make_site, median, percentile, scratch
+
+RSS_LIMIT_MB = 50.0
+TRUE_TASK = "bench-true"
+
+
+def cron_env(**extra: str) -> dict[str, str]:
+    """Roughly what Debian's cron gives a job (plus the wrapper's own exports)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LOGNAME": os.environ.get("LOGNAME", "root"),
+        "SHELL": "/bin/sh",
+    }
+    env.update(extra)
+    return env
+
+
+def spawn_wait(argv: list[str], env: dict[str, str], cwd: str | None = None):
+    """Start argv with stdin/stdout/stderr on /dev/null; (wall s, exit code, rusage)."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        start = time.perf_counter()
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - start
+    finally:
+        os.chdir(old)
+    return wall, os.waitstatus_to_exitcode(status), usage
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def spawn_measured(argv: list[str], env: dict[str, str], folder: Path):
+    """spawn_wait() plus the peak RSS (MB) of argv's process tree.
+
+    The rusage of a child we spawn counts our own RSS (its address space starts as a copy
+    of ours, and exec keeps that high-water mark), so the peak is taken by GNU time, a
+    small process that forks the command itself. Without it, wait4's figure is an upper
+    bound that includes this benchmark's own RSS.
+    """
+    if not os.path.exists(GNU_TIME):
+        wall, code, usage = spawn_wait(argv, env)
+        return wall, code, usage, usage.ru_maxrss / 1024
+    out = folder / "time.out"
+    wall, code, usage = spawn_wait([GNU_TIME, "-f", "%M", "-o", str(out), *argv], env)
+    lines = out.read_text().split()
+    return wall, code, usage, int(lines[-1]) / 1024
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 10**3, "M": 10**6, "G": 10**9}
+    text = text.strip().upper()
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def human(size: int) -> str:
+    for unit, factor in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def out_task(size: int) -> str:
+    return f"bench-out-{human(size)}"
+
+
+def install(site: Site, sizes: list[int]) -> None:
+    lines = [
+        "tasks:",
+        f"  - name: {TRUE_TASK}",
+        '    schedule: "0 0 * * *"',
+        '    command: "true"',  # quoted: a bare `true` is a YAML boolean
+    ]
+    for size in sizes:
+        lines += [
+            f"  - name: {out_task(size)}",
+            '    schedule: "0 0 * * *"',
+            f'    command: "head -c {size} /dev/zero"',
+        ]
+    site.manifest.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(site.cli("install"), env=clean_env(), capture_output=True, check=False)
+    checked(result, "agency-cron install")
+
+
+# ---------------------------------------------------------------- 1. start-up
+
+
+def wrapper_uses_site(site: Site) -> bool:
+    """False when the wrapper execs python with -S (no site import, paths spelled out)."""
+    exec_lines = [
+        line
+        for line in site.wrapper(TRUE_TASK).read_text().splitlines()
+        if line.startswith("exec ")
+    ]
+    return not (exec_lines and " -S " in exec_lines[-1])
+
+
+def import_paths() -> list[str]:
+    """Where agency_cron and the venv's packages are: sys.path for the `-S` references."""
+    import sysconfig
+
+    import agency_cron
+
+    roots = [str(Path(agency_cron.__file__).resolve().parent.parent)]
+    roots += [
+        p for p in {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} if p not in roots
+    ]
+    return roots
+
+
+RUN_IMPORTS = "import agency_cron.runner, agency_cron.history"
+
+
+def startup_commands(site: Site) -> dict[str, list[str] | None]:
+    python = sys.executable
+    chronic = shutil.which("chronic")
+    no_site_imports = f"import sys; sys.path[:0] = {import_paths()!r}; {RUN_IMPORTS}"
+    return {
+        "true": ["/bin/true"],
+        "chronic true": [chronic, "true"] if chronic else None,
+        "python -S -c pass": [python, "-S", "-c", "pass"],
+        "python -c pass": [python, "-c", "pass"],
+        "python -S: import runner, history": [python, "-S", "-P", "-c", no_site_imports],
+        "python: import runner, history": [python, "-c", RUN_IMPORTS],
+        "wrapper (true)": [str(site.wrapper(TRUE_TASK))],
+    }
+
+
+def startup(site: Site, runs: int) -> dict[str, list[float]]:
+    commands = startup_commands(site)
+    if commands["chronic true"] is None:
+        print("chronic not found (apt-get install moreutils): skipped")
+        del commands["chronic true"]
+    env = cron_env()
+    names = list(commands)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(3):  # warm the page cache
+        for name in names:
+            spawn_wait(commands[name], env)
+    for i in range(runs):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, code, _ = spawn_wait(commands[name], env)
+            if code != 0:
+                sys.exit(f"bench: {name} exited {code}")
+            times[name].append(wall)
+    return times
+
+
+def report_startup(times: dict[str, list[float]], runs: int, uses_site: bool) -> None:
+    print(f"start-up: {runs} interleaved runs each, wall ms (stdout not a tty, cron-like env)")
+    print(f"  {'command':<36} {'median':>8} {'p90':>8} {'min':>8}")
+    for name, values in times.items():
+        print(
+            f"  {name:<36} {median(values) * 1000:>8.2f} {percentile(values, 90) * 1000:>8.2f}"
+            f" {min(values) * 1000:>8.2f}"
+        )
+    wrapper = times["wrapper (true)"]
+    w = median(wrapper)
+    print(f"  wrapper / true:   median {w / median(times['true']):.1f}x")
+    if "chronic true" in times:
+        c = median(times["chronic true"])
+        p = percentile(wrapper, 90) / percentile(times["chronic true"], 90)
+        verdict = "PASS" if w / c <= 1.0 else "FAIL"
+        print(f"  wrapper / chronic: median {w / c:.2f}x, p90 {p:.2f}x (target <= 1.0: {verdict})")
+    bare = median(times["python -S -c pass"])
+    site_cost = median(times["python -c pass"]) - bare
+    imports = median(times["python -S: import runner, history"]) - bare
+    paid_site = site_cost if uses_site else 0.0
+    rest = w - bare - paid_site - imports
+    print(
+        f"  the wrapper execs python {'with' if uses_site else 'without'} site (-S)."
+        " Where its median goes (differences of medians): interpreter without site"
+        f" {bare * 1000:.1f} ms, site {paid_site * 1000:.1f} ms (site would cost"
+        f" {site_cost * 1000:.1f} ms), runner + history imports {imports * 1000:.1f} ms, the"
+        f" rest (sh, spec, lock, spawn, wait, SQLite, exit) {rest * 1000:.1f} ms"
+    )
+
+
+# ---------------------------------------------------------------- 2. throughput
+
+
+def throughput(site: Site, folder: Path, sizes: list[int], repeat: int) -> None:
+    print(
+        "\nthroughput: task `head -c BYTES /dev/zero` vs `head -c BYTES /dev/zero | cat > FILE`"
+        f" (median of {repeat}, interleaved; MB = 10^6 bytes)"
+    )
+    print("  'task log only' = AGENCY_CRON_NO_CRON_LOG=1, runner stdout on /dev/null;")
+    print("  'as cron' = the wrapper also appends everything to LOG_DIR/cron/NAME.sh.log")
+    print("  CPU s = user + system seconds of the whole process tree (os.wait4), head included;")
+    print(f"  peak RSS = max RSS of the process tree, taken by {GNU_TIME} -f %M")
+    header = (
+        f"  {'size':>5} {'cat MB/s':>9} {'task-log-only MB/s':>19} {'ratio':>6}"
+        f" {'as-cron MB/s':>13} {'ratio':>6} {'runner peak RSS MB':>19} {'cat RSS MB':>11}"
+        f" {'CPU s cat/task-log-only':>24}"
+    )
+    print(header)
+    peaks = []
+    for size in sizes:
+        name = out_task(size)
+        ref_file = folder / "reference.out"
+        task_log = site.log_dir / f"{name}.log"
+        cron_log = site.log_dir / "cron" / f"{name}.sh.log"
+        ref, quiet, cron, rss, ref_rss, ref_cpu, quiet_cpu = [], [], [], [], [], [], []
+        for _ in range(repeat):
+            wall, code, usage, peak = spawn_measured(
+                ["/bin/sh", "-c", f"head -c {size} /dev/zero | cat > {ref_file}"],
+                cron_env(),
+                folder,
+            )
+            _check_size(code, ref_file, size, "reference")
+            ref.append(wall)
+            ref_rss.append(peak)
+            ref_cpu.append(usage.ru_utime + usage.ru_stime)
+            ref_file.unlink()
+            for mode, bucket in (("quiet", quiet), ("cron", cron)):
+                env = cron_env(AGENCY_CRON_NO_CRON_LOG="1") if mode == "quiet" else cron_env()
+                wall, code, usage, peak = spawn_measured([str(site.wrapper(name))], env, folder)
+                _check_size(code, task_log, size, f"wrapper ({mode})", allow_more=True)
+                bucket.append(wall)
+                rss.append(peak)
+                if mode == "quiet":
+                    quiet_cpu.append(usage.ru_utime + usage.ru_stime)
+                task_log.unlink(missing_ok=True)
+                cron_log.unlink(missing_ok=True)
+        mb = size / 1e6
+        r, q, c = mb / median(ref), mb / median(quiet), mb / median(cron)
+        peaks.append(max(rss))
+        print(
+            f"  {human(size):>5} {r:>9.0f} {q:>19.0f} {q / r:>5.2f}x {c:>13.0f} {c / r:>5.2f}x"
+            f" {max(rss):>19.1f} {max(ref_rss):>11.1f}"
+            f" {median(ref_cpu):>12.2f} / {median(quiet_cpu):.2f}"
+        )
+    spread = max(peaks) - min(peaks)
+    verdict = "PASS" if max(peaks) < RSS_LIMIT_MB else "FAIL"
+    print(
+        f"  runner peak RSS {min(peaks):.1f}..{max(peaks):.1f} MB across sizes (spread"
+        f" {spread:.1f} MB; target flat and < {RSS_LIMIT_MB:.0f} MB: {verdict})"
+    )
+
+
+def _check_size(code: int, path: Path, size: int, what: str, allow_more: bool = False) -> None:
+    got = path.stat().st_size if path.exists() else -1
+    if code != 0 or got < size or (got != size and not allow_more):
+        sys.exit(f"bench: {what} exit {code}, wrote {got} bytes to {path}, expected {size}")
+
+
+# ---------------------------------------------------------------- 3. profile
+
+
+IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def import_profile(site: Site, rounds: int = 7) -> None:
+    """Import costs of the run of `true`, twice: the runner module started with site, as
+    `python -X importtime -m agency_cron.runner SPEC`, and the wrapper itself (whatever it
+    execs) with PYTHONPROFILEIMPORTTIME=1."""
+    spec = str(site.spec(TRUE_TASK))
+    variants = (
+        (
+            "python -X importtime -m agency_cron.runner SPEC",
+            [sys.executable, "-X", "importtime", "-m", "agency_cron.runner", spec],
+            cron_env(),
+        ),
+        (
+            "the wrapper, PYTHONPROFILEIMPORTTIME=1",
+            [str(site.wrapper(TRUE_TASK))],
+            cron_env(PYTHONPROFILEIMPORTTIME="1", AGENCY_CRON_NO_CRON_LOG="1"),
+        ),
+    )
+    for label, argv, env in variants:
+        rows = _import_rows(argv, env, rounds)
+        top = sorted((r for r in rows if r[3] <= 1), key=lambda r: r[2], reverse=True)
+        total = sum(r[2] for r in rows if r[3] == 0)
+        print(
+            f"\nimport profile: {label} (median of {rounds}); all top-level imports"
+            f" {total / 1000:.1f} ms"
+        )
+        print(f"  {'module (depth <= 1)':<44} {'cumulative ms':>13} {'self ms':>8}")
+        for name, own, cumulative, depth in top[:14]:
+            print(f"  {'  ' * depth + name:<44} {cumulative / 1000:>13.2f} {own / 1000:>8.2f}")
+
+
+def _import_rows(argv: list[str], env: dict[str, str], rounds: int):
+    """(module, median self us, median cumulative us, depth) from importtime's stderr."""
+    samples: dict[str, list[tuple[int, int, int]]] = {}
+    for _ in range(rounds):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        for match in IMPORT_LINE.finditer(result.stderr):
+            own, total, indent, name = match.groups()
+            samples.setdefault(name, []).append((int(own), int(total), len(indent) // 2))
+    return [
+        (name, median([s[0] for s in v]), median([s[1] for s in v]), v[0][2])
+        for name, v in samples.items()
+    ]
+
+
+def attempt_durations(site: Site) -> None:
+    """What the runner itself measured for the `true` task (spawn to reap)."""
+    db = site.state_dir / "history.db"
+    with sqlite3.connect(db) as conn:
+        rows = [
+            r[0] for r in conn.execute("SELECT duration_s FROM runs WHERE task = ?", (TRUE_TASK,))
+        ]
+    if not rows:
+        return
+    slow = sum(1 for d in rows if d >= 0.010)
+    print(
+        f"\nin-runner attempt duration of `true` (history.db, {len(rows)} runs): median"
+        f" {median(rows) * 1000:.2f} ms, p90 {percentile(rows, 90) * 1000:.2f} ms, max"
+        f" {max(rows) * 1000:.2f} ms; {slow} runs >= 10 ms"
+    )
+
+
+def strace_profile(site: Site, folder: Path) -> None:
+    strace = shutil.which("strace")
+    if not strace:
+        print("\nstrace: not installed (apt-get install strace): skipped")
+        return
+    out = folder / "strace.txt"
+    result = subprocess.run(
+        [strace, "-f", "-c", "-o", str(out), str(site.wrapper(TRUE_TASK))],
+        env=cron_env(),
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0 or not out.exists():
+        print(f"\nstrace: failed (exit {result.returncode}): skipped")
+        return
+    lines = out.read_text().splitlines()
+    body = [line for line in lines[2:] if line.strip() and not line.startswith("-")]
+    total = body[-1] if body and "total" in body[-1] else ""
+    rows = sorted(
+        (line for line in body if "total" not in line),
+        key=lambda line: int(line.split()[3]) if line.split()[3].isdigit() else 0,
+        reverse=True,
+    )
+    print("\nstrace -c -f of one wrapper run of `true` (by calls; the whole process tree)")
+    print("  " + lines[0] if lines else "")
+    for line in rows[:12]:
+        print("  " + line)
+    print("  " + total)
+    trace = folder / "strace-files.txt"
+    subprocess.run(
+        [strace, "-f", "-e", "trace=openat,execve", "-o", str(trace), str(site.wrapper(TRUE_TASK))],
+        env=cron_env(),
+        capture_output=True,
+        check=False,
+    )
+    text = trace.read_text() if trace.exists() else ""
+    execs = re.findall(r'execve\("([^"]+)"', text)
+    opened = re.findall(r'openat\([^,]+, "([^"]+)"', text)
+    py = [p for p in opened if p.endswith((".py", ".pyc", ".so", ".pth"))]
+    print(
+        f"  execve chain: {' -> '.join(execs)}; openat calls {len(opened)}, of which"
+        f" {len(py)} .py/.pyc/.so/.pth"
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="start-up runs per command")
+    parser.add_argument("--sizes", default="10M,100M,1G", help="task output sizes")
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs per size")
+    parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+
+    load = os.getloadavg()
+    print(
+        f"runner benchmark: {os.cpu_count()} cpus, python {sys.version.split()[0]}"
+        f" ({sys.executable}), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+    )
+    with scratch("agency-cron-bench-runner-") as folder:
+        site = make_site(folder, "site")
+        install(site, sizes)
+        report_startup(startup(site, args.runs), args.runs, wrapper_uses_site(site))
+        if not args.no_profile:
+            attempt_durations(site)
+        if not args.no_throughput:
+            throughput(site, folder, sizes, args.repeat)
+        if not args.no_profile:
+            import_profile(site)
+            strace_profile(site, folder)
+    load = os.getloadavg()
+    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,819 @@
+"""log-summary benchmark: `agency-cron log-summary --json` against a bare sqlite3 query.
+
+    /tmp/ci-check/.venv/bin/python bench/summary.py [--sizes 10000,100000,1000000]
+        [--repeat 5] [--since 24h] [--keep] [--no-profile]
+
+Run by hand, never in the tests, with the interpreter of a non-editable install: the
+`agency-cron` console script beside it is the one measured (an editable install adds
+import overhead that production does not have; the header says which one was used).
+Everything is measured in one run:
+
+1. For each size, a throwaway installation (common.make_site: config.env whose STATE_DIR
+   holds history.db; a manifest of 100 tasks task-000..task-099, `*/5 * * * *`, command
+   "true") and its history, created by agency_cron.history.connect (the real schema and
+   indexes) and filled in one transaction by executemany: rows evenly spread over the last
+   30 days, task after task, started_at/finished_at written as the runner writes them
+   (runner.now_iso), about 91% success and some failed, timeout, retry-scheduled and
+   skipped, a few short lines of output_tail. Built in a child process, so that this one
+   stays small (see 2), while a second one makes the rows (1M rows: about 20-30 s).
+2. Interleaved rounds (the order rotates every round), median of --repeat, after one
+   warm-up round:
+   a. `agency-cron --config C --manifest M log-summary --json --since 24h`, stdout to
+      /dev/null, wall time;
+   b. the `sqlite3` CLI answering the same question as one aggregate over the same table:
+      per task, runs, failures and skipped in the window and the last run (BARE_SQL);
+   c. reports.log_summary() in a fresh interpreter, excluding interpreter start-up: the
+      library imports, loading config.env and the manifest, the first call (the one the
+      CLI pays, lazy imports included), json.dumps and a second call, each timed; and in
+      another fresh interpreter, agency_cron.cli's imports and its main() in-process, so
+      that the CLI's wall time splits into start-up, imports, loading, the call, typer's
+      dispatch and exit (and the same once more with gc.freeze() after the imports, a
+      what-if);
+   d. `python -c pass` with the same interpreter: the floor of any Python command.
+   Peak RSS of a and b is ru_maxrss from wait4, taken in separate interleaved runs through
+   GNU time: a child we spawn ourselves inherits our own high-water mark through exec (the
+   kernel carries the pre-exec figure into the child's), so /usr/bin/time, a 2 MB process,
+   forks the command and reports its own wait4 figure (%M). Without /usr/bin/time our
+   wait4 figure is shown, an upper bound that includes this benchmark's RSS.
+   Targets: cli / bare <= 3 at every size; the CLI's peak RSS flat across sizes.
+3. Once per size, the CLI's JSON is checked against the bare query run with the CLI's own
+   window start (`since`): 100 tasks, and equal runs, failures and skipped for each.
+4. Profile of the largest size (--no-profile skips it): `python -X importtime` of the CLI
+   command and the wall of a ladder of `python -c IMPORTS`; cProfile of the first
+   in-process call, the same call split into its parts without the profiler, EXPLAIN
+   QUERY PLAN of each query. Then what-ifs, experiments that change nothing in the
+   library: other entry points (gc.freeze() after the imports, no typer/rich) timed as
+   whole processes against the bare query; log_summary() with expected_interval memoised
+   or overdue_reason short-cut (monkeypatched in the child); and the queries on a copy of
+   the history with a covering index (task, started_at, status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from common import Site, agency_cron_cmd, checked, clean_env, make_site, median
+
+TASKS = tuple(f"task-{i:03d}" for i in range(100))
+DAYS = 30
+RATIO_TARGET = 3.0
+GNU_TIME = "/usr/bin/time"
+WINDOW_FORMAT = "%Y-%m-%dT%H:%M:%S.000+00:00"  # reports.log_summary's window start
+
+# The same question as log-summary's window figures, answered by one aggregate.
+BARE_SQL = (
+    "SELECT task,"
+    " SUM(status NOT IN ('retry-scheduled', 'skipped')),"
+    " SUM(status IN ('failed', 'timeout', 'killed')),"
+    " SUM(status = 'skipped'),"
+    " MAX(started_at)"
+    " FROM runs WHERE started_at >= '{since}' GROUP BY task"
+)
+
+# (c): timed in a fresh interpreter; argv: config, manifest, since seconds.
+IN_PROCESS = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from agency_cron import reports
+from agency_cron.config import load_settings
+from agency_cron.manifest import load_manifest
+t1 = time.perf_counter()
+settings = load_settings(sys.argv[1])
+manifest = load_manifest(sys.argv[2], settings)
+t2 = time.perf_counter()
+summary = reports.log_summary(settings, manifest, int(sys.argv[3]))
+t3 = time.perf_counter()
+text = json.dumps(summary, indent=2, default=str)
+t4 = time.perf_counter()
+reports.log_summary(settings, manifest, int(sys.argv[3]))
+t5 = time.perf_counter()
+print(json.dumps({
+    "lib_imports": t1 - t0, "lib_load": t2 - t1, "lib_call": t3 - t2, "json": t4 - t3,
+    "warm": t5 - t4,
+}))
+"""
+
+# (c), the CLI's side: its module-level imports, then its main() in-process; argv: the
+# CLI's arguments.
+MAIN = r"""
+import time
+started = time.time()
+import io, json, sys
+from contextlib import redirect_stdout
+t0 = time.perf_counter()
+from agency_cron import cli, reports
+FREEZE
+t1 = time.perf_counter()
+spent = {"load": 0.0, "call": 0.0, "print": 0.0}
+
+def timed(name, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - start
+    return wrapper
+
+cli._load = timed("load", cli._load)
+reports.log_summary = timed("call", reports.log_summary)
+cli._print_json = timed("print", cli._print_json)
+with redirect_stdout(io.StringIO()):
+    code = cli.main(sys.argv[1:])
+t2 = time.perf_counter()
+if code:
+    sys.exit(code)
+print(json.dumps({
+    "started": started, "cli_imports": t1 - t0, "main": t2 - t1, **spent, "ended": time.time()
+}), flush=True)
+"""
+
+# 4, what-if: log-summary --json without typer and rich; argv: config, manifest, since
+# seconds. Output goes where the CLI's goes (/dev/null).
+LEAN = """
+import json, sys
+from agency_cron import reports
+from agency_cron.config import load_settings
+from agency_cron.manifest import load_manifest
+FREEZE
+settings = load_settings(sys.argv[1])
+summary = reports.log_summary(settings, load_manifest(sys.argv[2], settings), int(sys.argv[3]))
+sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\\n")
+"""
+
+# 4: argv: config, manifest, since seconds, bare SQL.
+PROFILE = r"""
+import cProfile, pstats, sqlite3, sys, time
+from datetime import UTC, datetime, timedelta
+from agency_cron import reports
+from agency_cron.config import load_settings
+from agency_cron.manifest import load_manifest
+
+settings = load_settings(sys.argv[1])
+manifest = load_manifest(sys.argv[2], settings)
+since = int(sys.argv[3])
+profiler = cProfile.Profile()
+profiler.enable()
+reports.log_summary(settings, manifest, since)
+profiler.disable()
+print("cProfile of the first reports.log_summary() call, top 15 by own time:")
+stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
+stats.sort_stats("tottime").print_stats(15)
+
+def best(fn, times=5):
+    values = []
+    for _ in range(times):
+        start = time.perf_counter()
+        fn()
+        values.append(time.perf_counter() - start)
+    return min(values) * 1000  # the fastest: the least disturbed by other load
+
+now = datetime.now(UTC)
+window = (now - timedelta(seconds=since)).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
+conn = reports._open_history(settings)
+tasks = manifest.tasks
+recent = (now - timedelta(minutes=1)).isoformat()
+queries = {
+    "SUMMARY_SQL": (reports.SUMMARY_SQL, lambda t: (t.name, window)),
+    "LAST_SQL": (reports.LAST_SQL, lambda t: (t.name,)),
+    "LAST_SUCCESS_SQL": (reports.LAST_SUCCESS_SQL, lambda t: (t.name,)),
+    "LAST_ERROR_SQL": (reports.LAST_ERROR_SQL, lambda t: (t.name,)),
+}
+parts = {
+    "log_summary() warm, whole": lambda: reports.log_summary(settings, manifest, since),
+    "  _summary_row x100 (the 4 queries)": lambda: [
+        reports._summary_row(conn, t, window) for t in tasks
+    ],
+    **{
+        f"    {name} x100": (lambda q=q, p=p: [conn.execute(q, p(t)).fetchall() for t in tasks])
+        for name, (q, p) in queries.items()
+    },
+    "  next_run x100 (cronsim)": lambda: [reports.next_run(t) for t in tasks],
+    "  overdue_reason x100 (cronsim x32, lock file)": lambda: [
+        reports.overdue_reason(settings, t, recent, now) for t in tasks
+    ],
+    "bare aggregate (python sqlite3)": lambda: conn.execute(
+        sys.argv[4].format(since=window)
+    ).fetchall(),
+}
+print("split of a warm call, without the profiler (fastest of 5, ms):")
+for name, fn in parts.items():
+    print(f"  {name:<48} {best(fn):>8.2f}")
+print("EXPLAIN QUERY PLAN:")
+plans = {name: (q, p(tasks[0])) for name, (q, p) in queries.items()}
+plans["bare aggregate"] = (sys.argv[4].format(since=window), ())
+for name, (q, params) in plans.items():
+    rows = conn.execute("EXPLAIN QUERY PLAN " + q, params).fetchall()
+    print(f"  {name}: " + "; ".join(r[-1] for r in rows))
+
+# What-ifs: experiments in this process only; the library is not changed.
+import functools, shutil, types
+from agency_cron import history
+from agency_cron.schedule import next_runs
+
+def call():
+    return reports.log_summary(settings, manifest, since)
+
+expected = [t["overdue"] for t in call()["tasks"]]
+original_interval, original_overdue = reports.expected_interval, reports.overdue_reason
+memo = functools.lru_cache(maxsize=None)(
+    lambda schedule, within: original_interval(
+        types.SimpleNamespace(schedule=schedule, expect_within=within)
+    )
+)
+
+def memo_interval(task):
+    return memo(task.schedule, task.expect_within)
+
+def quick_overdue(settings_, task, last_success, now_):
+    # interval >= the first gap and grace_for() never decreases, so a success more recent
+    # than first gap + its grace cannot be overdue: no need for 32 fire times.
+    if last_success and not task.expect_within:
+        first = next_runs(task.schedule, 2)
+        if len(first) == 2:
+            gap = int((first[1] - first[0]).total_seconds())
+            bound = now_ - timedelta(seconds=gap + reports.grace_for(gap))
+            if datetime.fromisoformat(last_success) >= bound:
+                return None
+    return original_overdue(settings_, task, last_success, now_)
+
+def fresh_memo():
+    memo.cache_clear()  # one CLI process makes one call: no hits from earlier calls
+    return call()
+
+print("what-if, warm log_summary() here, fastest of 5 (experiments; the library is unchanged), ms:")
+print(f"  {'as it is':<66} {best(call):>8.2f}")
+variants = {
+    "expected_interval memoised per (schedule, expect_within)": (memo_interval, original_overdue),
+    "overdue_reason: no 32 fire times when the last success is recent": (
+        original_interval, quick_overdue),
+    "both": (memo_interval, quick_overdue),
+}
+for name, (interval, overdue) in variants.items():
+    reports.expected_interval, reports.overdue_reason = interval, overdue
+    same = [t["overdue"] for t in fresh_memo()["tasks"]] == expected
+    print(f"  {name:<66} {best(fresh_memo):>8.2f}{'' if same else '  (DIFFERENT overdue!)'}")
+reports.expected_interval, reports.overdue_reason = original_interval, original_overdue
+
+conn.close()
+copy = sys.argv[5]
+shutil.copyfile(str(settings.state_dir / "history.db"), copy)
+conn = history.connect(copy)
+start = time.perf_counter()
+conn.execute("CREATE INDEX runs_task_started_status ON runs (task, started_at, status)")
+made = time.perf_counter() - start
+print(f"  covering index runs (task, started_at, status) on a copy ({made:.1f}s to create):")
+rows_ms = best(lambda: [reports._summary_row(conn, t, window) for t in tasks])
+print(f"  {'  _summary_row x100 (the 4 queries)':<66} {rows_ms:>8.2f}")
+for name, (q, p) in queries.items():
+    ms = best(lambda q=q, p=p: [conn.execute(q, p(t)).fetchall() for t in tasks])
+    print(f"  {'    ' + name + ' x100':<66} {ms:>8.2f}")
+bare = sys.argv[4].format(since=window)
+print(f"  {'  bare aggregate':<66} {best(lambda: conn.execute(bare).fetchall()):>8.2f}")
+for name, (q, params) in {**plans, "bare aggregate": (bare, ())}.items():
+    rows = conn.execute("EXPLAIN QUERY PLAN " + q, params).fetchall()
+    print(f"    {name}: " + "; ".join(r[-1] for r in rows))
+conn.close()
+"""
+
+
+# ---------------------------------------------------------------- building the history
+
+
+def parse_since(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match:
+        sys.exit(f"bench: --since: expected e.g. 90m, 24h, 7d, got {text!r}")
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def rows_for(count: int, end: float, seed: int = 1):
+    """`count` history rows for TASKS, the last one just before `end`, oldest first."""
+    import random
+    import socket
+
+    from agency_cron.runner import now_iso
+
+    rng = random.Random(seed)
+    random_, expovariate, bits = rng.random, rng.expovariate, rng.getrandbits
+    host = socket.gethostname()
+    step = DAYS * 86400 / count
+    start = end - DAYS * 86400
+    for i in range(count):
+        task = TASKS[i % len(TASKS)]
+        began = start + (i + random_()) * step
+        r = random_()
+        n = 1 + bits(12)
+        head = f"{task}: start\nfetched {n} records"
+        attempts, alert, note = 1, None, None
+        if r < 0.91:
+            status, code, duration = "success", 0, expovariate(0.5)
+            tail = f"{head}\nwrote {n} records\ndone"
+        elif r < 0.94:
+            status, code, duration = "failed", 1, expovariate(0.2)
+            tail = f"{head}\nerror: connection refused (db:5432)\ngiving up after 3 tries"
+            alert = "failure: sent"
+        elif r < 0.95:
+            status, code, duration = "timeout", 124, 1800.0 + random_()
+            tail = f"{head}\nwaiting for lock on /var/lib/agency_stack/backup"
+            alert = "failure: sent"
+        elif r < 0.98:
+            status, code, duration = "retry-scheduled", 1, expovariate(0.2)
+            tail = f"{head}\nerror: 503 Service Unavailable"
+            attempts = 3
+        else:
+            status, code, duration, tail = "skipped", 0, 0.0, ""
+            note = f"previous run still running (pid {1000 + bits(16)})"
+        yield (
+            task,
+            f"{bits(48):012x}",
+            1,
+            attempts,
+            now_iso(began),
+            now_iso(began + duration),
+            round(duration, 6),
+            code,
+            status,
+            host,
+            1000 + bits(22),
+            tail,
+            alert,
+            note,
+        )
+
+
+def _produce(chunks, count: int, end: float) -> None:
+    chunk = []
+    for row in rows_for(count, end):
+        chunk.append(row)
+        if len(chunk) == 20_000:
+            chunks.put(chunk)
+            chunk = []
+    chunks.put(chunk)
+    chunks.put(None)
+
+
+def build(db: str, count: int) -> None:
+    """history.db at `db` with `count` rows: the real schema, one transaction.
+
+    A second process makes the rows while this one inserts them (each half takes about
+    as long as the other).
+    """
+    import multiprocessing
+    import queue
+
+    from agency_cron import history
+
+    chunks = multiprocessing.Queue(maxsize=8)
+    producer = multiprocessing.Process(
+        target=_produce, args=(chunks, count, time.time()), daemon=True
+    )
+    producer.start()
+
+    def rows():
+        while True:
+            try:
+                chunk = chunks.get(timeout=120)
+            except queue.Empty:
+                sys.exit(f"bench: the row producer stopped (exit code {producer.exitcode})")
+            if chunk is None:
+                return
+            yield from chunk
+
+    conn = history.connect(db)
+    # A throwaway file: no journal while loading (not 350 MB of WAL copied back at the
+    # end), the indexes kept in memory (1 GB at most); back to WAL, as the runner left it.
+    for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -1000000"):
+        conn.execute(f"PRAGMA {pragma}")
+    placeholders = ", ".join("?" for _ in history.COLUMNS)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        f"INSERT INTO runs ({', '.join(history.COLUMNS)}) VALUES ({placeholders})", rows()
+    )
+    conn.execute("COMMIT")
+    if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+        sys.exit("bench: could not put history.db back in WAL mode")
+    conn.close()
+    producer.join()
+
+
+def make_installation(folder: Path, count: int) -> tuple[Site, float]:
+    site = make_site(folder, f"rows-{count}")
+    lines = ["tasks:"]
+    for name in TASKS:
+        lines += [f"  - name: {name}", '    schedule: "*/5 * * * *"', '    command: "true"']
+    site.manifest.write_text("\n".join(lines) + "\n")
+    site.state_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, __file__, "--build", str(site.state_dir / "history.db"), str(count)],
+        capture_output=True,
+        check=False,
+    )
+    checked(result, f"building {count} rows")
+    return site, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def spawn(argv: list[str], env: dict[str, str], out: Path | None, err: Path):
+    """Run argv (stdout to `out` or /dev/null); (wall s, exit code, wait4 peak MB, CPU s)."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (
+            os.POSIX_SPAWN_OPEN,
+            1,
+            str(out or "/dev/null"),
+            os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+            0o600,
+        ),
+        (os.POSIX_SPAWN_OPEN, 2, str(err), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+    ]
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"bench: {argv} exited {code}:\n{err.read_text(errors='replace')[-2000:]}")
+    return wall, code, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def peak_mb(argv: list[str], env: dict[str, str], folder: Path) -> float:
+    """Peak RSS of argv alone, MB (see the module docstring)."""
+    err = folder / "stderr"
+    if not os.path.exists(GNU_TIME):
+        return spawn(argv, env, None, err)[2]
+    figure = folder / "time.out"
+    spawn([GNU_TIME, "-f", "%M", "-o", str(figure), *argv], env, None, err)
+    return int(figure.read_text().split()[-1]) / 1024
+
+
+class Commands:
+    """The measured commands of one installation."""
+
+    def __init__(self, site: Site, since: str, folder: Path):
+        self.site, self.since, self.folder = site, since, folder
+        self.since_s = parse_since(since)
+        self.python = sys.executable
+        self.env = clean_env()
+        self.db = str(site.state_dir / "history.db")
+        self.sqlite3 = shutil.which("sqlite3") or sys.exit("bench: sqlite3 not found")
+        window = datetime.now(UTC) - timedelta(seconds=self.since_s)
+        self.window = window.strftime(WINDOW_FORMAT)
+
+    def cli(self) -> list[str]:
+        return self.site.cli("log-summary", "--json", "--since", self.since)
+
+    def bare(self, window: str | None = None) -> list[str]:
+        sql = BARE_SQL.format(since=window or self.window)
+        return [self.sqlite3, "-batch", "-init", "/dev/null", self.db, sql]
+
+    def in_process(self) -> list[str]:
+        config, manifest = str(self.site.config), str(self.site.manifest)
+        return [self.python, "-c", IN_PROCESS, config, manifest, str(self.since_s)]
+
+    def main(self, freeze: bool = False) -> list[str]:
+        code = MAIN.replace("FREEZE", "import gc; gc.freeze()" if freeze else "")
+        return [self.python, "-c", code, *self.cli()[len(agency_cron_cmd()) :]]
+
+    def floor(self) -> list[str]:
+        return [self.python, "-c", "pass"]
+
+    def run(self, kind: str) -> tuple[float, float | dict]:
+        """(wall s, CPU s, peak MB or the in-process figures) of one run of `kind`."""
+        out, err = self.folder / "stdout", self.folder / "stderr"
+        if kind == "cli rss":
+            return 0.0, peak_mb(self.cli(), self.env, self.folder)
+        if kind == "bare rss":
+            return 0.0, peak_mb(self.bare(), self.env, self.folder)
+        if kind == "in-process":
+            wall = spawn(self.in_process(), self.env, out, err)[0]
+            return wall, json.loads(out.read_text())
+        if kind in ("main", "main frozen"):  # start-up and exit from the wall clock
+            before = time.time()
+            wall = spawn(self.main(kind == "main frozen"), self.env, out, err)[0]
+            after = time.time()
+            figures = json.loads(out.read_text())
+            figures["startup"] = figures.pop("started") - before
+            figures["exit"] = after - figures.pop("ended")
+            figures["process"] = wall
+            return wall, figures
+        argv = {"cli": self.cli, "bare": self.bare, "floor": self.floor}[kind]()
+        wall, _, _, cpu = spawn(argv, self.env, None, err)
+        return wall, cpu
+
+
+KINDS = ("cli", "bare", "in-process", "main", "main frozen", "floor", "cli rss", "bare rss")
+
+
+def measure(commands: Commands, repeat: int) -> dict[str, list]:
+    results: dict[str, list] = {kind: [] for kind in KINDS}
+    for kind in KINDS:  # warm-up: page cache, .pyc files
+        commands.run(kind)
+    for i in range(repeat):
+        shift = i % len(KINDS)
+        for kind in KINDS[shift:] + KINDS[:shift]:
+            results[kind].append(commands.run(kind))
+    return results
+
+
+def verify(commands: Commands) -> str:
+    """The CLI's JSON against the bare query over the CLI's own window."""
+    result = checked(
+        subprocess.run(commands.cli(), env=commands.env, capture_output=True, check=False),
+        "log-summary --json",
+    )
+    summary = json.loads(result.stdout)
+    got = {t["name"]: (t["runs"], t["failures"], t["skipped"]) for t in summary["tasks"]}
+    bare = checked(
+        subprocess.run(
+            commands.bare(summary["since"]), env=commands.env, capture_output=True, check=False
+        ),
+        "sqlite3",
+    )
+    expected = {}
+    for line in bare.stdout.decode().splitlines():
+        task, runs, failures, skipped, _ = line.split("|")
+        expected[task] = (int(runs), int(failures), int(skipped))
+    if len(got) != len(TASKS) or any(got[name] != expected.get(name, (0, 0, 0)) for name in got):
+        diff = [(n, got[n], expected.get(n)) for n in got if got[n] != expected.get(n)][:5]
+        sys.exit(f"bench: log-summary disagrees with the bare query: {diff}")
+    runs = sum(v[0] for v in got.values())
+    return f"{len(got)} tasks, {runs} runs in the window, equal to the bare query's"
+
+
+# ---------------------------------------------------------------- profile
+
+
+def import_profile(commands: Commands) -> None:
+    argv = [commands.python, "-X", "importtime", *commands.cli()]
+    result = subprocess.run(argv, env=commands.env, capture_output=True, text=True, check=False)
+    checked(result, "-X importtime")
+    rows = []
+    for line in result.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+        if match:
+            rows.append((int(match[1]), int(match[2]), len(match[3]), match[4]))
+    top = [r for r in rows if r[2] == 0]  # first-level: site's, then the command's
+    total = sum(r[1] for r in top)
+    print(f"\n`python -X importtime` of the CLI command: {total / 1000:.0f} ms of imports")
+    print("  heaviest first-level imports (cumulative ms):")
+    for _, cumulative, _, name in sorted(top, key=lambda r: -r[1])[:8]:
+        print(f"    {cumulative / 1000:>7.1f}  {name}")
+    ladder = {
+        "python -c pass": "pass",
+        "stdlib + cronsim (sqlite3, json, zoneinfo)": "import sqlite3, json, zoneinfo, cronsim",
+        "+ yaml, dotenv (no pydantic)": "import sqlite3, json, zoneinfo, cronsim, yaml, dotenv",
+        "reports, config, manifest (pydantic, crontab)": (
+            "import agency_cron.reports, agency_cron.config, agency_cron.manifest"
+        ),
+        "agency_cron.cli (typer, rich)": "import agency_cron.cli",
+    }
+    print("  import ladder, wall of `python -c IMPORTS` (median of 5, ms):")
+    err = commands.folder / "stderr"
+    for name, code in ladder.items():
+        walls = [spawn([commands.python, "-c", code], commands.env, None, err)[0] for _ in range(6)]
+        print(f"    {median(walls[1:]) * 1000:>7.1f}  {name}")
+    by_root: dict[str, int] = {}
+    for own, _, _, name in rows:
+        root = name.split(".")[0]
+        by_root[root] = by_root.get(root, 0) + own
+    print("  own import time by top-level package (ms):")
+    for root, own in sorted(by_root.items(), key=lambda item: -item[1])[:14]:
+        print(f"    {own / 1000:>7.1f}  {root}")
+
+
+def entry_what_if(commands: Commands, repeat: int) -> None:
+    """Whole-process wall of other ways to start the same work (interleaved, median)."""
+    lean = [str(commands.site.config), str(commands.site.manifest), str(commands.since_s)]
+    python = commands.python
+    variants = {
+        "agency-cron log-summary --json (as it is)": commands.cli(),
+        "lean entry: no typer/rich (config, manifest, reports, json)": [
+            python,
+            "-c",
+            LEAN.replace("FREEZE", ""),
+            *lean,
+        ],
+        "  + gc.freeze() after the imports": [
+            python,
+            "-c",
+            LEAN.replace("FREEZE", "import gc; gc.freeze()"),
+            *lean,
+        ],
+        "python -c pass": commands.floor(),
+    }
+    err = commands.folder / "stderr"
+    names = list(variants)
+    variants["bare sqlite3 aggregate"] = commands.bare()
+    names = list(variants)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for i in range(repeat + 1):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, _, _, cpu = spawn(variants[name], commands.env, None, err)
+            if i:  # the first round warms up
+                runs[name].append((wall, cpu))
+    bare = median([w for w, _ in runs["bare sqlite3 aggregate"]])
+    print(
+        f"\nwhat-if, whole processes (interleaved, {repeat} runs each), ms: wall median, wall"
+        " min, CPU (user+sys) median"
+    )
+    for name in names:
+        walls, cpus = [w for w, _ in runs[name]], [c for _, c in runs[name]]
+        value = median(walls)
+        print(
+            f"  {name:<62} {value * 1000:>7.1f} {min(walls) * 1000:>7.1f}"
+            f" {median(cpus) * 1000:>7.1f}  {value / bare:>5.1f}x bare"
+        )
+
+
+def call_profile(commands: Commands) -> None:
+    argv = [
+        commands.python,
+        "-c",
+        PROFILE,
+        str(commands.site.config),
+        str(commands.site.manifest),
+        str(commands.since_s),
+        BARE_SQL,
+        str(commands.folder / "what-if.db"),
+    ]
+    result = subprocess.run(argv, env=commands.env, capture_output=True, text=True, check=False)
+    for leftover in commands.folder.glob("what-if.db*"):
+        leftover.unlink()
+    checked(result, "cProfile")
+    print()
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    print("\n".join(line for line in lines if not line.startswith(("   Ordered", "   List"))))
+
+
+# ---------------------------------------------------------------- report
+
+
+def installed() -> str:
+    """Where agency_cron is imported from, and whether it is an editable install."""
+    from importlib import metadata, util
+
+    spec = util.find_spec("agency_cron")
+    where = Path(spec.origin).parent if spec and spec.origin else "?"
+    try:
+        dist = metadata.distribution("agency-cron")
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        editable = bool(direct.get("dir_info", {}).get("editable"))
+        version = dist.version
+    except metadata.PackageNotFoundError:
+        editable, version = True, "?"
+    note = " EDITABLE: imports slower than production" if editable else " (non-editable)"
+    return f"agency-cron {version} from {where}{note}"
+
+
+def report(sizes: list[int], figures: dict[int, dict], since: str) -> None:
+    print(f"\nlog-summary --json --since {since}: median of each, seconds (MB for peaks)")
+    head = (
+        f"{'rows':>9} {'cli s':>8} {'sqlite3 s':>10} {'cli/bare':>9} {'in-proc s':>10}"
+        f" {'in-proc/bare':>13} {'cli MB':>7} {'sqlite3 MB':>11} {'py floor s':>11}"
+    )
+    print(head)
+    print("-" * len(head))
+    for size in sizes:
+        f = figures[size]
+        print(
+            f"{size:>9} {f['cli']:>8.3f} {f['bare']:>10.4f} {f['cli'] / f['bare']:>8.1f}x"
+            f" {f['lib_call']:>10.4f} {f['lib_call'] / f['bare']:>12.1f}x"
+            f" {f['cli_mb']:>7.1f}"
+            f" {f['bare_mb']:>11.1f} {f['floor']:>11.3f}"
+        )
+    print("CPU time (user+sys, median; wall ≈ CPU: the commands are CPU-bound, no I/O wait):")
+    for size in sizes:
+        f = figures[size]
+        print(
+            f"  {size:>9} rows: cli {f['cli_cpu']:.3f} s, sqlite3 {f['bare_cpu']:.4f} s,"
+            f" ratio {f['cli_cpu'] / max(f['bare_cpu'], 1e-4):.1f}x"
+        )
+    print(f"\ntarget cli/bare <= {RATIO_TARGET:g}x (wall):")
+    for size in sizes:
+        ratio = figures[size]["cli"] / figures[size]["bare"]
+        print(f"  {size:>9} rows: {ratio:6.1f}x  {'PASS' if ratio <= RATIO_TARGET else 'FAIL'}")
+    peaks = [figures[size]["cli_mb"] for size in sizes]
+    growth = max(peaks) - min(peaks)
+    flat = growth <= max(5.0, 0.1 * min(peaks))
+    print(
+        f"cli peak RSS {min(peaks):.1f}..{max(peaks):.1f} MB across sizes (+{growth:.1f} MB):"
+        f" {'flat, PASS' if flat else 'grows, FAIL'}"
+    )
+    print(
+        "\nwhere the CLI's time goes: the same command run by `python -c` with timers around"
+        " cli._load,\nreports.log_summary and cli._print_json (ms, medians; start-up and exit"
+        " from the wall clock):"
+    )
+    print(
+        f"{'rows':>9} {'start-up':>9} {'imports':>8} {'load':>6} {'call':>7} {'print':>6}"
+        f" {'dispatch':>9} {'exit':>6} {'= process':>10} {'| cli':>7} {'lib-only call':>14}"
+        f" {'warm call':>10} {'lib imports':>12}"
+    )
+    for size in sizes:
+        f = figures[size]
+        dispatch = f["main"] - f["load"] - f["call"] - f["print"]
+        print(
+            f"{size:>9} {f['startup'] * 1000:>9.1f} {f['cli_imports'] * 1000:>8.1f}"
+            f" {f['load'] * 1000:>6.1f} {f['call'] * 1000:>7.1f} {f['print'] * 1000:>6.1f}"
+            f" {dispatch * 1000:>9.1f} {f['exit'] * 1000:>6.1f} {f['process'] * 1000:>10.1f}"
+            f" {f['cli'] * 1000:>7.1f} {f['lib_call'] * 1000:>14.1f} {f['warm'] * 1000:>10.1f}"
+            f" {f['lib_imports'] * 1000:>12.1f}"
+        )
+    print(
+        "  start-up: spawn to the script's first line (interpreter, site); imports:"
+        " agency_cron.cli's (typer, rich,\n  pydantic, ...); load: config.env and manifest;"
+        " call: log_summary(); print: json.dumps and write;\n  dispatch: the rest of"
+        " cli.main() (typer building the click commands, parsing); exit: last line to"
+        " wait4\n  (interpreter teardown). Each column is a median on its own, so the"
+        " columns add up to `= process`\n  only roughly. lib-only call, warm call, lib imports:"
+        " log_summary() in a process that imports only\n  reports, config and manifest (the"
+        " table's in-proc s), a second call there, and those imports."
+    )
+    print("the same with gc.freeze() right after the imports (what-if; nothing else changed), ms:")
+    for size in sizes:
+        f = figures[size]
+        print(
+            f"{size:>9}  exit {f['exit'] * 1000:6.1f} -> {f['frozen_exit'] * 1000:6.1f},"
+            f"  process {f['process'] * 1000:6.1f} -> {f['frozen_process'] * 1000:6.1f}"
+        )
+
+
+def summarise(results: dict[str, list]) -> dict:
+    inproc = [figures for _, figures in results["in-process"] + results["main"]]
+    keys = {key for figures in inproc for key in figures}
+    frozen = [figures for _, figures in results["main frozen"]]
+    return {
+        "frozen_exit": median([f["exit"] for f in frozen]),
+        "frozen_process": median([f["process"] for f in frozen]),
+        "cli": median([w for w, _ in results["cli"]]),
+        "bare": median([w for w, _ in results["bare"]]),
+        "floor": median([w for w, _ in results["floor"]]),
+        "cli_cpu": median([c for _, c in results["cli"]]),
+        "bare_cpu": median([c for _, c in results["bare"]]),
+        "cli_mb": median([p for _, p in results["cli rss"]]),
+        "bare_mb": median([p for _, p in results["bare rss"]]),
+        **{k: median([f[k] for f in inproc if k in f]) for k in keys},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--since", default="24h")
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--build", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.build:
+        build(args.build[0], int(args.build[1]))
+        return
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    print(installed())
+    print(f"command: {' '.join(agency_cron_cmd())}; interpreter: {sys.executable}")
+    peaks = "GNU time (%M)" if os.path.exists(GNU_TIME) else "our wait4 (upper bound)"
+    print(f"sqlite3: {shutil.which('sqlite3')}; peak RSS via {peaks}")
+    folder = Path(tempfile.mkdtemp(prefix="acbench-summary-"))
+    figures = {}
+    try:
+        for size in sizes:
+            site, seconds = make_installation(folder, size)
+            db = site.state_dir / "history.db"
+            print(
+                f"\n{size} rows: built in {seconds:.1f}s,"
+                f" {db.stat().st_size / 1e6:.0f} MB history.db ({site.root})"
+            )
+            commands = Commands(site, args.since, folder)
+            print(f"  check: {verify(commands)}")
+            figures[size] = summarise(measure(commands, args.repeat))
+        report(sizes, figures, args.since)
+        if not args.no_profile:
+            commands = Commands(site, args.since, folder)
+            print(f"\nprofile at {sizes[-1]} rows")
+            import_profile(commands)
+            entry_what_if(commands, args.repeat)
+            call_profile(commands)
+    finally:
+        if args.keep:
+            print(f"\nkept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
