@@ -4,6 +4,11 @@ import sys
 
 
 def main() -> int:
+    from agency_cron.fastpath import try_install
+
+    answered = try_install(sys.argv[1:])  # a no-op re-install, without the heavy imports
+    if answered is not None:
+        return answered
     import gc
 
     from agency_cron.cli import main as cli_main

@@ -33,10 +33,12 @@ def apply_plan(plan: Plan, settings: Settings) -> Plan:
     """
     undo = Undo()
     try:
-        return _apply(plan, settings, undo)
+        applied = _apply(plan, settings, undo)
     except BaseException:
         undo.restore()
         raise
+    _create_history(settings)
+    return applied
 
 
 def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
@@ -100,6 +102,16 @@ class Undo:
         for folder in sorted(self.folders, key=lambda f: len(f.parts), reverse=True):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: never take away what someone else put there
+
+
+def _create_history(settings: Settings) -> None:
+    """Create history.db with its schema now, so that the first scheduled runs (often many
+    at the same minute) never race each other to create and migrate it."""
+    path = layout.history_path(settings)
+    if not path.exists():
+        from agency_cron import history
+
+        history.connect(str(path)).close()
 
 
 def activate_timers(plan: Plan) -> None:

@@ -60,6 +60,7 @@ class Options:
     config: Path | None = None
     manifest: Path | None = None
     crontab: str | None = None
+    argv: list[str] = []  # the command line, for the no-op install fingerprint (fastpath.py)
 
 
 def _settings(config: Path | None, crontab: str | None) -> Settings:
@@ -126,6 +127,10 @@ def install(
     settings, loaded, path = _load(config, manifest, crontab, strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run)
     _show_plan(plan, dry_run, json_)
+    if not dry_run and not names:
+        from agency_cron import fastpath
+
+        fastpath.record_install(Options.argv, settings, loaded, plan)
 
 
 @app.command()
@@ -623,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     Click runs in standalone mode, so usage errors (an unknown command or option) print
     its usage message and exit 2 the way every CLI does.
     """
+    Options.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="agency-cron", standalone_mode=True)
     except SystemExit as exc:

@@ -532,13 +532,21 @@ class Run:
             "output_tail": tail,
             "note": note,
         }
-        try:
-            from agency_cron import history
+        for wait in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 0):
+            try:
+                from agency_cron import history
 
-            return history.record(self.db(), row)
-        except Exception as exc:  # history must never change the task's exit code
-            self.output.line(f"warning: could not record the run in {self.history_path}: {exc}")
-            return None
+                return history.record(self.db(), row)
+            except Exception as exc:  # history must never change the task's exit code
+                # SQLite can answer "locked" without waiting (a first run creating the
+                # database while another converts it to WAL): retry briefly, then warn.
+                if wait and "locked" in str(exc):
+                    self._db = None
+                    time.sleep(wait)
+                    continue
+                self.output.line(f"warning: could not record the run in {self.history_path}: {exc}")
+                return None
+        return None
 
     def _maybe_alert(self, status, code, attempt, tail, duration, row_id) -> None:
         from agency_cron import history
