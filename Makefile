@@ -10,7 +10,7 @@ AGENCY_CRON := $(BIN)/agency-cron --config $(CONFIG) --manifest $(MANIFEST)
 STAMP := $(VENV)/.installed
 
 .PHONY: setup-cronjobs setup-log-rotation list log-summary health-check verify-backup \
-        dashboard-update system-deps venv test test-all lint format clean
+        dashboard-update system-deps test-deps need venv test lint format clean
 
 ## Install the scheduled tasks of tasks.yaml (idempotent: run it again any time)
 setup-cronjobs: system-deps $(STAMP)
@@ -37,10 +37,18 @@ dashboard-update: $(STAMP)
 	$(AGENCY_CRON) run dashboard-update
 
 # cron and logrotate: installed with apt-get when run as root, else say what to install.
+# The tests also need systemd-analyze (systemd) and a browser (chromium).
 system-deps:
-	@missing=""; \
-	command -v crontab >/dev/null 2>&1 || missing="$$missing cron"; \
-	command -v logrotate >/dev/null 2>&1 || missing="$$missing logrotate"; \
+	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron logrotate:logrotate"
+
+test-deps:
+	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3"
+
+need:
+	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \
+	for pair in $(PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \
@@ -62,7 +70,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(shell find agency_cron templates script
 venv: $(STAMP)
 
 ## The test suite (unit, integration on the real crontab/logrotate, e2e with the cron daemon)
-test: system-deps $(STAMP)
+test: test-deps $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
