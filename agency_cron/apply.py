@@ -51,10 +51,12 @@ def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
         if change.action == REMOVED:
             change.path.unlink(missing_ok=True)
         elif change.action != UNCHANGED:
-            write_if_changed(change.path, change.content, change.mode)
+            write_if_changed(change.path, change.content, change.mode, durable=False)
     for path, user in plan.owners:
         undo.remember(path)
         hand_over(path, user)
+    if any(change.action != UNCHANGED for change in plan.files):
+        os.sync()  # every file on disk before a crontab line can point at it
     if plan.target.kind == "systemd":
         activate_timers(plan)
     if plan.crontab_before == plan.crontab_after:
