@@ -153,22 +153,26 @@ FULL_TABLE_MAX = 50  # past this many tasks, unchanged ones are counted, not lis
 
 
 def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
+    """The plan as a table: every row for small plans; past FULL_TABLE_MAX tasks, the first
+    changes and a count per action (rendering a thousand rich rows costs seconds; --json
+    always has every row)."""
     if as_json:
         _print_json({**plan.as_json(), "dry_run": dry_run})
         return
     tasks = [row for row in plan.rows if row.kind == "task"]
-    quiet = len(tasks) > FULL_TABLE_MAX
-    shown = [
-        row for row in plan.rows if row.action != UNCHANGED or (row.kind == "task" and not quiet)
-    ]
-    unchanged = sum(1 for row in tasks if row.action == UNCHANGED)
+    big = len(tasks) > FULL_TABLE_MAX
+    rows = [r for r in plan.rows if r.action != UNCHANGED or (r.kind == "task" and not big)]
+    shown, hidden = (rows[:FULL_TABLE_MAX], rows[FULL_TABLE_MAX:]) if big else (rows, [])
     table = Table(title=f"plan for {plan.target.label}" + (" (dry run)" if dry_run else ""))
     for column in ("item", "kind", "action", "detail"):
         table.add_column(column)
     for row in shown:
         table.add_row(row.item, row.kind, row.action, row.detail)
-    if quiet and unchanged:
-        table.add_row(f"{unchanged} more task(s)", "task", UNCHANGED, "")
+    counts: dict[str, int] = {}
+    for row in hidden + ([r for r in tasks if r.action == UNCHANGED] if big else []):
+        counts[row.action] = counts.get(row.action, 0) + 1
+    for action, count in counts.items():
+        table.add_row(f"{count} more", "", action, "")
     out.print(table)
     if dry_run and plan.changes:
         out.print(plan.diff(), markup=False, end="")
