@@ -441,7 +441,7 @@ def test_overlap_allow_runs_both_at_once(env, cli, tmp_path, started):
     barrier.mkdir()
     # Each run registers itself and waits for the other: only concurrent runs can both succeed.
     command = (
-        f"mktemp {barrier}/run.XXXXXX >/dev/null; while [ $(ls {barrier} | wc -l) -lt 2 ]; do sleep 0.05; done;"
+        f"mktemp -p {barrier} >/dev/null; while [ $(ls {barrier} | wc -l) -lt 2 ]; do sleep 0.05; done;"
         " echo both-running"
     )
     install(env, cli, task("twin", command, overlap="allow", timeout="30s"))
