@@ -41,9 +41,11 @@ CONFIG_KEYS = (
 
 def _needs_root_and_cron() -> None:
     if os.geteuid() != 0:
-        pytest.skip("the cron daemon end-to-end test needs root (useradd, crontab -u, cron)")
+        pytest.fail("the cron daemon end-to-end test needs root (useradd, crontab -u, cron)")
     if not os.access(CRON, os.X_OK) or not shutil.which("crontab"):
-        pytest.skip(f"{CRON} or crontab is not installed (Debian: apt-get install cron)")
+        pytest.fail(
+            f"{CRON} or crontab is not installed (make test installs it: apt-get install cron)"
+        )
 
 
 def cron_pids() -> list[int]:

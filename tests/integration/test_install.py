@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pwd
-import shutil
 import stat
 import subprocess
 import uuid
@@ -152,7 +151,6 @@ def test_backup_before_every_crontab_change(env, cli):
     assert [b.read_text() for b in backups] == [FOREIGN]
 
 
-@pytest.mark.skipif(not shutil.which("logrotate"), reason="logrotate is installed by .ci/run")
 def test_rendered_logrotate_config_passes_logrotate_debug(env, cli):
     env.write_manifest(MANIFEST)
     cli(*env.args("install"))
