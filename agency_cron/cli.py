@@ -268,40 +268,16 @@ def run(
     task = select(loaded, [name])[0]
     spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
     if detach:
-        pid = _detach(spec, alert, settings)
+        from agency_cron.launch import new_run_id, start_detached
+
+        run_id = new_run_id()
+        pid = start_detached(settings, spec, alert, run_id)
         out.print(
-            f"{name}: started in the background (runner pid {pid}); see `agency-cron status {name}`"
+            f"{name}: started in the background (run {run_id}, runner pid {pid});"
+            f" see `agency-cron status {name}`"
         )
         raise typer.Exit(0)
     raise typer.Exit(runner.scheduled_run(spec, force_alert=alert))
-
-
-def _detach(spec: dict, alert: bool, settings: Settings) -> int:
-    """Start the runner in its own session, fed the spec on stdin, output to the cron log."""
-    import subprocess
-
-    from agency_cron import layout, render
-
-    log = layout.cron_log_path(settings, spec["name"])
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as output:
-        process = subprocess.Popen(
-            [
-                render.python_executable(),
-                "-m",
-                "agency_cron.runner",
-                "-",
-                *(["--alert"] if alert else []),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**__import__("os").environ, "AGENCY_CRON_SCHEDULED": "no"},
-        )
-    process.stdin.write(json.dumps(spec).encode())
-    process.stdin.close()
-    return process.pid
 
 
 @app.command()
@@ -624,6 +600,35 @@ def doctor(
             table.add_row(item.check, mark, item.task or "", item.detail, item.fix or "")
         out.print(table)
     raise typer.Exit(0 if diagnosis.healthy(findings) else 1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8765,
+    insecure_localhost: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-localhost", help="Serve without a token (loopback addresses only)."
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+    crontab: CrontabOpt = None,
+) -> None:
+    """The admin API (/api/..., /openapi.json) and the live dashboard (/).
+
+    Needs ADMIN_TOKEN (or ADMIN_TOKEN_FILE) in config.env; ADMIN_READ_TOKEN may only read.
+
+    Example: ADMIN_TOKEN=$(cat /etc/agency/token) agency-cron serve --port 8765
+    """
+    from agency_cron import serve as service
+    from agency_cron.admin import Context
+
+    context = Context(
+        config or Options.config, manifest or Options.manifest, crontab or Options.crontab
+    )
+    service.run(context, host, port, insecure_localhost)
 
 
 def main(argv: list[str] | None = None) -> int:

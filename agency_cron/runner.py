@@ -161,20 +161,29 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class Signals:
-    """SIGTERM, SIGINT and SIGHUP to the runner are passed on to the task's process group."""
+    """SIGTERM, SIGINT and SIGHUP to the runner are passed on to the task's process group.
+
+    SIGUSR1 is the admin API's reset-retries: a run waiting between attempts gets its
+    full retry budget back and tries again at once; at any other time it is ignored.
+    """
 
     HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
     def __init__(self):
         self.received: int | None = None
         self.group: int | None = None
+        self.reset_retries = False
         for signum in self.HANDLED:
             signal.signal(signum, self._handle)
+        signal.signal(signal.SIGUSR1, self._reset)
 
     def _handle(self, signum, frame) -> None:
         self.received = signum
         if self.group:
             _signal_group(self.group, signum)
+
+    def _reset(self, signum, frame) -> None:
+        self.reset_retries = True
 
 
 def _signal_group(group: int, signum: int) -> None:
@@ -429,10 +438,12 @@ def retry_delay(spec: dict, attempt: int) -> float:
 class Run:
     """A whole run of one task: lock, attempts, history, alert."""
 
-    def __init__(self, spec: dict, force_alert: bool = False, echo: bool = True):
+    def __init__(
+        self, spec: dict, force_alert: bool = False, echo: bool = True, run_id: str | None = None
+    ):
         self.spec = spec
         self.force_alert = force_alert
-        self.run_id = os.urandom(6).hex()
+        self.run_id = run_id or os.urandom(6).hex()
         self.host = os.uname().nodename  # what gethostname() returns, without importing socket
         self.attempts = int(spec["retries"]) + 1
         self.alert_urls = _alert_urls(spec)
@@ -473,7 +484,10 @@ class Run:
         problem = _enter_working_dir(self.spec["working_dir"])
         if problem:
             return self._cannot_start(problem)
-        for attempt in range(1, self.attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
+            signals.reset_retries = False  # only a reset asked for during the wait counts
             code, status, row_id, tail, duration = self._one(attempt, signals)
             if status in FAILURES and attempt < self.attempts and signals.received is None:
                 delay = retry_delay(self.spec, attempt)
@@ -481,10 +495,17 @@ class Run:
                     f"retry in {delay:.1f}s (attempt {attempt + 1} of {self.attempts})"
                 )
                 if _sleep_unless_signalled(delay, signals):
+                    self._after_reset(attempt, signals)
                     continue
             break
         self._maybe_alert(status, code, attempt, tail, duration, row_id)
         return code
+
+    def _after_reset(self, attempt: int, signals: Signals) -> None:
+        """A reset during the wait: the retries left are the task's full `retries` again."""
+        if signals.reset_retries:
+            self.attempts = attempt + int(self.spec["retries"])
+            self.output.line(f"retries reset: attempt {attempt + 1} of {self.attempts} starts now")
 
     def _cannot_start(self, problem: str) -> int:
         """Recorded and alerted like any failure, so a task that never starts is noticed."""
@@ -643,11 +664,12 @@ def _status(code: int, timed_out: bool, signalled: int | None) -> str:
 
 
 def _sleep_unless_signalled(delay: float, signals: Signals) -> bool:
-    """Sleep `delay` seconds; False if a signal asked us to stop meanwhile."""
+    """Sleep `delay` seconds; False if a signal asked us to stop meanwhile. A reset of the
+    retries (SIGUSR1) ends the wait early."""
     end = time.monotonic() + delay
     while signals.received is None:
         remaining = end - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or signals.reset_retries:
             return True
         time.sleep(min(remaining, 0.2))
     return False
@@ -691,9 +713,11 @@ def _stdin_spec() -> dict:
     return json.load(sys.stdin)
 
 
-def run_spec(spec: dict, force_alert: bool = False, echo: bool = True) -> int:
+def run_spec(
+    spec: dict, force_alert: bool = False, echo: bool = True, run_id: str | None = None
+) -> int:
     """Run a task from its resolved spec; returns the exit code to exit with."""
-    return Run(spec, force_alert, echo).execute()
+    return Run(spec, force_alert, echo, run_id).execute()
 
 
 def started_by_cron() -> bool:
@@ -749,7 +773,7 @@ def mark_completed(spec: dict) -> None:
             handle.write(now_iso() + "\n")
 
 
-def scheduled_run(spec: dict, force_alert: bool) -> int:
+def scheduled_run(spec: dict, force_alert: bool, run_id: str | None = None) -> int:
     """What the wrapper does: when cron started us, honour the zone and the jitter first."""
     if started_by_cron():
         if not due_now(spec):
@@ -758,21 +782,35 @@ def scheduled_run(spec: dict, force_alert: bool) -> int:
             import random
 
             time.sleep(random.uniform(0, float(spec["jitter"])))
-    code = run_spec(spec, force_alert)
+    code = run_spec(spec, force_alert, run_id=run_id)
     mark_completed(spec)
     return code
+
+
+def _run_id_flag(flags: set[str]) -> tuple[str | None, set[str]]:
+    """--run-id=HEX (the admin API names a run before it starts); the other flags."""
+    given = [f for f in flags if f.startswith("--run-id=")]
+    if len(given) != 1:
+        return None, flags
+    value = given[0].partition("=")[2]
+    ok = 0 < len(value) <= 32 and all(c in "0123456789abcdef" for c in value)
+    return (value if ok else ""), flags - set(given)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     flags = {a for a in args if a.startswith("-") and a != "-"}
     paths = [a for a in args if a not in flags]
-    if len(paths) != 1 or flags - {"--alert"}:
-        print("usage: python -m agency_cron.runner SPEC.json|- [--alert]", file=sys.stderr)
+    run_id, flags = _run_id_flag(flags)
+    if len(paths) != 1 or flags - {"--alert"} or run_id == "":
+        print(
+            "usage: python -m agency_cron.runner SPEC.json|- [--alert] [--run-id=HEX]",
+            file=sys.stderr,
+        )
         return 2
     try:
         spec = _stdin_spec() if paths[0] == "-" else load_spec(paths[0])
-        return scheduled_run(spec, force_alert="--alert" in flags)
+        return scheduled_run(spec, force_alert="--alert" in flags, run_id=run_id)
     except RunnerError as exc:
         print(f"agency-cron: error: {exc}", file=sys.stderr)
         return 2
