@@ -8,7 +8,6 @@ between planning and applying is kept, not overwritten.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import replace
@@ -187,14 +186,11 @@ def set_enabled(
 ) -> Plan:
     """Record enable/disable in STATE_DIR (it outlives installs) and apply it to the task."""
     select(manifest, [name])  # unknown task -> UsageError before anything is written
-    path = layout.overrides_path(settings)
-    from agency_cron.overrides import read_overrides
+    from agency_cron.overrides import read_overrides, write_overrides
 
     overrides = read_overrides(settings)
     overrides[name] = enabled
     plan = apply_plan(build_plan(settings, manifest, manifest_path, [name], overrides), settings)
     # Recorded once the crontab took the change, so a refused write leaves no trace.
-    document = {"version": 1, "enabled": dict(sorted(overrides.items()))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_if_changed(path, (json.dumps(document, indent=2) + "\n").encode(), 0o644)
+    write_overrides(settings, overrides)
     return plan

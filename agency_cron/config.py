@@ -27,6 +27,12 @@ DEFAULTS: dict[str, str] = {
     "HEALTH_CHECK_COMPONENTS": "all",
     "BACKUP_VERIFY_COMPONENTS": "all",
     "DASHBOARD_UPDATE_INTERVAL": "hourly",
+    # agency-cron serve (the admin API): bearer tokens, or files holding them.
+    "ADMIN_TOKEN": "",
+    "ADMIN_TOKEN_FILE": "",
+    "ADMIN_READ_TOKEN": "",
+    "ADMIN_READ_TOKEN_FILE": "",
+    "API_EDITS_MANIFEST": "false",
 }
 
 TRUE_WORDS = {"1", "true", "yes", "on"}

@@ -181,7 +181,11 @@ def _fingerprint(argv: list[str], settings, manifest, plan) -> dict:
     if plan.target.path is not None:
         outputs.append(str(plan.target.path))
     folders = [settings.log_dir, settings.log_dir / "cron", layout.spec_dir(settings)]
-    listings = [str(layout.spec_dir(settings)), str(settings.state_dir / "completed")]
+    listings = [
+        str(layout.spec_dir(settings)),
+        str(settings.state_dir / "completed"),
+        str(layout.api_tasks_dir(settings)),  # a task created through the admin API
+    ]
     if plan.target.kind == "systemd":
         listings.append(str(plan.target.path))
     listings += sorted({str(source.parent) for source in manifest.sources})  # files added

@@ -156,11 +156,23 @@ def last_final_status(conn: sqlite3.Connection, task: str) -> str | None:
     return found[0] if found else None
 
 
-def rows(conn: sqlite3.Connection, task: str, limit: int) -> list[dict]:
-    """The task's attempts, newest first."""
+def rows(conn: sqlite3.Connection, task: str, limit: int, offset: int = 0) -> list[dict]:
+    """The task's attempts, newest first, `offset` of them skipped (pagination)."""
     conn.row_factory = sqlite3.Row
     cursor = conn.execute(
-        "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, id DESC LIMIT ?",
-        (task, limit),
+        "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
+        (task, limit, offset),
     )
+    return [dict(r) for r in cursor]
+
+
+def count(conn: sqlite3.Connection, task: str) -> int:
+    """How many attempts of the task are recorded (an index-only count)."""
+    return conn.execute("SELECT COUNT(*) FROM runs WHERE task = ?", (task,)).fetchone()[0]
+
+
+def run_rows(conn: sqlite3.Connection, run_id: str) -> list[dict]:
+    """Every attempt of one run, first attempt first."""
+    conn.row_factory = sqlite3.Row
+    cursor = conn.execute("SELECT * FROM runs WHERE run_id = ? ORDER BY attempt, id", (run_id,))
     return [dict(r) for r in cursor]

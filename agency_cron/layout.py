@@ -58,3 +58,13 @@ def crontab_lock_path(settings: Settings) -> Path:
 def completed_path(settings: Settings, name: str) -> Path:
     """Marks a one-time task as done (written by the runner after its run)."""
     return settings.state_dir / "completed" / name
+
+
+def api_tasks_dir(settings: Settings) -> Path:
+    """Tasks created or changed through the admin API, one JSON file per task."""
+    return settings.state_dir / "api" / "tasks"
+
+
+def audit_log_path(settings: Settings) -> Path:
+    """Every change made through the admin API, one JSON object a line."""
+    return settings.state_dir / "api" / "audit.log"

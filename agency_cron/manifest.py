@@ -12,12 +12,13 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agency_cron import layout
 from agency_cron.config import Settings
 from agency_cron.errors import ConfigError
 from agency_cron.schedule import ScheduleError, normalise_list
@@ -235,6 +236,8 @@ class Manifest:
     sources: tuple[Path, ...]
     components: tuple = ()
     integrations: tuple = ()
+    # The file each task came from (the admin API tells its own tasks from the operator's).
+    origins: dict[str, Path] = field(default_factory=dict, compare=False, hash=False)
 
     def get(self, name: str) -> Task | None:
         return next((task for task in self.tasks if task.name == name), None)
@@ -252,26 +255,43 @@ def find_manifest(explicit: str | os.PathLike | None, settings: Settings) -> Pat
     raise ConfigError(f"{candidates[0]}: manifest not found")
 
 
-def load_manifest(path: str | os.PathLike, settings: Settings, strict: bool = True) -> Manifest:
-    """Load a manifest file or a folder of them; raise ConfigError with every problem.
+def load_manifest(
+    path: str | os.PathLike,
+    settings: Settings,
+    strict: bool = True,
+    pending: dict[Path, dict | None] | None = None,
+) -> Manifest:
+    """Load a manifest file or a folder of them, plus the admin API's task folder
+    (STATE_DIR/api/tasks, see admin.py); raise ConfigError with every problem.
 
     `strict=False` (read-only commands) skips python-crontab's second opinion on the
-    cron fields; everything else is checked the same.
+    cron fields; everything else is checked the same. `pending` maps files of the API
+    folder to the document they are about to hold (None: about to be deleted), so that a
+    change is validated with the whole manifest before anything is written.
     """
     path = Path(path)
     files = _manifest_files(path)
+    api_files = _api_files(settings, pending or {})
     problems: list[str] = []
     tasks: list[Task] = []
+    origins: dict[str, Path] = {}
     sections: dict[str, list] = {key: [] for key in SECTIONS}
     seen: dict[str, str] = {}
-    for file in files:
-        for where, task in _load_file(file, settings, problems, sections, strict):
+    replaceable = api_may_replace(settings)
+    for file in [*files, *api_files]:
+        document = (pending or {}).get(file, _UNREAD)
+        for where, task in _load_file(file, settings, problems, sections, strict, document):
             if task.name in seen:
+                if file in api_files and replaceable and origins[task.name] not in api_files:
+                    index = next(i for i, t in enumerate(tasks) if t.name == task.name)
+                    tasks[index], origins[task.name] = task, file
+                    continue
                 problems.append(
                     f"{where}: name: duplicate task name, first defined at {seen[task.name]}"
+                    + (API_REPLACE_HINT if file in api_files else "")
                 )
                 continue
-            seen[task.name] = where
+            seen[task.name], origins[task.name] = where, file
             tasks.append(task)
             _refuse_bundled_name(where, task.name, problems)
     _refuse_duplicates(path, sections, problems)
@@ -279,10 +299,33 @@ def load_manifest(path: str | os.PathLike, settings: Settings, strict: bool = Tr
         raise ConfigError(*problems)
     return Manifest(
         tasks=tuple(tasks),
-        sources=tuple(files),
+        sources=tuple(files + [f for f in api_files if f.exists()]),
         components=tuple(sections["components"]),
         integrations=tuple(sections["integrations"]),
+        origins=origins,
     )
+
+
+_UNREAD = object()
+API_REPLACE_HINT = (
+    " (an admin API copy of a manifest task replaces it only with API_EDITS_MANIFEST=true)"
+)
+
+
+def api_may_replace(settings: Settings) -> bool:
+    """API_EDITS_MANIFEST=true lets an API copy of an operator's task replace it."""
+    return settings.get("API_EDITS_MANIFEST").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _api_files(settings: Settings, pending: dict[Path, dict | None]) -> list[Path]:
+    folder = layout.api_tasks_dir(settings)
+    try:
+        present = {p for p in folder.iterdir() if p.suffix == ".json" and p.is_file()}
+    except OSError:
+        present = set()
+    for file, document in pending.items():
+        (present.discard if document is None else present.add)(file)
+    return sorted(present)
 
 
 def _refuse_bundled_name(where: str, name: str, problems: list[str]) -> None:
@@ -322,13 +365,19 @@ def _manifest_files(path: Path) -> list[Path]:
 
 
 def _load_file(
-    file: Path, settings: Settings, problems: list[str], sections: dict[str, list], strict: bool
+    file: Path,
+    settings: Settings,
+    problems: list[str],
+    sections: dict[str, list],
+    strict: bool,
+    document: Any = _UNREAD,
 ) -> list[tuple[str, Task]]:
-    try:
-        document = _parse(file)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-        return []
+    if document is _UNREAD:
+        try:
+            document = _parse(file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return []
     entries, defaults = _entries(file, document, problems)
     if isinstance(document, dict) and any(key in document for key in SECTIONS):
         from agency_cron.checks.models import validate_section

@@ -29,3 +29,13 @@ def read_overrides(settings: Settings) -> dict[str, bool]:
 
 def effective_enabled(task: Task, overrides: dict[str, bool]) -> bool:
     return overrides.get(task.name, task.enabled)
+
+
+def write_overrides(settings: Settings, overrides: dict[str, bool]) -> None:
+    """Record the choices (atomically, and only when they changed)."""
+    from agency_cron.fs import write_if_changed
+
+    path = layout.overrides_path(settings)
+    document = {"version": 1, "enabled": dict(sorted(overrides.items()))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_if_changed(path, (json.dumps(document, indent=2) + "\n").encode(), 0o644)

@@ -145,20 +145,57 @@ def _state(settings: Settings, name: str, enabled: bool, figures: dict) -> str:
     return "ok" if figures["last_status"] == "success" else "never-run"
 
 
-def task_history(settings: Settings, name: str, limit: int) -> list[dict]:
+HISTORY_KEYS = (
+    "run_id",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "exit_code",
+    "status",
+    "attempt",
+)
+
+
+def task_history(settings: Settings, name: str, limit: int, offset: int = 0) -> list[dict]:
+    """CONTRACT.md `history`: the task's attempts, newest first."""
     conn = _open_history(settings)
     if conn is None:
         return []
-    keys = ("run_id", "started_at", "finished_at", "duration_s", "exit_code", "status", "attempt")
-    return [
-        {
-            **{k: row[k] for k in keys},
-            "attempts": row["attempts"],
-            "note": row["note"],
-            "alert": row["alert"],
-        }
-        for row in history.rows(conn, name, limit)
-    ]
+    try:
+        return [history_row(row) for row in history.rows(conn, name, limit, offset)]
+    finally:
+        conn.close()
+
+
+def history_row(row: dict) -> dict:
+    return {
+        **{k: row[k] for k in HISTORY_KEYS},
+        "attempts": row["attempts"],
+        "note": row["note"],
+        "alert": row["alert"],
+    }
+
+
+def history_count(settings: Settings, name: str) -> int:
+    conn = _open_history(settings)
+    if conn is None:
+        return 0
+    try:
+        return history.count(conn, name)
+    finally:
+        conn.close()
+
+
+def run_attempts(settings: Settings, run_id: str) -> list[dict]:
+    """Every attempt of one run (with the task and its output tail), first attempt first."""
+    conn = _open_history(settings)
+    if conn is None:
+        return []
+    try:
+        rows = history.run_rows(conn, run_id)
+    finally:
+        conn.close()
+    return [{"task": r["task"], **history_row(r), "output_tail": r["output_tail"]} for r in rows]
 
 
 def running_pid(settings: Settings, name: str) -> int | None:
