@@ -31,6 +31,7 @@ DATA_VERSION = 1
 JSON_NAME = "dashboard.json"
 HTML_NAME = "index.html"
 TEMPLATE = "dashboard.html.j2"
+BODY_TEMPLATE = "dashboard_body.html.j2"
 FILE_MODE = 0o644
 # The filter buttons: the seed's four task logs, the raw cron output, and everything else.
 LOG_TYPES = ("health", "backup", "integration", "dashboard", "cron", "other")
@@ -325,20 +326,31 @@ def environment():
 
 
 def render_html(data: dict) -> str:
-    """The page for `data` (from collect())."""
+    """The static page for `data` (from collect())."""
+    return environment().get_template(TEMPLATE).render(**_context(data), live=False)
+
+
+def render_live_page() -> str:
+    """The live page `agency-cron serve` shows at /: no data in it (that needs the token);
+    its script fetches render_live_body() from the API and swaps it in."""
+    return environment().get_template(TEMPLATE).render(data=None, live=True)
+
+
+def render_live_body(data: dict) -> str:
+    """The dashboard's content with the run/pause/resume buttons, for the live page."""
+    return environment().get_template(BODY_TEMPLATE).render(**_context(data), live=True)
+
+
+def _context(data: dict) -> dict:
     counts = {kind: sum(1 for e in data["logs"] if e["type"] == kind) for kind in LOG_TYPES}
     levels = {level: sum(1 for e in data["logs"] if e["level"] == level) for level in LEVELS}
-    return (
-        environment()
-        .get_template(TEMPLATE)
-        .render(
-            data=data,
-            log_types=LOG_TYPES,
-            levels=LEVELS,
-            type_counts=counts,
-            level_counts=levels,
-        )
-    )
+    return {
+        "data": data,
+        "log_types": LOG_TYPES,
+        "levels": LEVELS,
+        "type_counts": counts,
+        "level_counts": levels,
+    }
 
 
 def display_time(value: str | None) -> str:

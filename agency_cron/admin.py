@@ -1,0 +1,398 @@
+"""What the admin API does, as a library: no HTTP here (serve/ is the thin shell over it).
+
+Tasks created or changed through the API live in STATE_DIR/api/tasks, one JSON file per
+task, which load_manifest reads after the operator's manifest. Every change is validated
+with the whole manifest first (the same messages as `agency-cron validate`), then the file
+is written atomically and the same plan/apply code as `install` makes it true; if applying
+fails, the file is put back as it was. Tasks of the operator's manifest are read-only here
+unless API_EDITS_MANIFEST=true, which lets an API copy replace one (deleting the copy
+brings the operator's version back). Every change is appended to an audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agency_cron import apply, layout, reports
+from agency_cron.config import Settings, is_secret_name
+from agency_cron.errors import AgencyCronError, ConfigError, UsageError
+from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
+from agency_cron.manifest import NAME_PATTERN, Manifest, Task, api_may_replace, load_manifest
+from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
+
+FILE_MODE = 0o600  # an API task may carry secrets in its env
+REDACTED = "***"
+
+
+class NotFound(UsageError):
+    """No task (or run) of that name: 404 over HTTP."""
+
+
+class Conflict(AgencyCronError):
+    """The request contradicts what is there (a name taken, a read-only task): 409."""
+
+
+class Refused(AgencyCronError):
+    """The operation is not allowed on this task: 403 over HTTP."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where the server finds things: the options it was started with."""
+
+    config: Path | None
+    manifest: Path | None
+    crontab: str | None = None
+
+    def load(self, pending: dict | None = None) -> tuple[Settings, Manifest, Path]:
+        from agency_cron.config import load_settings
+        from agency_cron.manifest import find_manifest
+
+        settings = load_settings(self.config, crontab=self.crontab)
+        path = find_manifest(self.manifest, settings)
+        return settings, load_manifest(path, settings, strict=True, pending=pending), path
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def is_api_task(settings: Settings, manifest: Manifest, name: str) -> bool:
+    origin = manifest.origins.get(name)
+    return origin is not None and origin.parent == layout.api_tasks_dir(settings)
+
+
+DURATION_FIELDS = ("timeout", "retry_delay", "retry_max_delay", "expect_within", "jitter")
+
+
+def definition_of(task: Task) -> dict:
+    """The task's fields as a manifest would spell them (durations as `90s`), secret values
+    masked: what GET returns can be sent back with PUT as it is."""
+    definition = task.model_dump(exclude_defaults=True, mode="json")
+    definition["schedule"] = list(task.schedule)
+    for key in DURATION_FIELDS:
+        if definition.get(key) is not None:
+            definition[key] = f"{definition[key]}s"
+    if task.env:
+        definition["env"] = {k: REDACTED if is_secret_name(k) else v for k, v in task.env.items()}
+    return definition
+
+
+def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -> dict:
+    """A task as the API shows it: its definition (secrets masked) and its state."""
+    definition = definition_of(task)
+    from_api = is_api_task(settings, manifest, task.name)
+    return {
+        "name": task.name,
+        "description": task.description,
+        "schedule": list(task.schedule),
+        "enabled": effective_enabled(task, read_overrides(settings)),
+        "tags": list(task.tags),
+        "state": status["state"],
+        "next_run": status["next_run"],
+        "last_run": status["last_run"],
+        "last_status": status["last_status"],
+        "source": "api" if from_api else "manifest",
+        "read_only": not from_api and not api_may_replace(settings),
+        "definition": definition,
+    }
+
+
+def list_tasks(
+    settings: Settings, manifest: Manifest, tag: str | None = None, state: str | None = None
+) -> list[dict]:
+    """Every task, optionally only those with a tag or in a state (status's states)."""
+    statuses = {row["name"]: row for row in reports.task_status(settings, manifest, None)}
+    found = []
+    for task in manifest.tasks:
+        if tag and tag not in task.tags:
+            continue
+        if state and statuses[task.name]["state"] != state:
+            continue
+        found.append(describe(settings, manifest, task, statuses[task.name]))
+    return found
+
+
+def get_task(settings: Settings, manifest: Manifest, name: str) -> dict:
+    task = _task(manifest, name)
+    status = reports.task_status(settings, manifest, [name])[0]
+    return describe(settings, manifest, task, status)
+
+
+def _task(manifest: Manifest, name: str) -> Task:
+    task = manifest.get(name)
+    if task is None:
+        raise NotFound(f"unknown task {name!r}")
+    return task
+
+
+def check_name(name: str) -> str:
+    """A task name from a URL: the manifest's rule, so `..` and `/` never reach a path."""
+    if not NAME_PATTERN.match(name):
+        raise UsageError(
+            f"{name!r}: a task name is 1-64 letters, digits, '-' or '_', starting with a"
+            " letter or digit"
+        )
+    return name
+
+
+# --- changing tasks ----------------------------------------------------------------------
+
+
+def create_task(context: Context, body: dict, actor: dict) -> dict:
+    """Add a task through the API (409 if the name is taken); returns it as shown."""
+    name = _body_name(body, None)
+    settings, manifest, _ = context.load()
+    if manifest.get(name) is not None:
+        raise Conflict(f"task {name!r} already exists ({_origin(manifest, name)})")
+    return _write_task(context, name, body, actor, "create")
+
+
+def update_task(context: Context, name: str, body: dict, actor: dict) -> dict:
+    """Replace an API task's definition (or, with API_EDITS_MANIFEST, a manifest task's)."""
+    check_name(name)
+    _body_name(body, name)
+    settings, manifest, _ = context.load()
+    current = _task(manifest, name)
+    _writable(settings, manifest, name)
+    body = {**body, "name": name, **_kept_secrets(body, current)}
+    return _write_task(context, name, body, actor, "update")
+
+
+def _kept_secrets(body: dict, current: Task) -> dict:
+    """A secret sent back masked (`***`, as GET shows it) keeps its current value."""
+    env = body.get("env")
+    if not isinstance(env, dict):
+        return {}
+    kept = {
+        k: current.env[k] if v == REDACTED and is_secret_name(str(k)) and k in current.env else v
+        for k, v in env.items()
+    }
+    return {"env": kept}
+
+
+def delete_task(context: Context, name: str, actor: dict) -> None:
+    """Remove an API task (its crontab line and files go with it, as in install)."""
+    check_name(name)
+    settings, manifest, _ = context.load()
+    _task(manifest, name)
+    if not is_api_task(settings, manifest, name):
+        raise Conflict(
+            f"task {name!r} is defined in the operator's manifest ({_origin(manifest, name)});"
+            " remove it there"
+        )
+    path = layout.api_tasks_dir(settings) / f"{name}.json"
+    _change(context, path, None, actor, "delete", name)
+    settings, after, _ = context.load()
+    overrides = read_overrides(settings)
+    if after.get(name) is None and overrides.pop(name, None) is not None:
+        write_overrides(settings, overrides)  # a task made again later starts enabled
+
+
+def _body_name(body: dict, expected: str | None) -> str:
+    """The task's name from a request body: refused like the manifest would refuse it."""
+    name = body.get("name")
+    if expected is not None and name is not None and name != expected:
+        raise ConfigError(f"request body: name: {name!r} does not match the URL's {expected!r}")
+    if expected is None:
+        if not isinstance(name, str):
+            raise ConfigError("request body: name: required (a string)")
+        if not NAME_PATTERN.match(name):
+            raise ConfigError(
+                "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
+                f" a letter or digit (got {name!r})"
+            )
+    return expected or name
+
+
+def _writable(settings: Settings, manifest: Manifest, name: str) -> None:
+    if not is_api_task(settings, manifest, name) and not api_may_replace(settings):
+        raise Refused(
+            f"task {name!r} comes from the operator's manifest ({_origin(manifest, name)})"
+            " and is read-only over the API (API_EDITS_MANIFEST=true allows edits)"
+        )
+
+
+def _origin(manifest: Manifest, name: str) -> str:
+    return str(manifest.origins.get(name, "the manifest"))
+
+
+def _write_task(context: Context, name: str, body: dict, actor: dict, action: str) -> dict:
+    settings, _, _ = context.load()
+    path = layout.api_tasks_dir(settings) / f"{name}.json"
+    _change(context, path, body, actor, action, name)
+    settings, manifest, _ = context.load()
+    return get_task(settings, manifest, name)
+
+
+def _change(context: Context, path: Path, body: dict | None, actor, action, name) -> None:
+    """Validate with the whole manifest, write (or delete) the file, apply; undo on failure."""
+    settings, _, _ = context.load()
+    with exclusive_lock(settings.state_dir / "locks" / "api.lock"):
+        try:
+            # Validation reads the manifest as it would be, so messages name the API file.
+            settings, manifest, manifest_path = context.load(pending={path: body})
+            before = read_bytes(path)
+            _put(path, body)
+            try:
+                apply.install(settings, manifest, manifest_path)
+            except BaseException:
+                _put_bytes(path, before)
+                raise
+        except AgencyCronError as exc:
+            audit(settings, actor, action, name, "refused", exc.problems)
+            raise
+        audit(settings, actor, action, name, "done", _redacted_body(body))
+
+
+def _put(path: Path, body: dict | None) -> None:
+    text = None if body is None else json.dumps(body, indent=2, sort_keys=True) + "\n"
+    _put_bytes(path, None if text is None else text.encode())
+
+
+def _put_bytes(path: Path, content: bytes | None) -> None:
+    if content is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, content, FILE_MODE)
+
+
+def _redacted_body(body: dict | None):
+    if body is None:
+        return None
+    env = body.get("env")
+    if isinstance(env, dict):
+        masked = {k: REDACTED if is_secret_name(str(k)) else v for k, v in env.items()}
+        return {**body, "env": masked}
+    return body
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+def set_paused(context: Context, name: str, paused: bool, actor: dict) -> dict:
+    """pause = `agency-cron disable`, resume = `enable` (kept in STATE_DIR across installs)."""
+    check_name(name)
+    settings, manifest, path = context.load()
+    _task(manifest, name)
+    action = "pause" if paused else "resume"
+    with exclusive_lock(settings.state_dir / "locks" / "api.lock"):
+        try:
+            apply.set_enabled(settings, manifest, path, name, not paused)
+        except AgencyCronError as exc:
+            audit(settings, actor, action, name, "refused", exc.problems)
+            raise
+    audit(settings, actor, action, name, "done", None)
+    return get_task(settings, manifest, name)
+
+
+def run_now(context: Context, name: str, actor: dict) -> dict:
+    """Start the task through the runner in the background; returns its run id at once."""
+    from agency_cron import launch, render
+
+    check_name(name)
+    settings, manifest, _ = context.load()
+    task = _task(manifest, name)
+    spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
+    run_id = launch.new_run_id()
+    pid = launch.start_detached(settings, spec, False, run_id)
+    audit(settings, actor, "run", name, "started", {"run_id": run_id, "pid": pid})
+    return {"task": name, "run_id": run_id, "pid": pid, "run_url": f"/api/runs/{run_id}"}
+
+
+def reset_retries(context: Context, name: str, actor: dict) -> dict:
+    """A run of `name` waiting between attempts gets its full retry budget back and tries
+    again now (SIGUSR1 to its runner). Conflict when no run is waiting for a retry."""
+    check_name(name)
+    settings, manifest, _ = context.load()
+    _task(manifest, name)
+    pid = reports.running_pid(settings, name)
+    waiting = _waiting_run(settings, name) if pid else None
+    if waiting is None:
+        audit(settings, actor, "reset-retries", name, "refused", "no run waiting for a retry")
+        raise Conflict(f"task {name!r}: no run is waiting for a retry")
+    os.kill(pid, signal.SIGUSR1)
+    audit(settings, actor, "reset-retries", name, "done", {"run_id": waiting})
+    return {"task": name, "run_id": waiting, "reset": True}
+
+
+def _waiting_run(settings: Settings, name: str) -> str | None:
+    rows = reports.task_history(settings, name, 1)
+    if rows and rows[0]["status"] == "retry-scheduled":
+        return rows[0]["run_id"]
+    return None
+
+
+# --- runs --------------------------------------------------------------------------------
+
+EXCERPT_LINES = 200
+
+
+def get_run(settings: Settings, manifest: Manifest, run_id: str) -> dict:
+    """Every attempt of a run and its lines from the task's log (already redacted there)."""
+    attempts = reports.run_attempts(settings, run_id)
+    if not attempts:
+        raise NotFound(f"no run {run_id!r} in the history")
+    task = attempts[0]["task"]
+    known = manifest.get(task)
+    log = settings.log_dir / (known.log_name if known else f"{task}.log")
+    excerpt = log_excerpt(log, task, run_id)
+    if not excerpt:
+        excerpt = (attempts[-1].get("output_tail") or "").splitlines()
+    final = attempts[-1]
+    return {
+        "run_id": run_id,
+        "task": task,
+        "status": final["status"],
+        "exit_code": final["exit_code"],
+        "started_at": attempts[0]["started_at"],
+        "finished_at": final["finished_at"],
+        "attempts": [{k: v for k, v in a.items() if k != "output_tail"} for a in attempts],
+        "log": str(log),
+        "log_excerpt": excerpt[-EXCERPT_LINES:],
+    }
+
+
+def log_excerpt(path: Path, task: str, run_id: str) -> list[str]:
+    """The lines of the task log from the run's first start line to its last end line,
+    looked for in the log's last megabyte (a run older than that has its history tail)."""
+    from agency_cron.dashboard import tail_lines
+
+    lines = tail_lines(path, 100_000)
+    marker = f"run={run_id} "
+    first = next((i for i, line in enumerate(lines) if marker in line), None)
+    if first is None:
+        return []
+    last = max(i for i, line in enumerate(lines) if marker in line)
+    if "agency-cron: end " not in lines[last] and "skipped" not in lines[last]:
+        last = len(lines) - 1  # still running: everything so far
+    return lines[first : last + 1]
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+def audit(settings: Settings, actor: dict, action: str, task: str, outcome: str, detail) -> None:
+    """One JSON line per change: who (token role, client), when, what, and how it ended."""
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **actor,
+        "action": action,
+        "task": task,
+        "outcome": outcome,
+        "detail": detail,
+    }
+    path = layout.audit_log_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+    # O_APPEND keeps concurrent writers' lines whole; 0600: it names clients and tasks.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,455 @@
+"""`agency-cron serve`: the admin API and the live dashboard, a thin HTTP shell.
+
+FastAPI (over Starlette, served by uvicorn) because the request and response models we
+declare here are pydantic models, like the manifest's, and FastAPI turns them into the
+OpenAPI description at /openapi.json that clients and schemathesis read; Starlette alone
+would mean writing that description by hand. Every route calls one function of
+agency_cron.admin, reports or dashboard: changes go through the same plan/apply code as
+`install`, runs through the runner. Routes are plain `def`s: the library blocks (SQLite,
+the crontab binary), so Starlette runs them in its thread pool.
+
+Errors are RFC 9457 problem details (application/problem+json); nothing ever answers
+with a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from agency_cron import __version__, admin, dashboard, reports
+from agency_cron.errors import (
+    AgencyCronError,
+    BackendError,
+    CheckFailed,
+    ConfigError,
+    UsageError,
+)
+from agency_cron.serve.auth import ADMIN, Tokens, matches_any, role_of
+
+log = logging.getLogger("agency_cron.serve")
+PROBLEM = "application/problem+json"
+TOKEN_PARAMETERS = {"token", "access_token", "api_key", "apikey", "key", "auth", "bearer"}
+STATES = Literal["running", "completed", "disabled", "failing", "ok", "never-run"]
+RUN_STATUSES = Literal["success", "failed", "timeout", "skipped", "killed", "retry-scheduled"]
+NAME = Annotated[str, Path(description="Task name", max_length=200)]
+
+
+# --- models: what the OpenAPI description promises ---------------------------------------
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[str] = Field(default_factory=list)
+
+
+class TaskView(BaseModel):
+    name: str
+    description: str
+    schedule: list[str]
+    enabled: bool
+    tags: list[str]
+    state: STATES
+    next_run: str | None
+    last_run: str | None
+    last_status: str | None
+    source: Literal["manifest", "api"]
+    read_only: bool
+    definition: dict[str, Any]
+
+
+class TaskPage(BaseModel):
+    items: list[TaskView]
+    total: int
+    limit: int
+    offset: int
+
+
+class Execution(BaseModel):
+    run_id: str
+    started_at: str
+    finished_at: str | None
+    duration_s: float | None
+    exit_code: int | None
+    status: RUN_STATUSES
+    attempt: int
+    attempts: int
+    note: str | None
+    alert: str | None
+
+
+class ExecutionPage(BaseModel):
+    items: list[Execution]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunStarted(BaseModel):
+    task: str
+    run_id: str
+    pid: int
+    run_url: str
+
+
+class RetriesReset(BaseModel):
+    task: str
+    run_id: str
+    reset: bool
+
+
+class RunView(BaseModel):
+    run_id: str
+    task: str
+    status: RUN_STATUSES
+    exit_code: int | None
+    started_at: str
+    finished_at: str | None
+    attempts: list[Execution]
+    log: str
+    log_excerpt: list[str]
+
+
+class Overdue(BaseModel):
+    name: str
+    reason: str
+    model_config = {"extra": "allow"}
+
+
+class Health(BaseModel):
+    healthy: bool
+    overdue: list[Overdue]
+
+
+PROBLEMS = {
+    code: {"model": Problem, "content": {PROBLEM: {}}, "description": text}
+    for code, text in {
+        400: "Bad request (a task name that cannot be one)",
+        401: "No token, a wrong token, or a token in the URL",
+        403: "A read-only token on a write, or a read-only task",
+        404: "No such task or run",
+        409: "Conflicts with what is there",
+        422: "Refused by the manifest validation (the same messages as `agency-cron validate`)",
+        502: "The crontab binary or another scheduler backend failed",
+    }.items()
+}
+
+
+# --- the application ---------------------------------------------------------------------
+
+
+def create_app(context: admin.Context, tokens: Tokens) -> FastAPI:
+    """The ASGI application for `context` (config and manifest options) and `tokens`."""
+    app = FastAPI(
+        title="agency-cron admin API",
+        version=__version__,
+        description="Tasks, runs, history and health of agency-cron. Every route but / and"
+        " /openapi.json needs `Authorization: Bearer TOKEN` (ADMIN_TOKEN, or"
+        " ADMIN_READ_TOKEN for reading).",
+        docs_url=None,  # the Swagger and ReDoc pages load scripts from a CDN
+        redoc_url=None,
+        responses={401: PROBLEMS[401]},
+    )
+    app.state.context, app.state.tokens = context, tokens
+    _add_error_handlers(app)
+    _add_security_headers(app)
+    app.include_router(_routes())
+    return app
+
+
+bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN, or ADMIN_READ_TOKEN to read")
+
+
+def _actor(request: Request, credentials: HTTPAuthorizationCredentials | None, write: bool):
+    tokens: Tokens = request.app.state.tokens
+    for key, value in request.query_params.multi_items():
+        if key.lower() in TOKEN_PARAMETERS or (value and matches_any(tokens, value)):
+            # URLs end up in logs and browser history: a token there is refused even when
+            # it is right (and should be rotated).
+            raise HTTPException(401, "tokens go in the Authorization header, never in the URL")
+    role = role_of(tokens, credentials.credentials if credentials else None)
+    if role is None:
+        raise HTTPException(401, "a valid bearer token is required")
+    if write and role != ADMIN:
+        raise HTTPException(403, "this token may only read")
+    client = request.client
+    return {
+        "actor": "insecure-localhost" if tokens.insecure and not tokens.configured else role,
+        "client": f"{client.host}:{client.port}" if client else None,
+        "user_agent": request.headers.get("user-agent"),
+    }
+
+
+def reader(request: Request, credentials=Depends(bearer)) -> dict:  # noqa: B008
+    return _actor(request, credentials, write=False)
+
+
+def writer(request: Request, credentials=Depends(bearer)) -> dict:  # noqa: B008
+    return _actor(request, credentials, write=True)
+
+
+Reader = Annotated[dict, Depends(reader)]
+Writer = Annotated[dict, Depends(writer)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip")]
+TaskBody = Annotated[
+    dict[str, Any],
+    Body(
+        description="A task as in the manifest (see README, 'Manifest reference')",
+        examples=[{"name": "nightly-report", "schedule": "0 4 * * *", "command": "true"}],
+    ),
+]
+
+
+def _routes():
+    from fastapi import APIRouter
+
+    router = APIRouter(responses={k: PROBLEMS[k] for k in (400, 404, 422)})
+
+    @router.get("/api/tasks", response_model=TaskPage, tags=["tasks"])
+    def list_tasks(
+        request: Request,
+        actor: Reader,
+        tag: Annotated[str | None, Query(max_length=200)] = None,
+        state: STATES | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ):
+        settings, manifest, _ = request.app.state.context.load()
+        items = admin.list_tasks(settings, manifest, tag, state)
+        return {
+            "items": items[offset : offset + limit],
+            "total": len(items),
+            "limit": limit,
+            "offset": offset,
+        }
+
+    @router.post(
+        "/api/tasks",
+        status_code=201,
+        response_model=TaskView,
+        tags=["tasks"],
+        responses={k: PROBLEMS[k] for k in (403, 409, 502)},
+    )
+    def create_task(request: Request, actor: Writer, body: TaskBody, response: Response):
+        created = admin.create_task(request.app.state.context, body, actor)
+        response.headers["Location"] = f"/api/tasks/{created['name']}"
+        return created
+
+    @router.get("/api/tasks/{name}", response_model=TaskView, tags=["tasks"])
+    def get_task(request: Request, actor: Reader, name: NAME):
+        settings, manifest, _ = request.app.state.context.load()
+        return admin.get_task(settings, manifest, admin.check_name(name))
+
+    @router.put(
+        "/api/tasks/{name}",
+        response_model=TaskView,
+        tags=["tasks"],
+        responses={k: PROBLEMS[k] for k in (403, 502)},
+    )
+    def update_task(request: Request, actor: Writer, name: NAME, body: TaskBody):
+        return admin.update_task(request.app.state.context, name, body, actor)
+
+    @router.delete(
+        "/api/tasks/{name}",
+        status_code=204,
+        tags=["tasks"],
+        responses={k: PROBLEMS[k] for k in (403, 409, 502)},
+    )
+    def delete_task(request: Request, actor: Writer, name: NAME):
+        admin.delete_task(request.app.state.context, name, actor)
+        return Response(status_code=204)
+
+    @router.post(
+        "/api/tasks/{name}/actions/run",
+        status_code=202,
+        response_model=RunStarted,
+        tags=["actions"],
+        responses={403: PROBLEMS[403]},
+    )
+    def run_task(request: Request, actor: Writer, name: NAME):
+        return admin.run_now(request.app.state.context, name, actor)
+
+    for action, paused in (("pause", True), ("resume", False)):
+        _add_toggle(router, action, paused)
+
+    @router.post(
+        "/api/tasks/{name}/actions/reset-retries",
+        response_model=RetriesReset,
+        tags=["actions"],
+        responses={k: PROBLEMS[k] for k in (403, 409)},
+    )
+    def reset_retries(request: Request, actor: Writer, name: NAME):
+        return admin.reset_retries(request.app.state.context, name, actor)
+
+    @router.get("/api/tasks/{name}/executions", response_model=ExecutionPage, tags=["runs"])
+    def executions(
+        request: Request, actor: Reader, name: NAME, limit: Limit = 50, offset: Offset = 0
+    ):
+        settings, manifest, _ = request.app.state.context.load()
+        admin.get_task(settings, manifest, admin.check_name(name))
+        return {
+            "items": reports.task_history(settings, name, limit, offset),
+            "total": reports.history_count(settings, name),
+            "limit": limit,
+            "offset": offset,
+        }
+
+    @router.get("/api/runs/{run_id}", response_model=RunView, tags=["runs"])
+    def get_run(
+        request: Request,
+        actor: Reader,
+        run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$", description="A run id")],
+    ):
+        settings, manifest, _ = request.app.state.context.load()
+        return admin.get_run(settings, manifest, run_id)
+
+    @router.get(
+        "/api/health",
+        response_model=Health,
+        tags=["reports"],
+        responses={503: {"model": Health, "description": "Some task is overdue"}},
+    )
+    def health(request: Request, actor: Reader):
+        settings, manifest, _ = request.app.state.context.load()
+        overdue = reports.overdue_tasks(settings, manifest)
+        body = {"healthy": not overdue, "overdue": overdue}
+        return JSONResponse(body, status_code=503 if overdue else 200)
+
+    @router.get("/api/summary", response_model=dict[str, Any], tags=["reports"])
+    def summary(
+        request: Request,
+        actor: Reader,
+        since: Annotated[str, Query(max_length=32, description="Window: 90m, 24h, 7d")] = "24h",
+        task: Annotated[list[str] | None, Query(max_length=200)] = None,
+    ):
+        settings, manifest, _ = request.app.state.context.load()
+        if task:
+            for name in task:
+                admin.get_task(settings, manifest, admin.check_name(name))
+        return reports.log_summary(settings, manifest, reports.parse_since(since), task)
+
+    @router.get("/api/dashboard", response_model=dict[str, Any], tags=["dashboard"])
+    def dashboard_data(request: Request, actor: Reader):
+        settings, manifest, _ = request.app.state.context.load()
+        return dashboard.collect(settings, manifest)
+
+    @router.get(
+        "/api/dashboard/body",
+        response_class=HTMLResponse,
+        tags=["dashboard"],
+        responses={200: {"content": {"text/html": {}}, "description": "The dashboard's content"}},
+    )
+    def dashboard_body(request: Request, actor: Reader):
+        settings, manifest, _ = request.app.state.context.load()
+        return HTMLResponse(dashboard.render_live_body(dashboard.collect(settings, manifest)))
+
+    @router.get(
+        "/",
+        response_class=HTMLResponse,
+        tags=["dashboard"],
+        responses={200: {"content": {"text/html": {}}, "description": "The live dashboard"}},
+    )
+    def live_page():
+        return HTMLResponse(dashboard.render_live_page())
+
+    return router
+
+
+def _add_toggle(router, action: str, paused: bool) -> None:
+    @router.post(
+        f"/api/tasks/{{name}}/actions/{action}",
+        response_model=TaskView,
+        tags=["actions"],
+        name=f"{action}_task",
+        responses={k: PROBLEMS[k] for k in (403, 502)},
+    )
+    def toggle(request: Request, actor: Writer, name: NAME):
+        return admin.set_paused(request.app.state.context, name, paused, actor)
+
+
+# --- errors and headers --------------------------------------------------------------------
+
+STATUS_OF = (
+    (admin.NotFound, 404),
+    (admin.Conflict, 409),
+    (admin.Refused, 403),
+    (ConfigError, 422),
+    (BackendError, 502),
+    (CheckFailed, 409),
+    (UsageError, 400),
+)
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Unprocessable content",
+    500: "Internal server error",
+    502: "Bad gateway",
+}
+
+
+def problem(status: int, detail: str, errors: list[str] | None = None, headers=None):
+    body = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "errors": errors or [],
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AgencyCronError)
+    def library_error(request: Request, exc: AgencyCronError):
+        status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
+        return problem(status, exc.problems[0], exc.problems)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError):
+        errors = [
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in exc.errors()
+        ]
+        return problem(422, errors[0] if errors else "invalid request", errors)
+
+    @app.exception_handler(HTTPException)
+    def http_error(request: Request, exc: HTTPException):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
+        return problem(exc.status_code, detail or TITLES.get(exc.status_code, ""), None, headers)
+
+    @app.exception_handler(Exception)
+    def unexpected(request: Request, exc: Exception):
+        # The trace goes to the server's log, never to the client.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return problem(500, "internal error; the server's log has the details")
+
+
+def _add_security_headers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline';"
+                " img-src data:; connect-src 'self'; frame-ancestors 'none'; form-action 'none'",
+            )
+        return response
