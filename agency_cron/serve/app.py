@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -162,6 +162,7 @@ def create_app(context: admin.Context, tokens: Tokens) -> FastAPI:
     )
     app.state.context, app.state.tokens = context, tokens
     _add_error_handlers(app)
+    _add_authorization(app)
     _add_security_headers(app)
     app.include_router(_routes())
     return app
@@ -170,14 +171,16 @@ def create_app(context: admin.Context, tokens: Tokens) -> FastAPI:
 bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN, or ADMIN_READ_TOKEN to read")
 
 
-def _actor(request: Request, credentials: HTTPAuthorizationCredentials | None, write: bool):
+def _actor(request: Request, write: bool) -> dict:
+    """Who is asking, from the Authorization header; HTTPException 401/403 if refused."""
     tokens: Tokens = request.app.state.tokens
     for key, value in request.query_params.multi_items():
         if key.lower() in TOKEN_PARAMETERS or (value and matches_any(tokens, value)):
             # URLs end up in logs and browser history: a token there is refused even when
             # it is right (and should be rotated).
             raise HTTPException(401, "tokens go in the Authorization header, never in the URL")
-    role = role_of(tokens, credentials.credentials if credentials else None)
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    role = role_of(tokens, presented.strip() if scheme.lower() == "bearer" else None)
     if role is None:
         raise HTTPException(401, "a valid bearer token is required")
     if write and role != ADMIN:
@@ -190,12 +193,31 @@ def _actor(request: Request, credentials: HTTPAuthorizationCredentials | None, w
     }
 
 
+# The check itself runs in a middleware, before FastAPI reads and parses a request body
+# (which it does before resolving dependencies): an anonymous caller learns nothing about
+# its body and cannot make the server parse one. These dependencies hand the result to the
+# routes and declare the bearer scheme in the OpenAPI description.
 def reader(request: Request, credentials=Depends(bearer)) -> dict:  # noqa: B008
-    return _actor(request, credentials, write=False)
+    return request.state.actor
 
 
 def writer(request: Request, credentials=Depends(bearer)) -> dict:  # noqa: B008
-    return _actor(request, credentials, write=True)
+    return request.state.actor
+
+
+READS = ("GET", "HEAD", "OPTIONS")
+PUBLIC_PATHS = ("/", "/openapi.json")
+
+
+def _add_authorization(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def authorize(request: Request, call_next):
+        if request.url.path not in PUBLIC_PATHS:
+            try:
+                request.state.actor = _actor(request, write=request.method not in READS)
+            except HTTPException as exc:
+                return _http_problem(exc)
+        return await call_next(request)
 
 
 Reader = Annotated[dict, Depends(reader)]
@@ -413,6 +435,12 @@ def problem(status: int, detail: str, errors: list[str] | None = None, headers=N
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def _http_problem(exc: HTTPException) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    detail = exc.detail if isinstance(exc.detail, str) else ""
+    return problem(exc.status_code, detail or TITLES.get(exc.status_code, ""), None, headers)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AgencyCronError)
     def library_error(request: Request, exc: AgencyCronError):
@@ -428,9 +456,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
-        return problem(exc.status_code, detail or TITLES.get(exc.status_code, ""), None, headers)
+        return _http_problem(exc)
 
     @app.exception_handler(Exception)
     def unexpected(request: Request, exc: Exception):
