@@ -11,11 +11,12 @@ brings the operator's version back). Every change is appended to an audit log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agency_cron import apply, layout, reports
@@ -43,19 +44,50 @@ class Refused(AgencyCronError):
 
 @dataclass(frozen=True)
 class Context:
-    """Where the server finds things: the options it was started with."""
+    """Where the server finds things: the options it was started with.
+
+    Every request reads config and manifest afresh, so an edit on disk counts at once;
+    the validated result is reused while none of the files it came from changed (their
+    size, mtime and inode, the folders' listings) within the same minute (a `once` time
+    can fall into the past), which saves most of a read's cost.
+    """
 
     config: Path | None
     manifest: Path | None
     crontab: str | None = None
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def load(self, pending: dict | None = None) -> tuple[Settings, Manifest, Path]:
+        if pending:
+            return self._load(pending)
+        cached = self._cache.get("loaded")
+        if cached is not None and self._cache.get("key") == _signature(cached):
+            return cached
+        loaded = self._load(None)
+        self._cache["loaded"], self._cache["key"] = loaded, _signature(loaded)
+        return loaded
+
+    def _load(self, pending: dict | None) -> tuple[Settings, Manifest, Path]:
         from agency_cron.config import load_settings
         from agency_cron.manifest import find_manifest
 
         settings = load_settings(self.config, crontab=self.crontab)
         path = find_manifest(self.manifest, settings)
         return settings, load_manifest(path, settings, strict=True, pending=pending), path
+
+
+def _signature(loaded: tuple[Settings, Manifest, Path]) -> tuple:
+    """What a loaded manifest depends on, cheaply: stat of every file, listings of folders."""
+    from agency_cron.fastpath import signature
+
+    settings, manifest, path = loaded
+    files = [settings.config_path, path, *manifest.sources, Path("config.env"), Path("tasks.yaml")]
+    folders = [path if path.is_dir() else None, layout.api_tasks_dir(settings)]
+    return (
+        int(time.time() // 60),
+        tuple(signature(str(f)) if f else None for f in files),
+        tuple(sorted(os.listdir(d)) if d and d.is_dir() else None for d in folders),
+    )
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -69,22 +101,72 @@ def is_api_task(settings: Settings, manifest: Manifest, name: str) -> bool:
 DURATION_FIELDS = ("timeout", "retry_delay", "retry_max_delay", "expect_within", "jitter")
 
 
-def definition_of(task: Task) -> dict:
-    """The task's fields as a manifest would spell them (durations as `90s`), secret values
-    masked: what GET returns can be sent back with PUT as it is."""
-    definition = task.model_dump(exclude_defaults=True, mode="json")
-    definition["schedule"] = list(task.schedule)
+def source_document(settings: Settings, manifest: Manifest, task: Task) -> dict:
+    """The task as a manifest document that loads back to the same task: an API task's
+    file as it was sent (`${VAR}` kept), else the operator's task with its values as
+    loaded (durations as `90s`, `$` as `$$` so that nothing is expanded twice)."""
+    if is_api_task(settings, manifest, task.name):
+        try:
+            return json.loads(read_bytes(manifest.origins[task.name]) or b"{}")
+        except ValueError:
+            pass  # a hand-edited file that does not parse cannot have loaded; be safe
+    document = task.model_dump(exclude_defaults=True, mode="json")
+    document["schedule"] = list(task.schedule)
     for key in DURATION_FIELDS:
-        if definition.get(key) is not None:
-            definition[key] = f"{definition[key]}s"
-    if task.env:
-        definition["env"] = {k: REDACTED if is_secret_name(k) else v for k, v in task.env.items()}
-    return definition
+        if document.get(key) is not None:
+            document[key] = f"{document[key]}s"
+    return _escape_dollars(document)
+
+
+def _escape_dollars(value):
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _escape_dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_dollars(v) for v in value]
+    return value
+
+
+def masked(document: dict) -> dict:
+    """Secret-named env values and the credentials in alert URLs as `***`."""
+    result = dict(document)
+    if isinstance(result.get("env"), dict):
+        result["env"] = {
+            k: REDACTED if is_secret_name(str(k)) else v for k, v in result["env"].items()
+        }
+    if isinstance(result.get("alert_urls"), list):
+        result["alert_urls"] = [_masked_url(u) for u in result["alert_urls"]]
+    return result
+
+
+def _masked_url(url):
+    from agency_cron.alerts import redact, secrets_of_urls
+
+    if not isinstance(url, str):
+        return url
+    return redact(url, [s for s in secrets_of_urls([url]) if s != url])
+
+
+def unmasked(body: dict, previous: dict) -> dict:
+    """A body sent back with `***` where GET showed it keeps the previous values there."""
+    result = dict(body)
+    env, before = result.get("env"), previous.get("env") or {}
+    if isinstance(env, dict):
+        result["env"] = {
+            k: before[k] if v == REDACTED and is_secret_name(str(k)) and k in before else v
+            for k, v in env.items()
+        }
+    urls = result.get("alert_urls")
+    if isinstance(urls, list):
+        originals = {_masked_url(u): u for u in previous.get("alert_urls") or []}
+        result["alert_urls"] = [originals.get(u, u) if REDACTED in str(u) else u for u in urls]
+    return result
 
 
 def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -> dict:
     """A task as the API shows it: its definition (secrets masked) and its state."""
-    definition = definition_of(task)
+    definition = masked(source_document(settings, manifest, task))
     from_api = is_api_task(settings, manifest, task.name)
     return {
         "name": task.name,
@@ -143,50 +225,52 @@ def check_name(name: str) -> str:
 # --- changing tasks ----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _audited(settings: Settings, actor: dict, action: str, name: object):
+    """Audit a refusal of the change made inside (the success is audited by the caller,
+    with what was done)."""
+    try:
+        yield
+    except AgencyCronError as exc:
+        audit(settings, actor, action, str(name), "refused", exc.problems)
+        raise
+
+
 def create_task(context: Context, body: dict, actor: dict) -> dict:
     """Add a task through the API (409 if the name is taken); returns it as shown."""
-    name = _body_name(body, None)
     settings, manifest, _ = context.load()
-    if manifest.get(name) is not None:
-        raise Conflict(f"task {name!r} already exists ({_origin(manifest, name)})")
-    return _write_task(context, name, body, actor, "create")
+    with _audited(settings, actor, "create", body.get("name")):
+        name = _body_name(body, None)
+        if manifest.get(name) is not None:
+            raise Conflict(f"task {name!r} already exists ({_origin(manifest, name)})")
+        return _write_task(context, name, body, actor, "create")
 
 
 def update_task(context: Context, name: str, body: dict, actor: dict) -> dict:
     """Replace an API task's definition (or, with API_EDITS_MANIFEST, a manifest task's)."""
     check_name(name)
-    _body_name(body, name)
     settings, manifest, _ = context.load()
-    current = _task(manifest, name)
-    _writable(settings, manifest, name)
-    body = {**body, "name": name, **_kept_secrets(body, current)}
-    return _write_task(context, name, body, actor, "update")
-
-
-def _kept_secrets(body: dict, current: Task) -> dict:
-    """A secret sent back masked (`***`, as GET shows it) keeps its current value."""
-    env = body.get("env")
-    if not isinstance(env, dict):
-        return {}
-    kept = {
-        k: current.env[k] if v == REDACTED and is_secret_name(str(k)) and k in current.env else v
-        for k, v in env.items()
-    }
-    return {"env": kept}
+    with _audited(settings, actor, "update", name):
+        _body_name(body, name)
+        current = _task(manifest, name)
+        _writable(settings, manifest, name)
+        previous = source_document(settings, manifest, current)
+        body = {**unmasked(body, previous), "name": name}
+        return _write_task(context, name, body, actor, "update")
 
 
 def delete_task(context: Context, name: str, actor: dict) -> None:
     """Remove an API task (its crontab line and files go with it, as in install)."""
     check_name(name)
     settings, manifest, _ = context.load()
-    _task(manifest, name)
-    if not is_api_task(settings, manifest, name):
-        raise Conflict(
-            f"task {name!r} is defined in the operator's manifest ({_origin(manifest, name)});"
-            " remove it there"
-        )
-    path = layout.api_tasks_dir(settings) / f"{name}.json"
-    _change(context, path, None, actor, "delete", name)
+    with _audited(settings, actor, "delete", name):
+        _task(manifest, name)
+        if not is_api_task(settings, manifest, name):
+            raise Conflict(
+                f"task {name!r} is defined in the operator's manifest"
+                f" ({_origin(manifest, name)}); remove it there"
+            )
+        _change(context, layout.api_tasks_dir(settings) / f"{name}.json", None, actor, name)
     settings, after, _ = context.load()
     overrides = read_overrides(settings)
     if after.get(name) is None and overrides.pop(name, None) is not None:
@@ -223,30 +307,25 @@ def _origin(manifest: Manifest, name: str) -> str:
 
 def _write_task(context: Context, name: str, body: dict, actor: dict, action: str) -> dict:
     settings, _, _ = context.load()
-    path = layout.api_tasks_dir(settings) / f"{name}.json"
-    _change(context, path, body, actor, action, name)
+    _change(context, layout.api_tasks_dir(settings) / f"{name}.json", body, actor, name, action)
     settings, manifest, _ = context.load()
     return get_task(settings, manifest, name)
 
 
-def _change(context: Context, path: Path, body: dict | None, actor, action, name) -> None:
+def _change(context, path: Path, body: dict | None, actor, name, action="delete") -> None:
     """Validate with the whole manifest, write (or delete) the file, apply; undo on failure."""
     settings, _, _ = context.load()
     with exclusive_lock(settings.state_dir / "locks" / "api.lock"):
+        # Validation reads the manifest as it would be, so messages name the API file.
+        settings, manifest, manifest_path = context.load(pending={path: body})
+        before = read_bytes(path)
+        _put(path, body)
         try:
-            # Validation reads the manifest as it would be, so messages name the API file.
-            settings, manifest, manifest_path = context.load(pending={path: body})
-            before = read_bytes(path)
-            _put(path, body)
-            try:
-                apply.install(settings, manifest, manifest_path)
-            except BaseException:
-                _put_bytes(path, before)
-                raise
-        except AgencyCronError as exc:
-            audit(settings, actor, action, name, "refused", exc.problems)
+            apply.install(settings, manifest, manifest_path)
+        except BaseException:
+            _put_bytes(path, before)
             raise
-        audit(settings, actor, action, name, "done", _redacted_body(body))
+    audit(settings, actor, action, name, "done", None if body is None else masked(body))
 
 
 def _put(path: Path, body: dict | None) -> None:
@@ -262,16 +341,6 @@ def _put_bytes(path: Path, content: bytes | None) -> None:
     write_atomic(path, content, FILE_MODE)
 
 
-def _redacted_body(body: dict | None):
-    if body is None:
-        return None
-    env = body.get("env")
-    if isinstance(env, dict):
-        masked = {k: REDACTED if is_secret_name(str(k)) else v for k, v in env.items()}
-        return {**body, "env": masked}
-    return body
-
-
 # --- actions -----------------------------------------------------------------------------
 
 
@@ -279,14 +348,11 @@ def set_paused(context: Context, name: str, paused: bool, actor: dict) -> dict:
     """pause = `agency-cron disable`, resume = `enable` (kept in STATE_DIR across installs)."""
     check_name(name)
     settings, manifest, path = context.load()
-    _task(manifest, name)
     action = "pause" if paused else "resume"
-    with exclusive_lock(settings.state_dir / "locks" / "api.lock"):
-        try:
+    with _audited(settings, actor, action, name):
+        _task(manifest, name)
+        with exclusive_lock(settings.state_dir / "locks" / "api.lock"):
             apply.set_enabled(settings, manifest, path, name, not paused)
-        except AgencyCronError as exc:
-            audit(settings, actor, action, name, "refused", exc.problems)
-            raise
     audit(settings, actor, action, name, "done", None)
     return get_task(settings, manifest, name)
 
@@ -297,7 +363,8 @@ def run_now(context: Context, name: str, actor: dict) -> dict:
 
     check_name(name)
     settings, manifest, _ = context.load()
-    task = _task(manifest, name)
+    with _audited(settings, actor, "run", name):
+        task = _task(manifest, name)
     spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
     run_id = launch.new_run_id()
     pid = launch.start_detached(settings, spec, False, run_id)
@@ -310,12 +377,12 @@ def reset_retries(context: Context, name: str, actor: dict) -> dict:
     again now (SIGUSR1 to its runner). Conflict when no run is waiting for a retry."""
     check_name(name)
     settings, manifest, _ = context.load()
-    _task(manifest, name)
-    pid = reports.running_pid(settings, name)
-    waiting = _waiting_run(settings, name) if pid else None
-    if waiting is None:
-        audit(settings, actor, "reset-retries", name, "refused", "no run waiting for a retry")
-        raise Conflict(f"task {name!r}: no run is waiting for a retry")
+    with _audited(settings, actor, "reset-retries", name):
+        _task(manifest, name)
+        pid = reports.running_pid(settings, name)
+        waiting = _waiting_run(settings, name) if pid else None
+        if waiting is None:
+            raise Conflict(f"task {name!r}: no run is waiting for a retry")
     os.kill(pid, signal.SIGUSR1)
     audit(settings, actor, "reset-retries", name, "done", {"run_id": waiting})
     return {"task": name, "run_id": waiting, "reset": True}
