@@ -1,6 +1,6 @@
 """serve benchmark: the admin API under 50 concurrent clients while tasks run, on loopback.
 
-    /tmp/venv/bin/python bench/serve.py [--seconds 30] [--clients 50]
+    python bench/serve.py [--seconds 30] [--clients 50]
         [--reference-seconds 10] [--tasks 20] [--run-every 1.0]
 
 Run by hand, never in the tests. Everything is measured in one run, against one
