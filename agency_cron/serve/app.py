@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,7 @@ from agency_cron.errors import (
     ConfigError,
     UsageError,
 )
+from agency_cron.serve import is_loopback
 from agency_cron.serve.auth import ADMIN, Tokens, matches_any, role_of
 
 log = logging.getLogger("agency_cron.serve")
@@ -212,12 +214,33 @@ PUBLIC_PATHS = ("/", "/openapi.json")
 def _add_authorization(app: FastAPI) -> None:
     @app.middleware("http")
     async def authorize(request: Request, call_next):
-        if request.url.path not in PUBLIC_PATHS:
-            try:
+        try:
+            _same_site_only(request)
+            if request.url.path not in PUBLIC_PATHS:
                 request.state.actor = _actor(request, write=request.method not in READS)
-            except HTTPException as exc:
-                return _http_problem(exc)
+        except HTTPException as exc:
+            return _http_problem(exc)
         return await call_next(request)
+
+
+def _same_site_only(request: Request) -> None:
+    """Refuse what another web site makes a browser send here.
+
+    A page anywhere can make its visitor's browser post a form to 127.0.0.1 (no token is
+    needed under --insecure-localhost) and can point a name of its own at 127.0.0.1 (DNS
+    rebinding): cross-site requests are refused, and without a token the Host must be a
+    loopback name.
+    """
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        raise HTTPException(403, "cross-site requests are refused")
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "cross-site requests are refused")
+    tokens: Tokens = request.app.state.tokens
+    if tokens.insecure and not tokens.configured:
+        host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+        if not is_loopback(host):
+            raise HTTPException(403, f"Host {host!r} is not a loopback name")
 
 
 Reader = Annotated[dict, Depends(reader)]
