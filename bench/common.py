@@ -1,6 +1,6 @@
 """Helpers shared by the benchmarks: throwaway installations, a throwaway user, statistics.
 
-Benchmarks run by hand (`/tmp/venv/bin/python bench/install.py`), never in the test suite;
+Benchmarks run by hand (`python bench/install.py`), never in the test suite;
 each prints ratios against a reference measured in the same run, so the numbers travel
 between machines better than absolute times do.
 """

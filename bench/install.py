@@ -1,6 +1,6 @@
 """Install benchmark: cold install and no-op re-install of manifests of N tasks.
 
-    /tmp/venv/bin/python bench/install.py [--sizes 10,100,1000,5000] [--repeat 3]
+    python bench/install.py [--sizes 10,100,1000,5000] [--repeat 3]
         [--user-sizes 100,1000] [--ansible-python /tmp/ansible-venv/bin/python | --no-ansible]
 
 Run by hand as root (it creates and deletes a throwaway system user), never in the tests.

@@ -1,6 +1,6 @@
 """Runner benchmark: the wrapper's whole run of `true`, output throughput and peak memory.
 
-    /tmp/venv/bin/python bench/runner.py [--runs 200] [--sizes 10M,100M,1G] [--repeat 3]
+    python bench/runner.py [--runs 200] [--sizes 10M,100M,1G] [--repeat 3]
         [--no-throughput] [--no-profile]
 
 Run by hand, never in the tests. Everything is measured in one run:
