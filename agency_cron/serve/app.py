@@ -14,6 +14,7 @@ with a stack trace.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -163,11 +164,25 @@ def create_app(context: admin.Context, tokens: Tokens) -> FastAPI:
         responses={401: PROBLEMS[401]},
     )
     app.state.context, app.state.tokens = context, tokens
+    app.router.lifespan_context = _lifespan
     _add_error_handlers(app)
     _add_authorization(app)
     _add_security_headers(app)
     app.include_router(_routes())
     return app
+
+
+# Routes are CPU-bound Python (SQLite reads, cron arithmetic, JSON): more threads than a
+# few per core only make them fight for the GIL (measured with bench/serve.py).
+THREADS = 8
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    import anyio.to_thread
+
+    anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+    yield
 
 
 bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN, or ADMIN_READ_TOKEN to read")
