@@ -28,6 +28,7 @@ from agency_cron.overrides import effective_enabled, read_overrides, write_overr
 
 FILE_MODE = 0o600  # an API task may carry secrets in its env
 REDACTED = "***"
+RACY_NS = 2 * 10**9
 
 
 class NotFound(UsageError):
@@ -63,8 +64,13 @@ class Context:
         cached = self._cache.get("loaded")
         if cached is not None and self._cache.get("key") == _signature(cached):
             return cached
+        started = time.time_ns()
         loaded = self._load(None)
-        self._cache["loaded"], self._cache["key"] = loaded, _signature(loaded)
+        key = _signature(loaded)
+        # A file written while (or just before) it was read could hold other bytes under
+        # the same signature: only results read from files older than that are reused.
+        if all(sig is None or sig[1] < started - RACY_NS for sig in key[1]):
+            self._cache["loaded"], self._cache["key"] = loaded, key
         return loaded
 
     def _load(self, pending: dict | None) -> tuple[Settings, Manifest, Path]:
@@ -119,12 +125,17 @@ def source_document(settings: Settings, manifest: Manifest, task: Task) -> dict:
 
 
 def _escape_dollars(value):
+    return _walk(value, lambda text: text.replace("$", "$$"))
+
+
+def _walk(value, change):
+    """`value` with `change` applied to every string inside it."""
     if isinstance(value, str):
-        return value.replace("$", "$$")
+        return change(value)
     if isinstance(value, dict):
-        return {k: _escape_dollars(v) for k, v in value.items()}
+        return {k: _walk(v, change) for k, v in value.items()}
     if isinstance(value, list):
-        return [_escape_dollars(v) for v in value]
+        return [_walk(v, change) for v in value]
     return value
 
 
@@ -166,7 +177,14 @@ def unmasked(body: dict, previous: dict) -> dict:
 
 def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -> dict:
     """A task as the API shows it: its definition (secrets masked) and its state."""
-    definition = masked(source_document(settings, manifest, task))
+    from agency_cron.alerts import redact
+    from agency_cron.render import redaction_list
+
+    # The operator's tasks are shown expanded: a ${CRM_TOKEN} in a command is a secret's
+    # value by then, masked like the runner masks it in logs.
+    secrets = redaction_list(task, settings)
+    document = masked(source_document(settings, manifest, task))
+    definition = _walk(document, lambda text: redact(text, secrets))
     from_api = is_api_task(settings, manifest, task.name)
     return {
         "name": task.name,

@@ -970,3 +970,28 @@ def test_insecure_localhost_serves_without_a_token(env):
         assert CLIENT.match(entry["client"])
     finally:
         stop(process)
+
+
+def test_a_secret_expanded_into_an_operator_task_is_masked(api_config, make_server):
+    """${CRM_TOKEN} in the operator's command is the token's value once loaded: never shown."""
+    env = api_config
+    token = "crm-token-value-0123456789"
+    with open(env.config, "a") as config:
+        config.write(f"CRM_TOKEN={token}\n")
+    env.write_manifest(
+        """\
+        tasks:
+          - name: crm-sync
+            schedule: "0 5 * * *"
+            command: 'curl -fsS -H "Authorization: Bearer ${CRM_TOKEN}" http://127.0.0.1:9/sync'
+        """
+    )
+    server = make_server()
+    with server.client() as client:
+        listing = client.get("/api/tasks")
+        single = client.get("/api/tasks/crm-sync")
+    for response in (listing, single):
+        assert response.status_code == 200, response.text
+        assert token not in response.text
+    command = single.json()["definition"]["command"]
+    assert command == 'curl -fsS -H "Authorization: Bearer ***" http://127.0.0.1:9/sync'
