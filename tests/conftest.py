@@ -6,10 +6,13 @@ away from the machine's crontabs; tests of `user:NAME` use a throwaway system us
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,3 +119,72 @@ def run_cli(
 def cli_process():
     """run_cli as a fixture (tests import nothing from conftest under importlib mode)."""
     return run_cli
+
+
+# --- agency-cron serve, started for real --------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Serving:
+    """A running `agency-cron serve`: its base URL, process and output file."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def _serving(options: list[str], log: Path, *extra: str, environ=None, cwd=None, wait=True):
+    """`python -m agency_cron OPTIONS serve --port P EXTRA` on a free loopback port, until
+    the block ends; with `wait`, only once /openapi.json answers."""
+    import httpx
+
+    port = free_port()
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agency_cron", *options, "serve", "--port", str(port), *extra],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"} if environ is None else environ,
+            cwd=cwd,
+        )
+    server = Serving(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + 30
+        while wait:
+            if process.poll() is not None:
+                raise AssertionError(f"serve exited with {process.returncode}:\n{server.output()}")
+            try:
+                if httpx.get(f"{server.url}/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"serve did not answer within 30s:\n{server.output()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """with serving(["--config", C, "--manifest", M], LOG, *args, environ=ENV) as server:
+    a real `agency-cron serve` on 127.0.0.1, stopped when the block ends. `environ` is the
+    server's whole environment (default: this process's, without colour)."""
+    return _serving

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -102,12 +101,6 @@ class Served:
         return found[0]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def until(check: Callable[[], object], what: str, seconds: float = DEADLINE_S):
     """Poll `check` until it returns something true; fail with `what` at the deadline."""
     deadline = time.monotonic() + seconds
@@ -121,50 +114,25 @@ def until(check: Callable[[], object], what: str, seconds: float = DEADLINE_S):
 
 
 @pytest.fixture
-def served(env, cli_env) -> Iterator[Served]:
+def served(env, cli_env, serving) -> Iterator[Served]:
     """`agency-cron serve` on a free loopback port over the env fixture's installation,
     with an admin and a read-only token, the manifest above installed first."""
     with open(env.config, "a") as config:
         config.write(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
     env.write_manifest(MANIFEST)
     environ = {**cli_env, "XDG_CACHE_HOME": str(env.root.parent / "cache")}
-    base = [sys.executable, "-m", "agency_cron", *env.args()]
     installed = subprocess.run(
-        [*base, "install"], capture_output=True, text=True, env=environ, timeout=120, check=False
+        [sys.executable, "-m", "agency_cron", *env.args(), "install"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert env.crontab.read_text().count("# agency-cron:") == 3
-
-    port = free_port()
-    log = env.root / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [*base, "serve", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environ,
-        )
-    server = Served(env.root, env.crontab, f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"serve exited {process.returncode}:\n{server.output()}"
-            try:
-                if httpx.get(f"{server.url}/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"serve did not answer:\n{server.output()}"
-            time.sleep(0.1)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serving(env.args(), env.root / "serve.log", environ=environ) as server:
+        yield Served(env.root, env.crontab, server.url, server.process, server.log)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,19 +35,12 @@ tasks:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Server:
     env: object  # the `env` fixture (tests/conftest.py)
     url: str
     process: subprocess.Popen
     log: Path
-    extra_env: dict = field(default_factory=dict)
 
     def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -55,43 +48,6 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def start_server(env, port: int, *extra: str, environ: dict | None = None):
-    log = env.root / f"serve-{port}.log"
-    handle = open(log, "wb")  # noqa: SIM115 - kept open for the server's lifetime
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agency_cron", *env.args("serve", "--port", str(port), *extra)],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "NO_COLOR": "1", **(environ or {})},
-    )
-    handle.close()
-    return process, log
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"serve did not answer within {seconds}s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -113,35 +69,26 @@ def api_config(env):
 
 
 @pytest.fixture
-def api(api_config):
-    """A running server; stopped (and its log shown on failure) after the test."""
-    port = free_port()
-    process, log = start_server(api_config, port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process, log)
-        yield Server(api_config, url, process, log)
-    finally:
-        stop(process)
+def api(make_server):
+    """A running server; stopped after the test."""
+    return make_server()
 
 
 @pytest.fixture
-def make_server(api_config):
+def make_server(api_config, serving):
     """Start servers with other options or environment: make_server(*args, environ=...)."""
-    started = []
+    numbers = itertools.count()
+    with contextlib.ExitStack() as stack:
 
-    def make(*extra: str, environ: dict | None = None, wait: bool = True):
-        port = free_port()
-        process, log = start_server(api_config, port, *extra, environ=environ)
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        if wait:
-            wait_until_up(url, process, log)
-        return Server(api_config, url, process, log)
+        def make(*extra: str, environ: dict | None = None, wait: bool = True) -> Server:
+            log = api_config.root / f"serve-{next(numbers)}.log"
+            full = {**os.environ, "NO_COLOR": "1", **(environ or {})}
+            started = stack.enter_context(
+                serving(api_config.args(), log, *extra, environ=full, wait=wait)
+            )
+            return Server(api_config, started.url, started.process, started.log)
 
-    yield make
-    for process in started:
-        stop(process)
+        yield make
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -868,29 +867,6 @@ def test_every_write_is_audited(api):
 # --------------------------------------------------------------------------- 11. no token
 
 
-def serve(env, port: int, *extra: str) -> subprocess.Popen:
-    log = open(env.root / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed after Popen
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "agency_cron", *env.args("serve", "--port", str(port), *extra)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
-    finally:
-        log.close()
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def tokenless(env) -> None:
     """The env fixture's installation with the operator's manifest and no token."""
     env.write_manifest(
@@ -936,40 +912,26 @@ def test_insecure_localhost_refuses_a_public_address(env, cli_process):
     assert "0.0.0.0" in lines[0] and "loopback" in lines[0]
 
 
-def test_insecure_localhost_serves_without_a_token(env):
+def test_insecure_localhost_serves_without_a_token(env, serving):
     tokenless(env)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = serve(env, port, "--insecure-localhost")
-    try:
-
-        def up():
-            if process.poll() is not None:
-                log = (env.root / f"serve-{port}.log").read_text()
-                raise AssertionError(f"serve exited with {process.returncode}:\n{log}")
-            try:
-                return httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for("serve --insecure-localhost answering", up)
-        with httpx.Client(base_url=url, timeout=30) as client:
-            page = client.get("/api/tasks")
-            assert page.status_code == 200, page.text
-            assert [item["name"] for item in page.json()["items"]] == ["nightly"]
-            created = client.post("/api/tasks", json=task_body("local-job"))
-            assert created.status_code == 201, created.text
-        assert lines_of(env, "local-job")
-        assert_foreign_intact(env)
-        [entry] = audit_entries(env)
-        assert (entry["actor"], entry["action"], entry["outcome"]) == (
-            "insecure-localhost",
-            "create",
-            "done",
-        )
-        assert CLIENT.match(entry["client"])
-    finally:
-        stop(process)
+    with (
+        serving(env.args(), env.root / "serve.log", "--insecure-localhost") as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        page = client.get("/api/tasks")
+        assert page.status_code == 200, page.text
+        assert [item["name"] for item in page.json()["items"]] == ["nightly"]
+        created = client.post("/api/tasks", json=task_body("local-job"))
+        assert created.status_code == 201, created.text
+    assert lines_of(env, "local-job")
+    assert_foreign_intact(env)
+    [entry] = audit_entries(env)
+    assert (entry["actor"], entry["action"], entry["outcome"]) == (
+        "insecure-localhost",
+        "create",
+        "done",
+    )
+    assert CLIENT.match(entry["client"])
 
 
 def test_a_secret_expanded_into_an_operator_task_is_masked(api_config, make_server):

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
@@ -59,14 +57,8 @@ tasks:
 CLEARED = ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def schema_server(tmp_path_factory: pytest.TempPathFactory):
+def schema_server(tmp_path_factory: pytest.TempPathFactory, serving):
     """`agency-cron serve` on a throwaway installation for the whole module: its URL and
     the file its output goes to."""
     tmp = tmp_path_factory.mktemp("schema")
@@ -90,9 +82,8 @@ def schema_server(tmp_path_factory: pytest.TempPathFactory):
     environ = {k: v for k, v in os.environ.items() if k not in CLEARED}
     environ.update(NO_COLOR="1", XDG_CACHE_HOME=str(tmp / "cache"))
     options = ["--config", str(config), "--manifest", str(manifest)]
-    command = [sys.executable, "-m", "agency_cron", *options]
     installed = subprocess.run(
-        [*command, "install"],
+        [sys.executable, "-m", "agency_cron", *options, "install"],
         capture_output=True,
         text=True,
         env=environ,
@@ -101,40 +92,8 @@ def schema_server(tmp_path_factory: pytest.TempPathFactory):
         check=False,
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "serve.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [*command, "serve", "--port", str(port)],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=environ,
-            cwd=tmp,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"serve did not answer within 30s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield url, log
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serving(options, root / "serve.log", environ=environ, cwd=tmp) as server:
+        yield server.url, server.log
 
 
 def schemathesis_run(url: str, workdir: Path) -> tuple[subprocess.CompletedProcess, dict]:
