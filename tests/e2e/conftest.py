@@ -235,3 +235,39 @@ def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_KEYS}
     env["NO_COLOR"] = "1"
     return env
+
+
+# --- a headless browser: Debian's chromium driven by Playwright (never a downloaded one) ----
+
+CHROMIUM = os.environ.get("AGENCY_CRON_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless system chromium per module (a launch costs about a second). A missing
+    playwright or chromium fails the test: make test installs both."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "BROWSER TEST NOT RUN: the playwright package is missing (pip install playwright)"
+        )
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"BROWSER TEST NOT RUN: {CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -27,16 +27,6 @@ from agency_cron.manifest import load_manifest
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("AGENCY_CRON_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MANIFEST = """\
 tasks:
@@ -87,21 +77,6 @@ CHECKS = [
     ("health", "db", "connect", 0, "connection refused", STAMP.format(hour=2, second=1)),
     ("backup", "db", "age", 1, "newest archive 3h old", STAMP.format(hour=3, second=0)),
 ]
-
-
-def browser_or_skip():
-    """Playwright's sync API and the system chromium, or a skip (a failure under CI)."""
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "the playwright package is missing (pip install playwright)"
-    if problem is None and not os.access(CHROMIUM, os.X_OK):
-        problem = f"{CHROMIUM} is missing (Debian: apt-get install chromium)"
-    if problem is None:
-        return sync_playwright
-    # make test installs both; a missing one is a broken setup, not a reason to pass.
-    pytest.fail(f"BROWSER TEST NOT RUN: {problem}")
 
 
 def write_site(env) -> Path:
@@ -161,20 +136,6 @@ def listener() -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless chromium for the module (a launch costs about a second)."""
-    sync_playwright = browser_or_skip()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def visible_rows(page, selector: str = "#log-table tbody tr") -> list[tuple[str, str]]:

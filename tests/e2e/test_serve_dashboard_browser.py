@@ -13,7 +13,6 @@ ever leaves the server's origin, and no token is ever put in a URL.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,16 +25,6 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("AGENCY_CRON_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ADMIN_TOKEN = "admin-0123456789abcdef-secret"
 READ_TOKEN = "read-0123456789abcdef-secret"
 # The README's picture is refreshed only when asked for (AGENCY_CRON_DOCS_SCREENSHOT=1):
@@ -133,25 +122,6 @@ def served(env, cli_env, serving) -> Iterator[Served]:
     assert env.crontab.read_text().count("# agency-cron:") == 3
     with serving(env.args(), env.root / "serve.log", environ=environ) as server:
         yield Served(env.root, env.crontab, server.url, server.process, server.log)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless system chromium for the module; a missing one fails, never skips."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("BROWSER TEST NOT RUN: the playwright package is missing")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"BROWSER TEST NOT RUN: {CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def open_dashboard(browser, server: Served, token: str, problems: list[str]):
