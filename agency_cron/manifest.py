@@ -501,51 +501,82 @@ def _check_yaml_shape(file: Path, text: str, loader: type) -> None:
     """Raise ConfigError when the document, aliases expanded, is too big or too deep."""
     import yaml
 
-    anchors: dict[str, tuple[int, int, int]] = {}  # name -> (values, text, depth) of its node
-    stack: list[list] = []  # per open collection: [anchor, values, text, depth below it]
-    totals = [0, 0]  # values, text
-    aliased = False
+    counter = _ExpandedShape(yaml)
     for event in yaml.parse(text, Loader=loader):
-        line = f"{file}: line {event.start_mark.line + 1}: "
-        if isinstance(event, yaml.CollectionStartEvent):
-            stack.append([event.anchor, 1, 0, 0])
-            anchors.pop(event.anchor, None)  # an alias inside it would be recursive
-            node = (1, 0, 0)
-            if len(stack) > MAX_DEPTH:
-                raise ConfigError(line + _too_deep())
-        elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, values, chars, below = stack.pop()
-            if anchor:
-                anchors[anchor] = (values, chars, below + 1)
-            if stack:
-                _add(stack[-1], values, chars, below + 1)
-            continue  # counted in the totals as its parts arrived
-        elif isinstance(event, yaml.ScalarEvent):
-            node = (1, len(event.value), 0)
-            if event.anchor:
-                anchors[event.anchor] = node
-        elif isinstance(event, yaml.AliasEvent):
-            if event.anchor not in anchors:
-                if any(entry[0] == event.anchor for entry in stack):
-                    raise ConfigError(f"{line}alias *{event.anchor} is inside its own anchor")
-                continue  # undefined: the loader says so
-            node, aliased = anchors[event.anchor], True
-            if len(stack) + node[2] > MAX_DEPTH:
-                raise ConfigError(line + _too_deep())
-        else:
-            continue
-        totals[0] += node[0]
-        totals[1] += node[1]
-        if problem := _too_big(*totals, aliased):
-            raise ConfigError(line + problem)
-        if stack and not isinstance(event, yaml.CollectionStartEvent):
-            _add(stack[-1], *node)
+        problem = counter.add(event)
+        if problem:
+            raise ConfigError(f"{file}: line {event.start_mark.line + 1}: {problem}")
 
 
-def _add(entry: list, values: int, chars: int, depth: int) -> None:
-    entry[1] += values
-    entry[2] += chars
-    entry[3] = max(entry[3], depth)
+class _ExpandedShape:
+    """Counts a YAML event stream as if every alias were expanded: values, characters of
+    text, nesting. Each node's totals are kept under its anchor, so an alias costs what
+    its node holds without being walked again (the check is linear in the events)."""
+
+    def __init__(self, yaml):
+        self.kinds = {
+            yaml.ScalarEvent: self._scalar,
+            yaml.SequenceStartEvent: self._start,
+            yaml.MappingStartEvent: self._start,
+            yaml.SequenceEndEvent: self._end,
+            yaml.MappingEndEvent: self._end,
+            yaml.AliasEvent: self._alias,
+        }
+        self.anchors: dict[str, tuple[int, int, int]] = {}  # name -> (values, text, depth)
+        self.open: list[list] = []  # per open collection: [anchor, values, text, depth]
+        self.values = self.text = 0
+        self.aliased = False
+
+    def add(self, event) -> str | None:
+        """The problem this event makes, or None."""
+        handler = self.kinds.get(type(event))
+        return handler(event) if handler else None
+
+    def _scalar(self, event) -> str | None:
+        node = (1, len(event.value), 0)
+        if event.anchor:
+            self.anchors[event.anchor] = node
+        return self._place(node)
+
+    def _start(self, event) -> str | None:
+        self.anchors.pop(event.anchor, None)  # an alias inside it would be recursive
+        self.open.append([event.anchor, 1, 0, 0])
+        self.values += 1
+        if len(self.open) > MAX_DEPTH:
+            return _too_deep()
+        return _too_big(self.values, self.text, self.aliased)
+
+    def _end(self, event) -> None:
+        anchor, values, text, depth = self.open.pop()
+        node = (values, text, depth + 1)
+        if anchor:
+            self.anchors[anchor] = node
+        if self.open:  # in the totals already, part by part: only its parent learns of it
+            self._into_parent(node)
+
+    def _alias(self, event) -> str | None:
+        node = self.anchors.get(event.anchor)
+        if node is None:
+            if any(entry[0] == event.anchor for entry in self.open):
+                return f"alias *{event.anchor} is inside its own anchor"
+            return None  # undefined: the loader says so
+        self.aliased = True
+        if len(self.open) + node[2] > MAX_DEPTH:
+            return _too_deep()
+        return self._place(node)
+
+    def _place(self, node: tuple[int, int, int]) -> str | None:
+        self.values += node[0]
+        self.text += node[1]
+        if self.open:
+            self._into_parent(node)
+        return _too_big(self.values, self.text, self.aliased)
+
+    def _into_parent(self, node: tuple[int, int, int]) -> None:
+        parent = self.open[-1]
+        parent[1] += node[0]
+        parent[2] += node[1]
+        parent[3] = max(parent[3], node[2])
 
 
 def shape_problem(document: Any) -> str | None:
