@@ -619,6 +619,8 @@ def serve(
     """The admin API (/api/..., /openapi.json) and the live dashboard (/).
 
     Needs ADMIN_TOKEN (or ADMIN_TOKEN_FILE) in config.env; ADMIN_READ_TOKEN may only read.
+    API_MAX_BODY, API_HEADER_TIMEOUT and API_MAX_CONNECTIONS bound what a client may cost.
+    Exits 0 on SIGINT or SIGTERM, 2 if it cannot start (config, port in use, bad host).
 
     Example: ADMIN_TOKEN=$(cat /etc/agency/token) agency-cron serve --port 8765
     """
