@@ -193,10 +193,11 @@ def path_problem(value: str) -> str | None:
     if len(os.fsencode(value)) >= PATH_MAX:
         return f"{value[:40]}... is {len(os.fsencode(value))} bytes long (PATH_MAX is {PATH_MAX})"
     limit = _name_max(path)
-    for part in path.parts:
-        size = len(os.fsencode(part))
-        if size > limit:
-            return f"{value[:60]}...: the name {part[:20]}... is {size} bytes long (NAME_MAX is {limit})"
+    long = [part for part in path.parts if len(os.fsencode(part)) > limit]
+    if long:
+        shown = value.replace(long[0], f"{long[0][:12]}...")
+        size = len(os.fsencode(long[0]))
+        return f"{shown}: a name of {size} bytes, over NAME_MAX ({limit} bytes)"
     return None
 
 

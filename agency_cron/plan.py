@@ -86,13 +86,14 @@ class Plan:
                 parts.append(_binary_note(change, before, after))
                 continue
             secrets = [*self.secrets, *_recorded_secrets(before)]
-            parts.append(
-                _diff(
-                    _masked(change.path, _text(before), secrets),
-                    _masked(change.path, _text(after), secrets),
-                    str(change.path),
-                )
-            )
+            old = _masked(change.path, _text(before), secrets)
+            new = _masked(change.path, _text(after), secrets)
+            if before == after and change.action == CHANGED:
+                parts.append(f"{change.path}: mode becomes {change.mode:04o}\n")
+            elif old == new and change.action == CHANGED:
+                parts.append(f"{change.path}: only secret values changed (masked)\n")
+            else:
+                parts.append(_diff(old, new, str(change.path)))
         return "".join(parts)
 
     def as_json(self) -> dict:
