@@ -7,9 +7,10 @@ Rules, whatever the terminal's width:
 - every cell goes through terminal.escape_controls and is never read as rich markup, since
   much of it is task output.
 
-When even the narrowest layout cannot fit a row on one line (a 64-character task name at 80
-columns), each row prints its key on a line of its own with the other columns below it,
-aligned under one header. `--wide` prints every column at its natural width.
+When a row cannot fit on one line (a 64-character task name at 80 columns), its key goes on
+a line of its own with the row's other columns below it, aligned with the rest of the
+table; when no key fits its column at all, every row is printed that way under one header.
+`--wide` prints every column at its natural width.
 """
 
 from __future__ import annotations
@@ -109,17 +110,7 @@ def fit_widths(
     to their longest word (with `fold`, to FOLD_FLOOR: long words then fold); the others
     keep their natural width."""
     widths = natural_widths(columns, cells)
-    floors = [
-        max([_longest_word(Text(c.header))] + [_longest_word(row[i]) for row in cells])
-        if c.wrap
-        else widths[i]
-        for i, c in enumerate(columns)
-    ]
-    if fold:
-        floors = [
-            min(floor, max(FOLD_FLOOR, cell_len(c.header))) if c.wrap else floor
-            for floor, c in zip(floors, columns, strict=True)
-        ]
+    floors = floor_widths(columns, cells, fold)
     excess = sum(widths) + GAP * (len(columns) - 1) - width
     while excess > 0:
         shrinkable = [i for i in range(len(widths)) if widths[i] > floors[i]]
@@ -129,6 +120,24 @@ def fit_widths(
         widths[widest] -= 1
         excess -= 1
     return widths
+
+
+def floor_widths(columns: list[Column], cells: list[list[Text]], fold: bool = False) -> list[int]:
+    """The narrowest each column may get (see fit_widths)."""
+    widths = natural_widths(columns, cells)
+    # A header never wraps: a column is at least as wide as its header.
+    floors = [
+        max([cell_len(c.header)] + [_longest_word(row[i]) for row in cells])
+        if c.wrap
+        else widths[i]
+        for i, c in enumerate(columns)
+    ]
+    if not fold:
+        return floors
+    return [
+        min(floor, max(FOLD_FLOOR, cell_len(c.header))) if c.wrap else floor
+        for floor, c in zip(floors, columns, strict=True)
+    ]
 
 
 def _table(columns: list[Column], cells: list[list[Text]], widths: list[int]) -> Table:
@@ -153,9 +162,47 @@ def _print_wide(console: Console, columns: list[Column], cells: list[list[Text]]
     wide.print(_table(columns, cells, widths))
 
 
+def _print_hybrid(console: Console, columns: list[Column], cells: list[list[Text]]) -> bool:
+    """The key column as wide as the other columns allow: rows whose key fits stay table
+    rows; a longer key goes on a line of its own, its row under it. False when no key fits."""
+    rest, values = columns[1:], [row[1:] for row in cells]
+    keys = [_longest_line(row[0]) for row in cells]
+    # The other columns at full width if some keys still fit beside them, else narrowest.
+    for rest_widths in (natural_widths(rest, values), floor_widths(rest, values)):
+        budget = console.width - sum(rest_widths) - GAP * len(rest)
+        fitting = [width for width in keys if width <= budget]
+        if fitting:
+            break
+    key_width = max([cell_len(columns[0].header), *fitting])
+    if not fitting or key_width > budget:
+        return False  # no key would stay in its column: an empty column helps nobody
+    room = console.width - key_width - GAP
+    widths = [key_width, *fit_widths(rest, values, room)]
+    console.print(_table(columns, [], widths))
+    chunk: list[list[Text]] = []
+    for row in cells:
+        if _longest_line(row[0]) <= key_width:
+            chunk.append(row)
+            continue
+        _print_rows(console, columns, chunk, widths)
+        console.print(row[0], no_wrap=True, crop=False, overflow="ignore")
+        chunk = [[Text(""), *row[1:]]]
+    _print_rows(console, columns, chunk, widths)
+    return True
+
+
+def _print_rows(console, columns, rows: list[list[Text]], widths: list[int]) -> None:
+    if rows:
+        table = _table(columns, rows, widths)
+        table.show_header = False
+        console.print(table)
+
+
 def _print_stacked(console: Console, columns: list[Column], cells: list[list[Text]]) -> None:
     """Each row's keys on a line of their own, its other columns under them, aligned under
-    one header."""
+    one header (when the key column alone cannot stay a column: see _print_hybrid)."""
+    if not any(c.key for c in columns[1:]) and _print_hybrid(console, columns, cells):
+        return
     keys = [i for i, c in enumerate(columns) if i == 0 or c.key]
     rest = [i for i in range(len(columns)) if i not in keys]
     values = [[row[i] for i in rest] for row in cells]
