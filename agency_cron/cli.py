@@ -757,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     its usage message and exit 2 the way every CLI does.
     """
     Options.argv = list(sys.argv[1:] if argv is None else argv)
+    Options.settings = None  # no stale settings from an earlier in-process call
     try:
         app(args=argv, prog_name="agency-cron", standalone_mode=True)
     except SystemExit as exc:
