@@ -161,13 +161,13 @@ def _masked(path: Path, text: str, secrets: list[str]) -> str:
 def plan_secrets(settings: Settings, tasks: list[Task]) -> tuple[str, ...]:
     """Every value a diff must mask: what the runner masks in each task's log (secret-named
     variables of the config and the task, alert URL credentials), the config's own too."""
-    from agency_cron.alerts import secrets_of_urls
+    from agency_cron.alerts import MIN_SECRET_LEN, secrets_of_urls
 
     found = set(render.settings_secret_values(settings))
     found |= set(secrets_of_urls(list(settings.alert_urls)))
     for task in tasks:
         found |= set(render.redaction_list(task, settings))
-    return tuple(sorted(value for value in found if len(value) >= 4))
+    return tuple(sorted(value for value in found if len(value) >= MIN_SECRET_LEN))
 
 
 def _diff(before: str, after: str, name: str) -> str:
