@@ -34,6 +34,11 @@ class CheckFailed(AgencyCronError):
     exit_code = 1
 
 
+class PathError(AgencyCronError):
+    """The OS refused a configured path (full disk, name too long, read-only, not a folder):
+    the message names the path and the setting it comes from (layout.path_error)."""
+
+
 # A value quoted in a message is cut past this many characters: one bad value (a 2 MB
 # schedule, a key made of a whole file) must not flood the terminal or the log.
 SHOWN_MAX = 80
