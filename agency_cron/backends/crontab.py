@@ -79,7 +79,8 @@ def merge(text: str, desired: dict[str, list[str]], scope: set[str] | None) -> s
     """
     out: list[str] = []
     placed: set[str] = set()
-    for line in split_lines(text):
+    before = split_lines(text)
+    for line in before:
         name = managed_name(line)
         if name is None or (scope is not None and name not in scope):
             out.append(line)
@@ -89,7 +90,16 @@ def merge(text: str, desired: dict[str, list[str]], scope: set[str] | None) -> s
     for name, lines in desired.items():
         if name not in placed:
             out.extend(lines)
+    # Nothing to change: a foreign last line keeps even a missing newline. One of ours is
+    # terminated (Debian's cron ignores a crontab whose last line has no newline).
+    if out == before and not (before and _in_scope(before[-1], scope)):
+        return text
     return join_lines(out)
+
+
+def _in_scope(line: str, scope: set[str] | None) -> bool:
+    name = managed_name(line)
+    return name is not None and (scope is None or name in scope)
 
 
 @dataclass(frozen=True)
