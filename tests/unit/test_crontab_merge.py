@@ -244,26 +244,24 @@ NAMES = ["a", "b-2", "C_3", "9"]
 SCHEDULES = ["0 2 * * *", "*/5 * * * *", "@daily", "@reboot", "0 13,14 * * *"]
 
 # Text that cannot carry the marker: what agency-cron must treat as someone else's.
-foreign_text = (
-    st.one_of(
-        st.binary(max_size=40).map(lambda data: data.decode(*ENCODING)),
-        st.text(max_size=40),
-        st.sampled_from(
-            [
-                "",
-                "   ",
-                "#",
-                'MAILTO=""',
-                "0 0 * * * /usr/bin/report   --all  > /dev/null 2>&1",
-                "@daily date +\\%F >> /tmp/x.log",
-                "0 6 * * * /bin/true # agency-cron",
-                "# agency-cron is great",
-            ]
-        ),
-    )
-    .map(lambda text: text.replace("\n", ""))
-    .filter(lambda text: "agency-cron:" not in text)
-)
+foreign_text = st.one_of(
+    # Bytes as a crontab file holds them (newlines taken out before decoding, so that
+    # the text is what decoding real bytes gives), and any text.
+    st.binary(max_size=40).map(lambda data: data.replace(b"\n", b"").decode(*ENCODING)),
+    st.text(max_size=40).map(lambda text: text.replace("\n", "")),
+    st.sampled_from(
+        [
+            "",
+            "   ",
+            "#",
+            'MAILTO=""',
+            "0 0 * * * /usr/bin/report   --all  > /dev/null 2>&1",
+            "@daily date +\\%F >> /tmp/x.log",
+            "0 6 * * * /bin/true # agency-cron",
+            "# agency-cron is great",
+        ]
+    ),
+).filter(lambda text: "agency-cron:" not in text)
 
 
 @st.composite
