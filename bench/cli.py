@@ -18,9 +18,13 @@ Run by hand, never in the tests, with the interpreter of a non-editable install 
    followed by `list --json`, `status --json`, `history task-042 --json`,
    `next task-042 --json`, `log-summary --json`, and `python -c pass` with the same
    interpreter, the floor of any Python command. stdout to /dev/null, stdin /dev/null.
-   The figure is the median wall time of --repeat rounds; the ratio is that median over
-   the floor's median. Target (issue 11): at most 5x each.
-3. `python -X importtime` of `list --json` and `status --json`: the total, the heaviest
+   The figures are the medians of --repeat rounds, of the wall time and of the CPU time
+   (user + system, from wait4; steadier on a shared machine); each ratio is a median over
+   the floor's median. Target (issue 11): at most 5x each, wall time.
+3. The library calls behind the commands (reports.task_list, task_status, task_history,
+   upcoming, log_summary), timed in a fresh interpreter: the work without start-up and
+   the CLI's imports.
+4. `python -X importtime` of `list --json` and `status --json`: the total, the heaviest
    first-level imports (cumulative) and the own import time by top-level package.
 
 The load average before and after is printed: on a shared machine the figures are noisy,
@@ -34,13 +38,15 @@ import json
 import os
 import random
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from common import Site, agency_cron_cmd, checked, clean_env, make_site, median, scratch
+from common import Site, agency_cron_cmd, checked, clean_env, make_site, median
 
 DAYS = 30
 TARGET = 5.0
@@ -117,8 +123,8 @@ def make_installation(folder: Path, tasks: int, rows: int) -> Site:
     return site
 
 
-def spawn(argv: list[str], env: dict[str, str], out: str = "/dev/null") -> float:
-    """Wall seconds of one run of argv (stdin from /dev/null, stdout to `out`)."""
+def spawn(argv: list[str], env: dict[str, str], out: str = "/dev/null") -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of argv (stdin from /dev/null, stdout to `out`)."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
@@ -126,12 +132,12 @@ def spawn(argv: list[str], env: dict[str, str], out: str = "/dev/null") -> float
     ]
     start = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
-    _, status, _ = os.wait4(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         error = Path(out + ".err").read_text(errors="replace")[-2000:]
         sys.exit(f"bench: {' '.join(argv)} exited {os.waitstatus_to_exitcode(status)}:\n{error}")
-    return wall
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def commands(site: Site) -> dict[str, list[str]]:
@@ -153,13 +159,54 @@ def warm_up(argvs: dict[str, list[str]], env: dict[str, str], folder: Path) -> N
 
 
 def measure(argvs: dict[str, list[str]], env: dict[str, str], repeat: int) -> dict:
+    """{name: [(wall, cpu), ...]} over `repeat` rounds, the order rotating every round."""
     names = list(argvs)
-    walls: dict[str, list[float]] = {name: [] for name in names}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for i in range(repeat):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
-            walls[name].append(spawn(argvs[name], env))
-    return walls
+            runs[name].append(spawn(argvs[name], env))
+    return runs
+
+
+# The library calls behind the commands, timed in one fresh interpreter (first call, as the
+# CLI pays it, lazy imports included); argv: config, manifest, probe task.
+LIBRARY = r"""
+import json, sys, time
+from agency_cron import reports
+from agency_cron.config import load_settings
+from agency_cron.manifest import load_manifest
+t = time.perf_counter()
+settings = load_settings(sys.argv[1])
+manifest = load_manifest(sys.argv[2], settings)
+spent = {"load config + manifest": time.perf_counter() - t}
+calls = {
+    "task_list": lambda: reports.task_list(settings, manifest),
+    "task_status": lambda: reports.task_status(settings, manifest, None),
+    "task_history": lambda: reports.task_history(settings, sys.argv[3], 20),
+    "upcoming": lambda: reports.upcoming(manifest.get(sys.argv[3]), 5),
+    "log_summary": lambda: reports.log_summary(settings, manifest, 86400, None),
+}
+for name, call in calls.items():
+    t = time.perf_counter()
+    call()
+    spent[name] = time.perf_counter() - t
+print(json.dumps(spent))
+"""
+
+
+def library_profile(site: Site, env: dict[str, str], folder: Path) -> None:
+    """How long the work itself takes, without interpreter start-up and the CLI's imports."""
+    out = str(folder / "library.json")
+    argv = [sys.executable, "-c", LIBRARY, str(site.config), str(site.manifest), PROBE]
+    spawn(argv, env, out)  # warm-up
+    runs = []
+    for _ in range(5):
+        spawn(argv, env, out)
+        runs.append(json.loads(Path(out).read_text()))
+    print("\nlibrary calls in a fresh interpreter (median of 5, ms):")
+    for name in runs[0]:
+        print(f"    {median([run[name] for run in runs]) * 1000:>7.1f}  {name}")
 
 
 def import_profile(argv: list[str], env: dict[str, str], label: str) -> None:
@@ -195,17 +242,20 @@ def import_profile(argv: list[str], env: dict[str, str], label: str) -> None:
         print(f"    {own / 1000:>7.1f}  {root}")
 
 
-def report(walls: dict[str, list[float]], tasks: int, rows: int, repeat: int) -> None:
-    floor = median(walls[FLOOR])
+def report(runs: dict[str, list[tuple[float, float]]], tasks: int, rows: int, repeat: int) -> None:
+    """Wall and CPU (user + system, from wait4) medians; CPU is the steadier figure on a
+    shared machine, where waiting for a core inflates the wall time."""
+    wall = {name: median([w for w, _ in values]) for name, values in runs.items()}
+    cpu = {name: median([c for _, c in values]) for name, values in runs.items()}
     print(f"\n{tasks} tasks, {rows:,} history rows, median of {repeat} interleaved rounds")
-    print(f"| command | median ms | min ms | x {FLOOR} | target <= {TARGET:g}x |")
-    print("| --- | ---: | ---: | ---: | --- |")
-    for name, values in walls.items():
-        ratio = median(values) / floor
+    print(f"| command | wall ms | x {FLOOR} | CPU ms | CPU x {FLOOR} | target <= {TARGET:g}x |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for name in runs:
+        ratio = wall[name] / wall[FLOOR]
         verdict = "" if name == FLOOR else ("met" if ratio <= TARGET else "not met")
         print(
-            f"| `{name}` | {median(values) * 1000:.1f} | {min(values) * 1000:.1f}"
-            f" | {ratio:.1f} | {verdict} |"
+            f"| `{name}` | {wall[name] * 1000:.0f} | {ratio:.1f}"
+            f" | {cpu[name] * 1000:.0f} | {cpu[name] / cpu[FLOOR]:.1f} | {verdict} |"
         )
 
 
@@ -227,30 +277,32 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-imports", action="store_true", help="skip -X importtime")
-    parser.add_argument("--keep", action="store_true", help="print and keep the site")
+    parser.add_argument("--keep", action="store_true", help="keep the site and say where")
     options = parser.parse_args()
     if options.tasks <= 42:
         sys.exit(f"bench: --tasks must be over 42 ({PROBE} is the probe)")
     print(f"{installed()}, {sys.executable}, {' '.join(agency_cron_cmd())}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     env = clean_env()
-    with scratch("agency-cron-bench-cli-") as folder:
+    folder = Path(tempfile.mkdtemp(prefix="agency-cron-bench-cli-"))
+    try:
         started = time.perf_counter()
         site = make_installation(folder, options.tasks, options.rows)
         print(f"site built in {time.perf_counter() - started:.1f}s: {site.root}")
         argvs = commands(site)
         warm_up(argvs, env, folder)
-        walls = measure(argvs, env, options.repeat)
+        runs = measure(argvs, env, options.repeat)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        report(walls, options.tasks, options.rows, options.repeat)
+        report(runs, options.tasks, options.rows, options.repeat)
+        library_profile(site, env, folder)
         if not options.no_imports:
             for label in ("list --json", "status --json"):
                 import_profile(argvs[label], env, label)
+    finally:
         if options.keep:
-            keep = Path(f"/tmp/agency-cron-bench-cli-{os.getpid()}")
-            os.rename(folder, keep)
-            folder.mkdir()
-            print(f"kept: {keep}")
+            print(f"kept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
