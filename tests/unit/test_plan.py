@@ -158,7 +158,7 @@ def test_named_tasks_leave_the_others_alone(site):
 def test_a_disabled_task_is_commented_out(site):
     site.install()
     plan = site.plan(overrides={"a": False})
-    assert task_rows(plan)["a"] == (CHANGED, "0 2 * * * (disabled)")
+    assert task_rows(plan)["a"] == (CHANGED, "0 2 * * * (disabled locally)")
     assert f"# {line(site, 'a', '0 2 * * *')}\n" in plan.crontab_after
 
 
@@ -175,13 +175,6 @@ def test_foreign_lines_are_never_in_a_plan_row(site):
     assert plan.crontab_after.startswith(FOREIGN)
 
 
-# Bugs found while writing these tests (plan.py is being reworked elsewhere; see the
-# report of branch `habits`): CONTRACT.md says the --dry-run diff masks secrets and names
-# binary files rather than dumping them. Plan.diff() does neither. strict: once fixed,
-# these fail until the marker is removed.
-
-
-@pytest.mark.xfail(strict=True, reason="Plan.diff() shows spec files with their secrets")
 def test_the_diff_masks_secrets(site):
     text = TWO_TASKS.replace('A: "1"', 'A: "1", DB_PASSWORD: "task-secret-value"')
     diff = site.plan(text).diff()
@@ -189,7 +182,6 @@ def test_the_diff_masks_secrets(site):
     assert "config-secret-value" not in diff
 
 
-@pytest.mark.xfail(strict=True, reason="Plan.diff() dumps the binary .marshal spec caches")
 def test_the_diff_names_binary_files_without_dumping_them(site):
     diff = site.plan().diff()
     marshal_part = diff.split("a.marshal", 1)[1].split("\n--- ", 1)[0]
