@@ -505,7 +505,8 @@ def _check_yaml_shape(file: Path, text: str, loader: type) -> None:
     for event in yaml.parse(text, Loader=loader):
         problem = counter.add(event)
         if problem:
-            raise ConfigError(f"{file}: line {event.start_mark.line + 1}: {problem}")
+            mark = event.start_mark  # the parser always sets it; the stubs say Optional
+            raise ConfigError(f"{file}: line {mark.line + 1 if mark else '?'}: {problem}")
 
 
 class _ExpandedShape:
@@ -599,7 +600,7 @@ def shape_problem(document: Any) -> str | None:
     return None
 
 
-def _base_loader() -> type:
+def _base_loader() -> Any:  # a loader class: libyaml's CSafeLoader, else SafeLoader
     import yaml
 
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -610,7 +611,7 @@ def _unique_key_loader() -> type:
     """A SafeLoader (libyaml when present) that refuses duplicate keys instead of keeping the last."""
     import yaml
 
-    base = _base_loader()
+    base: Any = _base_loader()
 
     class UniqueKeyLoader(base):
         def construct_mapping(self, node, deep=False):

@@ -109,8 +109,8 @@ def _every(text: str, intervals: bool) -> str:
             f"{shown(text)}: systemd starts a unit at most 5 times in 10 seconds "
             f"(StartLimitBurst=); use an interval of at least {SYSTEMD_MIN_INTERVAL_S}s"
         ) from None
-    match = EVERY.match(text)
-    return f"@every {int(match.group(1))}{match.group(2)}"
+    number, unit = _every_parts(text)
+    return f"@every {number}{unit}"
 
 
 def is_interval(expr: str) -> bool:
@@ -119,12 +119,18 @@ def is_interval(expr: str) -> bool:
 
 
 def interval_seconds(text: str) -> int:
+    number, unit = _every_parts(text)
+    return number * UNIT_SECONDS[unit]
+
+
+def _every_parts(text: str) -> tuple[int, str]:
+    """`@every 90 m` -> (90, "m"), or ScheduleError."""
     match = EVERY.match(text)
     if not match:
         raise ScheduleError(
             f"{shown(text)}: expected '@every N' with a unit s, m, h or d, e.g. '@every 15m'"
         )
-    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    return int(match.group(1)), match.group(2)
 
 
 def every_to_cron(text: str) -> str:
