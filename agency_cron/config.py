@@ -68,6 +68,23 @@ def is_secret_name(name: str) -> bool:
     return name.upper().endswith(SECRET_SUFFIXES)
 
 
+# Task fields that are stored in clear (wrappers, specs, unit files, a ConfigMap) or shown
+# (the process list runs `sh -c COMMAND`; listings show the description).
+CLEAR_FIELDS = ("command", "script", "description", "working_dir", "log")
+
+
+def clear_secret_problem(field: str, name: str = "NAME") -> str:
+    """The one message for a secret in a CLEAR_FIELDS field (validate, install, export
+    kubernetes). The way out is the env form: the shell expands $NAME inside the task, so
+    the value is in no file and no argument list."""
+    return (
+        f"{field}: contains a secret value (of a *_TOKEN, *_PASSWORD, *_SECRET or *_KEY "
+        "variable, or an alert URL), which would be stored in clear and shown in the process "
+        f"list; pass it in env under a secret name (env: {{{name}: ...}}) and use ${name} "
+        "instead, which the shell expands inside the task"
+    )
+
+
 def find_config(explicit: str | os.PathLike | None, environ: dict[str, str]) -> Path | None:
     """The config file to read, or None when no default file exists.
 

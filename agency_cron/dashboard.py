@@ -106,14 +106,23 @@ def task_rows(settings: Settings, manifest: Manifest, moment: datetime) -> list[
     figures = {row["name"]: row for row in reports.task_status(settings, manifest, None)}
     overrides = read_overrides(settings)
     return [
-        _task_row(task, figures[task.name], effective_enabled(task, overrides), moment)
+        _task_row(
+            task,
+            figures[task.name],
+            effective_enabled(task, overrides),
+            moment,
+            layout.is_completed(settings, task),
+        )
         for task in manifest.tasks
     ]
 
 
-def _task_row(task: Task, status: dict, enabled: bool, moment: datetime) -> dict:
+def _task_row(
+    task: Task, status: dict, enabled: bool, moment: datetime, completed: bool = False
+) -> dict:
     # Computed from `moment`, not from the clock, so that collect(now=...) is reproducible.
-    upcoming = next_runs(task.schedule, 1, after=moment) if enabled else []
+    due = enabled and not completed  # a one-time task that ran has no next run
+    upcoming = next_runs(task.schedule, 1, after=moment) if due else []
     return {
         "name": task.name,
         "description": task.description,

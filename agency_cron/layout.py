@@ -60,6 +60,17 @@ def completed_path(settings: Settings, name: str) -> Path:
     return settings.state_dir / "completed" / name
 
 
+def is_once_only(task) -> bool:
+    from agency_cron.schedule import is_once
+
+    return all(is_once(expr) for expr in task.schedule)
+
+
+def is_completed(settings: Settings, task) -> bool:
+    """A one-time task that has run: no next run, no crontab line, no systemd timer."""
+    return is_once_only(task) and completed_path(settings, task.name).exists()
+
+
 def api_tasks_dir(settings: Settings) -> Path:
     """Tasks created or changed through the admin API, one JSON file per task."""
     return settings.state_dir / "api" / "tasks"

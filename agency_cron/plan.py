@@ -337,6 +337,12 @@ def crontab_schedules(task: Task, settings: Settings) -> list[str]:
         return []
     lines: list[str] = []
     for expr in task.schedule:
+        if schedule.is_interval(expr):
+            # Read-only commands load intervals whatever the target (load_manifest).
+            try:
+                schedule.cron_form(expr)
+            except schedule.ScheduleError as exc:
+                raise ConfigError(f"task {task.name}: schedule: {exc}") from None
         if expr == schedule.REBOOT:
             line = expr
         elif task.timezone:
@@ -348,12 +354,8 @@ def crontab_schedules(task: Task, settings: Settings) -> list[str]:
     return lines
 
 
-def is_once_only(task: Task) -> bool:
-    return all(schedule.is_once(expr) for expr in task.schedule)
-
-
-def is_completed(settings: Settings, task: Task) -> bool:
-    return is_once_only(task) and layout.completed_path(settings, task.name).exists()
+is_once_only = layout.is_once_only
+is_completed = layout.is_completed
 
 
 def check_once_times(settings: Settings, tasks) -> None:

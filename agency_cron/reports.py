@@ -23,10 +23,11 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def next_run(task: Task) -> str | None:
-    """The next fire time, shown in the task's own zone."""
-    runs = next_runs(task.schedule, 1, zone=zone_of(task.timezone))
-    return iso(runs[0]) if runs else None
+def next_run(task: Task, settings: Settings | None = None) -> str | None:
+    """The next fire time, shown in the task's own zone; None for a completed one-time
+    task (with `settings`: its time may still be ahead after a run by hand)."""
+    runs = upcoming(task, 1, settings)
+    return runs[0] if runs else None
 
 
 def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
@@ -41,7 +42,7 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
                 "name": task.name,
                 "schedule": list(task.schedule),
                 "enabled": enabled,
-                "next_run": next_run(task) if enabled else None,
+                "next_run": next_run(task, settings) if enabled else None,
                 "description": task.description,
                 "tags": list(task.tags),
                 "override": override_of(task, overrides),
@@ -50,7 +51,9 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
     return rows
 
 
-def upcoming(task: Task, count: int) -> list[str]:
+def upcoming(task: Task, count: int, settings: Settings | None = None) -> list[str]:
+    if settings is not None and layout.is_completed(settings, task):
+        return []
     return [iso(moment) for moment in next_runs(task.schedule, count, zone=zone_of(task.timezone))]
 
 
@@ -89,7 +92,7 @@ def task_status(settings: Settings, manifest: Manifest, names: list[str] | None)
                 "name": task.name,
                 "state": state,
                 **figures,
-                "next_run": next_run(task) if enabled else None,
+                "next_run": next_run(task, settings) if enabled else None,
                 "override": override_of(task, overrides),
             }
         )
@@ -290,7 +293,7 @@ def log_summary(
             continue
         enabled = effective_enabled(task, overrides)
         row = _summary_row(conn, task, window_start)
-        row["next_run"] = next_run(task) if enabled else None
+        row["next_run"] = next_run(task, settings) if enabled else None
         row["enabled"] = enabled
         row["overdue"] = bool(enabled and overdue_reason(settings, task, row["last_success"], now))
         tasks.append(row)
