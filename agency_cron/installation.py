@@ -86,19 +86,19 @@ def link(command: Path, where: Path) -> str | None:
 
 
 def set_up(root: Path, config: Path, manifest: Path, link_at: Path | None) -> list[str]:
-    """Everything this module's docstring lists; the lines to print."""
+    """Everything this module's docstring lists; the lines to print. Every check comes
+    before the first write."""
     venv = venv_dir(root)
     if not (venv / "bin" / "agency-cron").is_file():
         raise UsageError(f"{venv}: no runtime venv here (make setup-cronjobs creates it)")
+    copies = []
+    if not os.environ.get("AGENCY_CRON_CONFIG"):
+        copies.append((_need_file(config, "--config"), root / "config.env", config_mode))
+    if not os.environ.get("AGENCY_CRON_MANIFEST"):
+        copies.append((_need_file(manifest, "--manifest"), root / "tasks.yaml", manifest_mode))
     record_path = venv / PLACED
     placed = _read_record(record_path)
-    lines = []
-    if not os.environ.get("AGENCY_CRON_CONFIG"):
-        _need_file(config, "--config")
-        lines.append(place(config, root / "config.env", config_mode(config), placed))
-    if not os.environ.get("AGENCY_CRON_MANIFEST"):
-        _need_file(manifest, "--manifest")
-        lines.append(place(manifest, root / "tasks.yaml", manifest_mode(manifest), placed))
+    lines = [place(source, target, mode(source), placed) for source, target, mode in copies]
     record = json.dumps(placed, indent=1, sort_keys=True) + "\n"
     write_if_changed(record_path, record.encode(), 0o644)
     write_if_changed(venv / ROOT_MARKER, f"{root}\n".encode(), 0o644)
@@ -107,12 +107,13 @@ def set_up(root: Path, config: Path, manifest: Path, link_at: Path | None) -> li
     return [line for line in lines if line]
 
 
-def _need_file(path: Path, option: str) -> None:
+def _need_file(path: Path, option: str) -> Path:
     if not path.is_file():
         raise UsageError(
             f"{path}: {option}: not a file (set-up installs one file; name a folder of"
             " manifests with AGENCY_CRON_MANIFEST instead)"
         )
+    return path
 
 
 def _read_record(path: Path) -> dict[str, str]:
