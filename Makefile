@@ -81,12 +81,12 @@ dashboard-update: installed
 	$(AGENCY_CRON) run dashboard-update
 
 # cron and logrotate: installed with apt-get when run as root, else say what to install.
-# The tests also need systemd-analyze (systemd) and a browser (chromium).
+# The tests also need systemd-analyze (systemd), a browser (chromium) and git (to clone).
 system-deps:
 	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron logrotate:logrotate"
 
 test-deps:
-	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3"
+	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3 git:git"
 
 need:
 	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \
