@@ -54,9 +54,10 @@ def manifest_mode(source: Path) -> int:
     return 0o644 if source.stat().st_mode & 0o004 else 0o600
 
 
-def place(source: Path, target: Path, mode: int, placed: dict[str, str]) -> str | None:
-    """Copy `source` to `target` unless `target` is the operator's; updates `placed` (target
-    -> sha256 of what set-up wrote). Returns the line to print, None when nothing changed."""
+def place(source: Path, target: Path, mode_of, placed: dict[str, str]) -> str | None:
+    """Copy `source` to `target` (mode `mode_of(source)`) unless `target` is the operator's;
+    updates `placed` (target -> sha256 of what set-up wrote). Returns the line to print,
+    None when nothing changed."""
     content = source.read_bytes()
     digest = hashlib.sha256(content).hexdigest()
     current = read_bytes(target)
@@ -64,6 +65,7 @@ def place(source: Path, target: Path, mode: int, placed: dict[str, str]) -> str 
         placed[str(target)] = digest
         return None
     if current is None or placed.get(str(target)) == hashlib.sha256(current).hexdigest():
+        mode = mode_of(source)
         write_atomic(target, content, mode)
         placed[str(target)] = digest
         verb = "placed" if current is None else "updated"
@@ -98,7 +100,7 @@ def set_up(root: Path, config: Path, manifest: Path, link_at: Path | None) -> li
         copies.append((_need_file(manifest, "--manifest"), root / "tasks.yaml", manifest_mode))
     record_path = venv / PLACED
     placed = _read_record(record_path)
-    lines = [place(source, target, mode(source), placed) for source, target, mode in copies]
+    lines = [place(source, target, mode_of, placed) for source, target, mode_of in copies]
     record = json.dumps(placed, indent=1, sort_keys=True) + "\n"
     write_if_changed(record_path, record.encode(), 0o644)
     write_if_changed(venv / ROOT_MARKER, f"{root}\n".encode(), 0o644)
