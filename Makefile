@@ -45,17 +45,24 @@ setup-log-rotation: setup-cronjobs
 
 # agency-cron in AGENCY_ROOT/venv: a plain (non-editable) install of this checkout with its
 # runtime dependencies. Redone only when the sources or the interpreter changed (the stamp
-# holds their digest); pip's output goes to $(RUNTIME)/pip.log.
+# holds their digest); pip's output goes to $(RUNTIME)/pip.log. The venv gets no pip of its
+# own when $(PYTHON)'s pip can install into it (`pip --python`, pip >= 22.3): seconds less
+# on every cold set-up. The bytecode is compiled on both cores, once, at install.
 runtime:
-	@digest=$$( { $(PYTHON) -c 'import sys; print(sys.version)'; sha256sum $(SOURCES); } \
-	  | sha256sum | cut -c1-64); \
+	@version=$$($(PYTHON) -c 'import sys; print(sys.version)'); \
+	digest=$$( { echo "$$version"; sha256sum $(SOURCES); } | sha256sum | cut -c1-64); \
 	[ -x $(RUNTIME)/bin/python ] && [ "$$(cat $(RUNTIME_STAMP) 2>/dev/null)" = "$$digest" ] && exit 0; \
 	echo "installing agency-cron into $(RUNTIME) (log: $(RUNTIME)/pip.log)"; \
-	if ! $(RUNTIME)/bin/python -c '' 2>/dev/null || ! cmp -s <($(PYTHON) -c 'import sys; print(sys.version)') \
-	    <($(RUNTIME)/bin/python -c 'import sys; print(sys.version)'); then \
-	  $(PYTHON) -m venv --clear $(RUNTIME) || exit 1; \
+	if [ "$$($(RUNTIME)/bin/python -c 'import sys; print(sys.version)' 2>/dev/null)" != "$$version" ]; then \
+	  $(PYTHON) -m venv --clear --without-pip $(RUNTIME) || exit 1; \
 	fi; \
-	$(RUNTIME)/bin/pip install --no-compile . > $(RUNTIME)/pip.log 2>&1 \
+	pip="$(PYTHON) -m pip --python $(RUNTIME)/bin/python"; \
+	if ! $$pip --version >/dev/null 2>&1; then \
+	  $(RUNTIME)/bin/python -m ensurepip --default-pip >/dev/null 2>&1 \
+	    || { echo "no pip for $(RUNTIME): apt-get install python3-venv" >&2; exit 1; }; \
+	  pip="$(RUNTIME)/bin/python -m pip"; \
+	fi; \
+	$$pip install --no-compile . > $(RUNTIME)/pip.log 2>&1 \
 	  && $(RUNTIME)/bin/python -m compileall -q -j 0 $(RUNTIME)/lib >> $(RUNTIME)/pip.log 2>&1 \
 	  || { tail -n 20 $(RUNTIME)/pip.log >&2; exit 1; }; \
 	echo "$$digest" > $(RUNTIME_STAMP)
