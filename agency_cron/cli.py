@@ -328,9 +328,10 @@ def run(
     from agency_cron.overrides import effective_enabled, read_overrides
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, path = _load(config, manifest, None)
     task = select(loaded, [name])[0]
-    spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
+    enabled = effective_enabled(task, read_overrides(settings))
+    spec = render.spec_run_now(task, settings, enabled, path)
     if detach:
         from agency_cron.launch import new_run_id, start_detached
 
@@ -448,7 +449,7 @@ def next_(
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
 ) -> None:
-    """The next fire times of a task, in the host's zone.
+    """The next fire times of a task, in the task's zone (its timezone:, else the host's).
 
     Example: agency-cron next health-check -n 3
     """

@@ -180,7 +180,8 @@ def check_cron_daemon() -> list[Finding]:
 
 
 def _start_cron_command() -> str:
-    service = "crond" if shutil.which("crond") and not shutil.which("cron") else "cron"
+    found = render.find_program
+    service = "crond" if found("crond") and not found("cron") else "cron"
     if Path("/run/systemd/system").is_dir():
         return f"systemctl start {service}"
     return f"service {service} start"
@@ -357,7 +358,7 @@ def check_logrotate(settings: Settings) -> list[Finding]:
     except FileNotFoundError:
         return [Finding("logrotate", False, f"{path} is missing", INSTALL)]
     findings = [_logrotate_safety(path, info)]
-    binary = shutil.which("logrotate")
+    binary = render.find_program("logrotate")
     if binary is None:
         detail = "logrotate is not installed: nothing rotates the logs"
         return [*findings, Finding("logrotate", False, detail, "apt-get install logrotate")]
@@ -514,8 +515,7 @@ def check_commands(settings: Settings, manifest: Manifest) -> list[Finding]:
 
 def cron_path(task: Task) -> str:
     """The PATH a task's command sees: its own env PATH, else the wrapper's."""
-    python_bin = Path(render.python_executable()).parent
-    return task.env.get("PATH") or f"{python_bin}:{render.CRON_PATH}"
+    return task.env.get("PATH") or render.task_path()
 
 
 def _command_finding(settings: Settings, task: Task) -> Finding | None:

@@ -11,7 +11,6 @@ import grp
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -407,10 +406,9 @@ def _file_changes(settings, tasks, manifest_path, overrides, stale, full) -> lis
         cache = render.spec_marshal(task, settings, enabled)
         wanted.append((layout.spec_cache_path(settings, task.name), cache, PRIVATE, task.name))
     for script in _bundled_scripts():
-        # The scripts call the checks with the interpreter install runs under (its venv).
-        content = script.read_bytes().replace(
-            b"@AGENCY_CRON_PYTHON@", render.python_executable().encode()
-        )
+        # The scripts call the checks with the interpreter install runs under (its venv),
+        # on the config and manifest it installed.
+        content = render.script_text(script.read_bytes(), settings, manifest_path)
         wanted.append((layout.scripts_dir(settings) / script.name, content, EXECUTABLE, "shared"))
     logrotate = _checked_logrotate(settings)
     wanted.append((layout.logrotate_path(settings), logrotate.encode(), PUBLIC, "shared"))
@@ -496,7 +494,7 @@ def _checked_logrotate(settings: Settings) -> str:
     logrotate exits 0 on unknown options and unsafe files, so its `error:` lines are read.
     """
     text = render.logrotate_text(settings, *log_owner())
-    binary = shutil.which("logrotate")
+    binary = render.find_program("logrotate")
     if not binary:
         return text
     with tempfile.TemporaryDirectory(prefix="agency-cron-logrotate-") as folder:
