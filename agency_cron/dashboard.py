@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-from agency_cron import history, layout, reports
+from agency_cron import history, reports
 from agency_cron.config import Settings
 from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Manifest, Task
@@ -149,7 +149,7 @@ SELECT component, check_name, ok, detail, duration_s, checked_at, run_id FROM (
 def _open_history(settings: Settings) -> sqlite3.Connection | None:
     """The history, or None when no run has created it yet (a new installation)."""
     try:
-        return history.connect(str(layout.history_path(settings)), create=False)
+        return history.connect_all(str(settings.state_dir))  # every user's runs
     except (FileNotFoundError, sqlite3.Error):
         return None
 

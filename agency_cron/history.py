@@ -176,3 +176,208 @@ def run_rows(conn: sqlite3.Connection, run_id: str) -> list[dict]:
     conn.row_factory = sqlite3.Row
     cursor = conn.execute("SELECT * FROM runs WHERE run_id = ? ORDER BY attempt, id", (run_id,))
     return [dict(r) for r in cursor]
+
+
+# --- one database per user ---------------------------------------------------------------
+#
+# A task may run as another user (`user:` on cron.d and systemd, a `user:NAME` crontab).
+# That user cannot write the installer's history.db, and must not: it could then rewrite
+# or delete every other task's runs. So each process records in the database of its own
+# effective user, STATE_DIR/history.d/USER/history.db (a folder install creates and hands
+# to USER: SQLite's -wal and -shm files need a folder their writer can create files in),
+# and the readers see all of them merged, read-only, through temporary views named like
+# the tables (`runs`, `check_results`), so that every query reads them as one.
+#
+# Rows of a user's database count only for the tasks installed to run as that user (their
+# spec, in root's STATE_DIR/tasks, is handed to the user by install and only root can do
+# that): a user who writes rows for another task into its own file changes nothing.
+
+USERS_DIR = "history.d"
+DB_NAME = "history.db"
+MERGED_TABLES = ("runs", "check_results")
+_TASK_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def user_db_path(state_dir: str, user: str) -> str:
+    return os.path.join(state_dir, USERS_DIR, user, DB_NAME)
+
+
+def writer_path(state_dir: str) -> str:
+    """The database this process records in: STATE_DIR/history.db when it runs as the owner
+    of STATE_DIR (the installer), else its own user's under history.d."""
+    uid = os.geteuid()
+    try:
+        owner = os.stat(state_dir).st_uid
+    except OSError:
+        owner = uid  # no STATE_DIR yet: connect() creates it, ours
+    if uid == owner:
+        return os.path.join(state_dir, DB_NAME)
+    import pwd  # a built-in module: no measurable cost, and only for runs as another user
+
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return user_db_path(state_dir, name)
+
+
+def user_databases(state_dir: str) -> list[tuple[str, int]]:
+    """(path, owner uid) of each user's database that may be read: a regular file (no
+    symlink, FIFO or device a user could plant) owned by the owner of its folder."""
+    import stat
+
+    found = []
+    try:
+        entries = sorted(os.scandir(os.path.join(state_dir, USERS_DIR)), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        path = os.path.join(entry.path, DB_NAME)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == entry.stat(follow_symlinks=False).st_uid:
+            found.append((path, info.st_uid))
+    return found
+
+
+def task_owners(state_dir: str) -> dict[int, list[str]]:
+    """Task names by the uid that owns their installed spec (the user they run as, when
+    install handed the spec over; the installer otherwise)."""
+    owners: dict[int, list[str]] = {}
+    try:
+        entries = list(os.scandir(os.path.join(state_dir, "tasks")))
+    except (FileNotFoundError, NotADirectoryError):
+        return owners
+    for entry in entries:
+        name = entry.name.removesuffix(".json")
+        if entry.name.endswith(".json") and name and set(name) <= _TASK_NAME_CHARS:
+            try:
+                uid = entry.stat(follow_symlinks=False).st_uid
+            except FileNotFoundError:
+                continue
+            owners.setdefault(uid, []).append(name)
+    return owners
+
+
+def connect_all(state_dir: str) -> sqlite3.Connection:
+    """A reader's connection: STATE_DIR/history.db, with every user's database merged in.
+
+    Without any user database this is connect(history.db, create=False), as it always
+    was. Otherwise each user's database is attached read-only and `runs` and
+    `check_results` become temporary views over all of them (they hide the tables of the
+    same names for unqualified queries). A user's database that cannot be read is left
+    out (doctor reports it). Raises FileNotFoundError when there is no database at all.
+    """
+    main = os.path.join(state_dir, DB_NAME)
+    others = user_databases(state_dir)
+    if not others:
+        return connect(main, create=False)
+    conn = _open_main(main)
+    try:
+        _merge(conn, others, task_owners(state_dir))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_main(path: str) -> sqlite3.Connection:
+    """history.db through a URI (so that ATTACH takes URIs too), migrated as connect()
+    does; an empty in-memory one when only users' databases exist."""
+    from urllib.parse import quote
+
+    exists = os.path.exists(path)
+    uri = f"file:{quote(path)}?mode=rw" if exists else "file::memory:"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        _migrate(conn)
+    return conn
+
+
+def _merge(conn: sqlite3.Connection, others, owners: dict[int, list[str]]) -> None:
+    """Attach each user's database (the last free slot spills the rest into temporary
+    tables) and create the merged views."""
+    from urllib.parse import quote
+
+    arms: list[tuple[str, list[str] | None]] = [("main", None)]
+    slots = conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
+    for number, (path, uid) in enumerate(others):
+        tasks = None if uid == 0 else owners.get(uid, [])
+        if tasks == []:
+            continue  # no task runs as this user now: nothing of its file counts
+        schema = f"user{number}" if len(arms) < slots else "spill"
+        try:
+            conn.execute("ATTACH DATABASE ? AS " + schema, (f"file:{quote(path)}?mode=ro",))
+            conn.execute(f"SELECT 1 FROM {schema}.sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error:
+            _detach(conn, schema)
+            continue  # unreadable or not a database: left out, doctor says why
+        if schema == "spill":
+            _spill(conn, tasks)
+        else:
+            arms.append((schema, tasks))
+    if _has_spill(conn):
+        arms.append(("temp", None))
+    for table in MERGED_TABLES:
+        _create_view(conn, table, arms)
+
+
+def _detach(conn: sqlite3.Connection, schema: str) -> None:
+    try:  # noqa: SIM105 - contextlib is not imported on the runner's path
+        conn.execute(f"DETACH DATABASE {schema}")
+    except sqlite3.Error:
+        pass  # it was never attached
+
+
+def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    rows = conn.execute(f"PRAGMA {schema}.table_info({table})").fetchall()
+    return [row[1] for row in rows]
+
+
+def _arm_select(conn, schema: str, table: str, columns: list[str], tasks) -> str | None:
+    """SELECT of one database's table in the merged column order: a column its (older)
+    schema lacks is NULL; rows of tasks the database's user does not run are left out."""
+    source = f"spill_{table}" if schema == "temp" else table
+    have = set(_columns(conn, schema, source))
+    if not have:
+        return None
+    picked = ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
+    select = f"SELECT {picked} FROM {schema}.{source}"
+    if tasks is None:
+        return select
+    names = ", ".join(f"'{name}'" for name in tasks)  # names checked in task_owners()
+    if table == "runs":
+        return f"{select} WHERE task IN ({names})"
+    return f"{select} WHERE run_id IN (SELECT run_id FROM {schema}.runs WHERE task IN ({names}))"
+
+
+def _create_view(conn: sqlite3.Connection, table: str, arms) -> None:
+    columns = _columns(conn, "main", table)
+    selects = [_arm_select(conn, schema, table, columns, tasks) for schema, tasks in arms]
+    body = " UNION ALL ".join(s for s in selects if s)
+    conn.execute(f"CREATE TEMP VIEW {table} AS {body}")
+
+
+def _spill(conn: sqlite3.Connection, tasks) -> None:
+    """More users' databases than SQLite can attach at once: copy the rows that count
+    into indexed temporary tables (slower than attaching, but nothing is left out)."""
+    if not _has_spill(conn):
+        for table in MERGED_TABLES:
+            conn.execute(f"CREATE TEMP TABLE spill_{table} AS SELECT * FROM main.{table} WHERE 0")
+        conn.execute("CREATE INDEX temp.spill_runs_task ON spill_runs (task, started_at)")
+        conn.execute("CREATE INDEX temp.spill_runs_run ON spill_runs (run_id)")
+    for table in MERGED_TABLES:
+        select = _arm_select(conn, "spill", table, _columns(conn, "main", table), tasks)
+        if select:
+            conn.execute(f"INSERT INTO temp.spill_{table} {select}")
+    _detach(conn, "spill")
+
+
+def _has_spill(conn: sqlite3.Connection) -> bool:
+    found = conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'spill_runs'")
+    return found.fetchone() is not None

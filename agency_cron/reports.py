@@ -54,7 +54,7 @@ def upcoming(task: Task, count: int) -> list[str]:
 
 def _open_history(settings: Settings) -> sqlite3.Connection | None:
     try:
-        return history.connect(str(layout.history_path(settings)), create=False)
+        return history.connect_all(str(settings.state_dir))  # every user's runs
     except (FileNotFoundError, sqlite3.Error):
         return None
 
