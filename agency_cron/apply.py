@@ -37,6 +37,7 @@ def apply_plan(plan: Plan, settings: Settings) -> Plan:
         undo.restore()
         raise
     _create_history(settings)
+    create_user_histories(settings, plan.history_users)
     return applied
 
 
@@ -113,6 +114,46 @@ def _create_history(settings: Settings) -> None:
         from agency_cron import history
 
         history.connect(str(path)).close()
+
+
+def create_user_histories(settings: Settings, users: tuple[str, ...]) -> None:
+    """Give each user a task runs as its folder STATE_DIR/history.d/USER (0750, its own:
+    SQLite creates its -wal and -shm files beside the database) and a database with the
+    schema. Only root can; history.d itself stays root's, so no user can touch another's.
+
+    The database is created and migrated in root's history.d, handed over, then linked
+    into place: root never writes through a path that the user could have replaced.
+    """
+    if os.geteuid() != 0 or not users:
+        return
+    import pwd
+
+    base = layout.user_histories_dir(settings)
+    base.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for user in users:
+        entry = pwd.getpwnam(user)
+        folder = layout.user_history_path(settings, user).parent
+        folder.mkdir(mode=0o750, exist_ok=True)
+        os.chown(folder, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        folder.chmod(0o750)
+        _seed_user_database(base, folder / "history.db", entry)
+
+
+def _seed_user_database(base: Path, path: Path, entry) -> None:
+    if os.path.lexists(path):
+        return  # the user's runs are in it (or the runner migrates it at its next run)
+    from agency_cron import history
+
+    seed = base / f".{entry.pw_name}.{os.getpid()}.db"
+    try:
+        history.connect(str(seed)).close()
+        os.chown(seed, entry.pw_uid, entry.pw_gid)
+        seed.chmod(0o640)
+        with contextlib.suppress(FileExistsError):  # a first run created it meanwhile
+            os.link(seed, path)
+    finally:
+        for leftover in (seed, Path(f"{seed}-wal"), Path(f"{seed}-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def activate_timers(plan: Plan) -> None:
