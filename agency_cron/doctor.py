@@ -6,7 +6,7 @@ the CLI shows the findings and exits 1 when one is not ok.
 
 Check names (stable, used by `--json` consumers):
   cron-daemon, crontab-entries, drift, wrappers, log-dirs, logrotate, config-permissions,
-  alert-urls, commands.
+  alert-urls, commands, task-users.
 
 Decisions worth knowing:
 - Drift means a managed crontab line that differs from what `install` writes *and* from what
@@ -88,6 +88,7 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     findings += check_config_permissions(settings)
     findings += check_alert_urls(settings, manifest)
     findings += check_commands(settings, manifest)
+    findings += check_task_users(settings, manifest, plan)
     return findings
 
 
@@ -557,3 +558,124 @@ def _path_finding(settings: Settings, task: Task, word: str) -> Finding | None:
         fix = f"chmod 755 {shlex.quote(str(path))}"
         return Finding("commands", False, f"`{word}` is not executable ({path})", fix, task.name)
     return None
+
+
+# --- tasks run as another user -----------------------------------------------------------
+
+
+def check_task_users(settings: Settings, manifest: Manifest, plan: Plan | None) -> list[Finding]:
+    """Each task that runs as another user can, as that user, read its spec and write its
+    history database, its logs and its lock: otherwise its runs go unrecorded or never start.
+    Asked of the kernel as that user (a forked child), so modes, groups, ACLs and folders
+    it cannot enter all count."""
+    from agency_cron.plan import run_as
+
+    if plan is None:
+        return []
+    installer = log_owner()[0]
+    by_user: dict[str, list[Task]] = {}
+    for task in manifest.tasks:
+        user = run_as(task, plan.target)
+        if user != installer:
+            by_user.setdefault(user, []).append(task)
+    findings = []
+    for user, tasks in sorted(by_user.items()):
+        findings += _user_findings(settings, plan.target, user, tasks)
+    return findings
+
+
+def _user_findings(
+    settings: Settings, target: Target, user: str, tasks: list[Task]
+) -> list[Finding]:
+    fix = f"{INSTALL} (as root: it creates these files and hands them to {user})"
+    if os.geteuid() != 0:
+        detail = f"{user}: what it can write is checked as root only"
+        return [Finding("task-users", False, detail, "sudo agency-cron doctor")]
+    try:
+        probes = [(t, *probe) for t in tasks for probe in _user_probes(settings, target, user, t)]
+        allowed = access_as(user, [(path, mode) for _, _, path, mode in probes])
+    except (KeyError, OSError) as exc:
+        return [Finding("task-users", False, f"{user}: cannot check as this user: {exc}", fix)]
+    denied: dict[tuple[str, Path], list[str]] = {}
+    for (task, what, path, _), ok in zip(probes, allowed, strict=True):
+        if not ok:
+            denied.setdefault((what, path), []).append(task.name)
+    if not denied:
+        detail = f"{user} can read the specs and write the history, logs and locks of its tasks"
+        return [Finding("task-users", True, f"{detail} ({len(tasks)})")]
+    return [
+        Finding(
+            "task-users",
+            False,
+            f"{user} cannot {what} {path}: the runs of {', '.join(names)} (as {user}) need it",
+            fix,
+            names[0] if len(names) == 1 else None,
+        )
+        for (what, path), names in denied.items()
+    ]
+
+
+def _user_probes(settings: Settings, target: Target, user: str, task: Task):
+    """(what, path, os.access mode) that a run of `task` as `user` needs."""
+    wanted = [("read", layout.spec_path(settings, task.name), os.R_OK)]
+    wanted += _database_probes(settings, user)
+    wanted.append(_write_probe("write the log", settings.log_dir / task.log_name))
+    if target.kind != "systemd":
+        wanted.append(_write_probe("write the cron log", layout.cron_log_path(settings, task.name)))
+    if task.overlap != "allow":
+        lock = settings.state_dir / "locks" / f"{task.name}.lock"
+        wanted.append(_write_probe("take the lock", lock))
+    return wanted
+
+
+def _database_probes(settings: Settings, user: str) -> list[tuple[str, Path, int]]:
+    """The database the runner records in as `user` (history.writer_path), and its folder,
+    where SQLite creates the -wal and -shm files."""
+    owner = settings.state_dir.stat().st_uid if settings.state_dir.exists() else None
+    if owner == pwd.getpwnam(user).pw_uid:
+        database = layout.history_path(settings)
+    else:
+        database = layout.user_history_path(settings, user)
+    if not database.exists():
+        return [_write_probe("create its history database in", database.parent)]
+    folder = ("write the history journal in", database.parent, os.W_OK | os.X_OK)
+    return [("record runs in", database, os.W_OK), folder]
+
+
+def _write_probe(what: str, path: Path) -> tuple[str, Path, int]:
+    """Write access to `path`, or when it does not exist yet to the nearest folder above
+    it (the runner creates what is missing below that)."""
+    if path.exists():
+        return what, path, os.W_OK | (os.X_OK if path.is_dir() else 0)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return what, folder, os.W_OK | os.X_OK
+
+
+def access_as(user: str, probes: list[tuple[Path, int]]) -> list[bool]:
+    """os.access() for each (path, mode) as `user`, in a forked child that takes the user's
+    uid, gid and groups (looked up here: the child makes system calls only)."""
+    entry = pwd.getpwnam(user)
+    groups = os.getgrouplist(user, entry.pw_gid)
+    paths = [(os.fsencode(path), mode) for path, mode in probes]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(read_fd)
+            os.setgroups(groups)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            os.write(write_fd, bytes(49 if os.access(p, m) else 48 for p, m in paths))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as answer:
+        found = answer.read()
+    os.waitpid(pid, 0)
+    if len(found) != len(paths):
+        raise OSError(f"the check as {user} did not answer")
+    return [byte == 49 for byte in found]
