@@ -185,8 +185,8 @@ def run_rows(conn: sqlite3.Connection, run_id: str) -> list[dict]:
 # or delete every other task's runs. So each process records in the database of its own
 # effective user, STATE_DIR/history.d/USER/history.db (a folder install creates and hands
 # to USER: SQLite's -wal and -shm files need a folder their writer can create files in),
-# and the readers see all of them merged, read-only, through temporary views named like
-# the tables (`runs`, `check_results`), so that every query reads them as one.
+# and the readers open all of them (users' read-only), run each query on each and
+# combine the answers (connect_all, reports.py).
 #
 # Rows of a user's database count only for the tasks installed to run as that user (their
 # spec, in root's STATE_DIR/tasks, is handed to the user by install and only root can do
@@ -194,7 +194,7 @@ def run_rows(conn: sqlite3.Connection, run_id: str) -> list[dict]:
 
 USERS_DIR = "history.d"
 DB_NAME = "history.db"
-MERGED_TABLES = ("runs", "check_results")
+MERGED_TABLES = ("runs", "check_results")  # what a user database's views filter
 _TASK_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -263,121 +263,110 @@ def task_owners(state_dir: str) -> dict[int, list[str]]:
     return owners
 
 
-def connect_all(state_dir: str) -> sqlite3.Connection:
-    """A reader's connection: STATE_DIR/history.db, with every user's database merged in.
+def connect_all(state_dir: str) -> list[sqlite3.Connection]:
+    """The readers' connections: STATE_DIR/history.db (opened as connect() opens it) and
+    each user's database, read-only, behind temporary views `runs` and `check_results` that
+    keep only the rows of the tasks that user runs. Run the same query on each and combine
+    the answers (reports.py): each database answers with its own indexes, which a view over
+    a UNION ALL of them would not (MAX and ORDER BY ... LIMIT 1 then scan every row).
 
-    Without any user database this is connect(history.db, create=False), as it always
-    was. Otherwise each user's database is attached read-only and `runs` and
-    `check_results` become temporary views over all of them (they hide the tables of the
-    same names for unqualified queries). A user's database that cannot be read is left
-    out (doctor reports it). Raises FileNotFoundError when there is no database at all.
+    A user's database that cannot be read is left out (doctor reports it). Empty when
+    there is no database at all.
     """
-    main = os.path.join(state_dir, DB_NAME)
-    others = user_databases(state_dir)
-    if not others:
-        return connect(main, create=False)
-    conn = _open_main(main)
+    found = []
     try:
-        _merge(conn, others, task_owners(state_dir))
+        found.append(connect(os.path.join(state_dir, DB_NAME), create=False))
+    except (FileNotFoundError, sqlite3.Error):
+        found = []  # none yet, or unreadable: the users' databases still count
+    owners = task_owners(state_dir)
+    for path, uid in user_databases(state_dir):
+        tasks = None if uid == 0 else owners.get(uid)  # root's own speak for every task
+        if uid != 0 and not tasks:
+            continue  # no task runs as this user now: nothing in its file counts
+        try:
+            found.append(_open_user_database(path, tasks))
+        except sqlite3.Error:
+            continue
+    return found
+
+
+def _open_user_database(path: str, tasks: list[str] | None) -> sqlite3.Connection:
+    """Read-only, with the views; a database of an older schema reads as the current one
+    (missing columns are NULL, a missing table is empty)."""
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(
+        f"file:{quote(path)}?mode=ro",
+        uri=True,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        factory=UserConnection,
+    )
+    conn.tasks = None if tasks is None else frozenset(tasks)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        for table in MERGED_TABLES:
+            conn.execute(f"CREATE TEMP VIEW {table} AS {_user_view(conn, table, tasks)}")
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def _open_main(path: str) -> sqlite3.Connection:
-    """history.db through a URI (so that ATTACH takes URIs too), migrated as connect()
-    does; an empty in-memory one when only users' databases exist."""
-    from urllib.parse import quote
+class UserConnection(sqlite3.Connection):
+    """A user's database, read-only; `tasks`: the tasks its rows count for (None: all)."""
 
-    exists = os.path.exists(path)
-    uri = f"file:{quote(path)}?mode=rw" if exists else "file::memory:"
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-        _migrate(conn)
-    return conn
+    tasks: frozenset[str] | None = None
 
 
-def _merge(conn: sqlite3.Connection, others, owners: dict[int, list[str]]) -> None:
-    """Attach each user's database (the last free slot spills the rest into temporary
-    tables) and create the merged views."""
-    from urllib.parse import quote
-
-    arms: list[tuple[str, list[str] | None]] = [("main", None)]
-    slots = conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)
-    for number, (path, uid) in enumerate(others):
-        tasks = None if uid == 0 else owners.get(uid, [])
-        if tasks == []:
-            continue  # no task runs as this user now: nothing of its file counts
-        schema = f"user{number}" if len(arms) < slots else "spill"
-        try:
-            conn.execute("ATTACH DATABASE ? AS " + schema, (f"file:{quote(path)}?mode=ro",))
-            conn.execute(f"SELECT 1 FROM {schema}.sqlite_master LIMIT 1").fetchall()
-        except sqlite3.Error:
-            _detach(conn, schema)
-            continue  # unreadable or not a database: left out, doctor says why
-        if schema == "spill":
-            _spill(conn, tasks)
-        else:
-            arms.append((schema, tasks))
-    if _has_spill(conn):
-        arms.append(("temp", None))
-    for table in MERGED_TABLES:
-        _create_view(conn, table, arms)
+def holding(conns: list[sqlite3.Connection], task: str) -> list[sqlite3.Connection]:
+    """The databases that may hold rows of `task` (the others would answer nothing)."""
+    return [c for c in conns if getattr(c, "tasks", None) is None or task in c.tasks]
 
 
-def _detach(conn: sqlite3.Connection, schema: str) -> None:
-    try:  # noqa: SIM105 - contextlib is not imported on the runner's path
-        conn.execute(f"DETACH DATABASE {schema}")
-    except sqlite3.Error:
-        pass  # it was never attached
-
-
-def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
-    rows = conn.execute(f"PRAGMA {schema}.table_info({table})").fetchall()
-    return [row[1] for row in rows]
-
-
-def _arm_select(conn, schema: str, table: str, columns: list[str], tasks) -> str | None:
-    """SELECT of one database's table in the merged column order: a column its (older)
-    schema lacks is NULL; rows of tasks the database's user does not run are left out."""
-    source = f"spill_{table}" if schema == "temp" else table
-    have = set(_columns(conn, schema, source))
-    if not have:
-        return None
+def _user_view(conn: sqlite3.Connection, table: str, tasks: list[str] | None) -> str:
+    have = {row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")}
+    columns = current_columns(table)
     picked = ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
-    select = f"SELECT {picked} FROM {schema}.{source}"
+    if not have:
+        return f"SELECT {picked} WHERE 0"
+    select = f"SELECT {picked} FROM main.{table}"
     if tasks is None:
         return select
     names = ", ".join(f"'{name}'" for name in tasks)  # names checked in task_owners()
     if table == "runs":
         return f"{select} WHERE task IN ({names})"
-    return f"{select} WHERE run_id IN (SELECT run_id FROM {schema}.runs WHERE task IN ({names}))"
+    if "task" not in {row[1] for row in conn.execute("PRAGMA main.table_info(runs)")}:
+        return f"{select} WHERE 0"
+    return f"{select} WHERE run_id IN (SELECT run_id FROM main.runs WHERE task IN ({names}))"
 
 
-def _create_view(conn: sqlite3.Connection, table: str, arms) -> None:
-    columns = _columns(conn, "main", table)
-    selects = [_arm_select(conn, schema, table, columns, tasks) for schema, tasks in arms]
-    body = " UNION ALL ".join(s for s in selects if s)
-    conn.execute(f"CREATE TEMP VIEW {table} AS {body}")
+_CURRENT: dict[str, list[str]] = {}
 
 
-def _spill(conn: sqlite3.Connection, tasks) -> None:
-    """More users' databases than SQLite can attach at once: copy the rows that count
-    into indexed temporary tables (slower than attaching, but nothing is left out)."""
-    if not _has_spill(conn):
-        for table in MERGED_TABLES:
-            conn.execute(f"CREATE TEMP TABLE spill_{table} AS SELECT * FROM main.{table} WHERE 0")
-        conn.execute("CREATE INDEX temp.spill_runs_task ON spill_runs (task, started_at)")
-        conn.execute("CREATE INDEX temp.spill_runs_run ON spill_runs (run_id)")
-    for table in MERGED_TABLES:
-        select = _arm_select(conn, "spill", table, _columns(conn, "main", table), tasks)
-        if select:
-            conn.execute(f"INSERT INTO temp.spill_{table} {select}")
-    _detach(conn, "spill")
+def current_columns(table: str) -> list[str]:
+    """The columns of `table` in this version's schema (from an in-memory database)."""
+    if not _CURRENT:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        for target in range(1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+        for name in MERGED_TABLES:
+            _CURRENT[name] = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+        conn.close()
+    return _CURRENT[table]
 
 
-def _has_spill(conn: sqlite3.Connection) -> bool:
-    found = conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'spill_runs'")
-    return found.fetchone() is not None
+def rows_of_all(
+    conns: list[sqlite3.Connection], task: str, limit: int, offset: int = 0
+) -> list[dict]:
+    """rows() over several databases: each gives its newest limit + offset, then one order."""
+    found = [row for conn in conns for row in rows(conn, task, limit + offset)]
+    found.sort(key=lambda row: (row["started_at"], row["id"]), reverse=True)
+    return found[offset : offset + limit]
+
+
+def run_rows_of_all(conns: list[sqlite3.Connection], run_id: str) -> list[dict]:
+    """run_rows() over several databases (a run is recorded in one: its runner's)."""
+    found = [row for conn in conns for row in run_rows(conn, run_id)]
+    return sorted(found, key=lambda row: (row["attempt"], row["id"]))

@@ -445,13 +445,40 @@ def test_api_shows_runs_of_other_users(site, users, serving):
         assert _by_name(board["tasks"])["as-user"]["runs"] == 1
 
 
-# --- many users: more databases than SQLite attaches at once ------------------------------------
+# --- many users, and a database of an older schema --------------------------------------------
 
 
-def test_more_user_databases_than_sqlite_can_attach(site, users):
-    """SQLite attaches 10 databases at most: the rest are copied into temporary tables.
-    Databases of uids without a real user (chown to a number) stand in for many users;
-    one of them has an old schema (no check_results table)."""
+def _fake_user_database(site: Site, number: int, old_schema: bool = False) -> sqlite3.Connection:
+    """history.d/fakeN/history.db, later chowned to uid 61000+N (no real user needed)."""
+    path = site.state_dir / "history.d" / f"fake{number}" / "history.db"
+    path.parent.mkdir(parents=True)
+    if not old_schema:
+        return history.connect(str(path))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(history.MIGRATIONS[1][0])  # the first schema: runs only
+    return conn
+
+
+def _insert_run(conn: sqlite3.Connection, task: str, run_id: str, second: int) -> None:
+    conn.execute(
+        "INSERT INTO runs (task, run_id, attempt, attempts, started_at, status)"
+        f" VALUES (?, ?, 1, 1, '2024-01-01T00:00:{second:02d}.000+00:00', 'success')",
+        (task, run_id),
+    )
+
+
+def _insert_check(conn: sqlite3.Connection, component: str, run_id: str) -> None:
+    conn.execute(
+        "INSERT INTO check_results (kind, component, check_name, ok, checked_at, run_id)"
+        " VALUES ('health', ?, 'http', 1, '2024-01-01T00:00:00.000+00:00', ?)",
+        (component, run_id),
+    )
+
+
+def test_many_user_databases_and_an_old_schema(site, users):
+    """Fourteen users' databases (more than SQLite would attach to one connection), of uids
+    without a real user; one has the first schema (no check_results table). Each counts
+    for the task whose spec its uid owns, check results too; forged rows count for nothing."""
     count = 14
     site.configure(f"file:{site.root}/crontab")
     tasks = "".join(
@@ -461,21 +488,22 @@ def test_more_user_databases_than_sqlite_can_attach(site, users):
     for i in range(count):
         uid = 61000 + i
         os.chown(site.state_dir / "tasks" / f"t{i}.json", uid, uid)
-        path = site.state_dir / "history.d" / f"fake{i}" / "history.db"
-        path.parent.mkdir(parents=True)
-        conn = sqlite3.connect(path) if i == 3 else history.connect(str(path))
-        if i == 3:
-            conn.execute(history.MIGRATIONS[1][0])
-        conn.execute(
-            "INSERT INTO runs (task, run_id, attempt, attempts, started_at, status)"
-            f" VALUES ('t{i}', 'r{i}', 1, 1, '2024-01-01T00:00:0{i % 10}.000+00:00', 'success')"
-        )
-        conn.commit()
+        conn = _fake_user_database(site, i, old_schema=i == 3)
+        _insert_run(conn, f"t{i}", f"r{i}", i)
+        if i == 0:
+            _insert_check(conn, "web", "r0")
+        if i == 1:  # forged: another task's run, a check of a run that is not its own
+            _insert_run(conn, "t2", "forged", 59)
+            _insert_check(conn, "db", "forged")
         conn.close()
-        for item in (path.parent, path):
+        folder = site.state_dir / "history.d" / f"fake{i}"
+        for item in (folder, *folder.iterdir()):
             os.chown(item, uid, uid)
     status = _by_name(site.json("status"))
     assert {name: row["runs"] for name, row in status.items()} == {f"t{i}": 1 for i in range(count)}
-    assert site.json("history", f"t{count - 1}")[0]["run_id"] == f"r{count - 1}"
+    assert [r["run_id"] for r in site.json("history", "t2")] == ["r2"]
+    assert [r["run_id"] for r in site.json("history", "t3")] == ["r3"]
     code, out, err = site.cli("dashboard", "--out", str(site.root / "dashboard"))
     assert code == 0, out + err
+    board = json.loads((site.root / "dashboard" / "dashboard.json").read_text())
+    assert [c["component"] for c in board["health"]] == ["web"]
