@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from agency_cron import layout, render
 from agency_cron.alerts import redact, secrets_of_urls
@@ -57,6 +57,7 @@ _SHELL_WORDS = (
 )
 SHELL_WORDS = frozenset(_SHELL_WORDS.split())
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -581,7 +582,63 @@ def check_task_users(settings: Settings, manifest: Manifest, plan: Plan | None) 
     findings = []
     for user, tasks in sorted(by_user.items()):
         findings += _user_findings(settings, plan.target, user, tasks)
+    return findings + check_user_histories(settings)
+
+
+def check_user_histories(settings: Settings) -> list[Finding]:
+    """Each database in STATE_DIR/history.d is one the readers take (a regular file owned
+    by its folder's owner) and holds runs of that user's tasks only: rows of other tasks
+    (forged, or left from before a task changed user) are not shown, so they are named."""
+    from agency_cron import history
+
+    base = layout.user_histories_dir(settings)
+    if not base.is_dir():
+        return []
+    state = str(settings.state_dir)
+    taken = dict(history.user_databases(state))
+    owners = history.task_owners(state)
+    findings = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink()):
+        path = folder / history.DB_NAME
+        if not os.path.lexists(path):
+            continue  # no run as this user yet
+        if str(path) not in taken:
+            detail = f"{path} is not a file owned by {folder}'s owner: its runs are not shown"
+            fix = f"mv {shlex.quote(str(path))} {shlex.quote(str(path))}.bad && {INSTALL}"
+            findings.append(Finding("task-users", False, detail, fix))
+            continue
+        uid = taken[str(path)]
+        if uid != 0:
+            findings += _foreign_rows(path, set(owners.get(uid, [])))
     return findings
+
+
+def _foreign_rows(path: Path, tasks: set[str]) -> list[Finding]:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            counts = conn.execute("SELECT task, COUNT(*) FROM runs GROUP BY task").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        fix = f"mv {shlex.quote(str(path))} {shlex.quote(str(path))}.bad && {INSTALL}"
+        return [Finding("task-users", False, f"{path} cannot be read: {exc}", fix)]
+    foreign = {task: n for task, n in counts if task not in tasks}
+    if not foreign:
+        return []
+    # The names come from a file its user writes: only task names are shown or quoted.
+    names = sorted(t for t in foreign if isinstance(t, str) and TASK_NAME.fullmatch(t))
+    others = len(foreign) - len(names)
+    shown = ", ".join(names) + (f" and {others} other name(s)" if others else "")
+    detail = (
+        f"{path} holds {sum(foreign.values())} run(s) of tasks that do not run as its owner"
+        f" ({shown}): not shown (forged, or from before the task changed user)"
+    )
+    kept = ", ".join(f"'{name}'" for name in sorted(tasks)) or "''"
+    fix = f'sqlite3 {shlex.quote(str(path))} "DELETE FROM runs WHERE task NOT IN ({kept})"'
+    return [Finding("task-users", False, detail, fix)]
 
 
 def _user_findings(

@@ -391,6 +391,13 @@ def test_a_user_cannot_rewrite_or_delete_other_records(site, users):
     assert (status["two"]["runs"], status["one"]["runs"]) == (1, 1)
     assert [r["exit_code"] for r in site.json("history", "root-task")] == [3]
     assert "f0f0" not in [r["run_id"] for r in site.json("history", "two")]
+    # ...and doctor names them, with the command that removes them
+    found = [f for f in _user_findings(site) if not f["ok"]]
+    assert len(found) == 1 and "2 run(s) of tasks that do not run as" in found[0]["detail"]
+    assert "(root-task, two)" in found[0]["detail"]
+    subprocess.run(found[0]["fix"], shell=True, check=True)
+    assert _rows(site.user_db(u1)) == [("one", "success")]
+    assert [f["ok"] for f in _user_findings(site)] == [True, True]
 
 
 # --- doctor --------------------------------------------------------------------------------
