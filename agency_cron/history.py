@@ -321,7 +321,12 @@ class UserConnection(sqlite3.Connection):
 
 def holding(conns: list[sqlite3.Connection], task: str) -> list[sqlite3.Connection]:
     """The databases that may hold rows of `task` (the others would answer nothing)."""
-    return [c for c in conns if getattr(c, "tasks", None) is None or task in c.tasks]
+    found = []
+    for conn in conns:
+        tasks = getattr(conn, "tasks", None)  # None on root's own: it holds every task's
+        if tasks is None or task in tasks:
+            found.append(conn)
+    return found
 
 
 def _user_view(conn: sqlite3.Connection, table: str, tasks: list[str] | None) -> str:
