@@ -51,6 +51,15 @@ def history_path(settings: Settings) -> Path:
     return settings.state_dir / "history.db"
 
 
+def user_histories_dir(settings: Settings) -> Path:
+    """One folder per user a task runs as, each with that user's history.db (history.py)."""
+    return settings.state_dir / "history.d"
+
+
+def user_history_path(settings: Settings, user: str) -> Path:
+    return user_histories_dir(settings) / user / "history.db"
+
+
 def crontab_lock_path(settings: Settings) -> Path:
     return settings.state_dir / "locks" / "crontab.lock"
 

@@ -63,6 +63,8 @@ class Plan:
     owners: tuple[tuple[Path, str], ...] = field(default=())
     # Values diff() masks: secret-named variables, alert URL credentials (plan_secrets).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The other users tasks run as: each gets its own history database (history.py).
+    history_users: tuple[str, ...] = field(default=())
 
     @property
     def changes(self) -> bool:
@@ -221,6 +223,7 @@ def build_plan(
     rows += [_file_row(c) for c in changes if c.owner == "shared"]
     owners = _owners(settings, tasks, target)
     secrets = plan_secrets(settings, tasks)
+    users = _history_users(tasks, target)
     return Plan(
         target,
         scope,
@@ -228,9 +231,10 @@ def build_plan(
         after,
         tuple(changes),
         tuple(rows),
-        _missing_dirs(settings),
+        _missing_dirs(settings) + _missing_history_dirs(settings, users),
         owners,
         secrets,
+        users,
     )
 
 
@@ -238,7 +242,7 @@ def run_as(task: Task, target: Target) -> str:
     """Who cron runs the task as: the crontab's owner, or the cron.d line's user field."""
     if target.kind == "user" and target.user:
         return target.user
-    if target.user_field:
+    if target.user_field or target.kind == "systemd":  # cron.d's user field, `User=`
         return task.user or "root"
     return _run_as_user()
 
@@ -255,7 +259,8 @@ def _check_users(tasks: list[Task], target: Target) -> None:
 
 def _owners(settings: Settings, tasks: list[Task], target: Target) -> tuple[tuple[Path, str], ...]:
     """A task run as another user writes its logs, reads its spec and takes its lock as
-    that user: hand those files over (history.db stays the installer's; see README)."""
+    that user: hand those files over (its history has a database of its own: see
+    _history_users)."""
     owned = []
     for task in tasks:
         user = run_as(task, target)
@@ -270,6 +275,21 @@ def _owners(settings: Settings, tasks: list[Task], target: Target) -> tuple[tupl
                 if _owner_differs(path, user):
                     owned.append((path, user))
     return tuple(owned)
+
+
+def _history_users(tasks: list[Task], target: Target) -> tuple[str, ...]:
+    """The users other than the installer that tasks run as: their runs are recorded in
+    STATE_DIR/history.d/USER/history.db, which install creates for them (apply.py)."""
+    me = _run_as_user()
+    return tuple(sorted({run_as(t, target) for t in tasks} - {me}))
+
+
+def _missing_history_dirs(settings: Settings, users: tuple[str, ...]) -> tuple[Path, ...]:
+    if os.geteuid() != 0:
+        return ()  # only root can hand a folder over (doctor reports the user's problem)
+    folders = [layout.user_histories_dir(settings)]
+    folders += [layout.user_history_path(settings, user).parent for user in users]
+    return tuple(f for f in folders if users and not f.is_dir())
 
 
 def _owner_differs(path: Path, user: str) -> bool:
