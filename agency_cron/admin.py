@@ -149,6 +149,10 @@ def masked(document: dict) -> dict:
         }
     if isinstance(result.get("alert_urls"), list):
         result["alert_urls"] = [_masked_url(u) for u in result["alert_urls"]]
+    if isinstance(result.get("ping_url"), str):
+        from agency_cron import ping
+
+        result["ping_url"] = ping.masked(result["ping_url"], result.get("name"))
     return result
 
 
@@ -173,6 +177,12 @@ def unmasked(body: dict, previous: dict) -> dict:
     if isinstance(urls, list):
         originals = {_masked_url(u): u for u in previous.get("alert_urls") or []}
         result["alert_urls"] = [originals.get(u, u) if REDACTED in str(u) else u for u in urls]
+    if REDACTED in str(result.get("ping_url", "")) and isinstance(previous.get("ping_url"), str):
+        from agency_cron import ping
+
+        # Only the masked form of the previous URL stands for it: an edited one is new.
+        if ping.masked(previous["ping_url"], previous.get("name")) == result["ping_url"]:
+            result["ping_url"] = previous["ping_url"]
     return result
 
 

@@ -156,7 +156,7 @@ def working_dir(task: Task, settings: Settings) -> str:
 
 def spec(task: Task, settings: Settings, enabled: bool) -> dict:
     """Everything the runner needs, resolved, so the run path reads JSON and nothing else."""
-    return {
+    found = {
         "version": SPEC_VERSION,
         "name": task.name,
         "description": task.description,
@@ -182,6 +182,25 @@ def spec(task: Task, settings: Settings, enabled: bool) -> dict:
         "timezone": task.timezone,
         "jitter": task.jitter,
     }
+    return _with_pings(task, settings, found)
+
+
+def ping_url(task: Task, settings: Settings) -> str | None:
+    """The URL the task's runs ping: its ping_url, else PING_URL, {name} filled in; None
+    when neither is set or the task says `ping_url: none`."""
+    from agency_cron import ping
+
+    template = task.ping_url if task.ping_url is not None else settings.ping_url
+    return ping.resolve(template, task.name)
+
+
+def _with_pings(task: Task, settings: Settings, found: dict) -> dict:
+    """The ping keys, only for a task that pings: the other specs stay as they were."""
+    url = ping_url(task, settings)
+    if url is not None:
+        found["ping_url"] = url
+        found["ping_timeout"] = settings.ping_timeout
+    return found
 
 
 def spec_run_now(task: Task, settings: Settings, enabled: bool, manifest: Path | str) -> dict:
@@ -204,7 +223,16 @@ def redaction_list(task: Task, settings: Settings) -> list[str]:
     found = {*task.secret_values, *_config_secrets(settings)}
     if task.alert_urls:
         found |= set(secrets_of_urls(list(task.alert_urls)))
+    found |= set(ping_secrets(task, settings))
     return sorted(value for value in found if len(value) >= 4)
+
+
+def ping_secrets(task: Task, settings: Settings) -> list[str]:
+    """The secrets of the task's ping URL (its UUID, ping key, credentials, the whole URL)."""
+    from agency_cron import ping
+
+    url = ping_url(task, settings)
+    return ping.secrets_of(url, task.name) if url else []
 
 
 def _config_secrets(settings: Settings) -> tuple[str, ...]:
