@@ -84,30 +84,35 @@ def problem(template: str) -> str | None:
 
 def secrets_of(url: str, name: str | None = None) -> list[str]:
     """Substrings of a ping URL that are secrets, longest first: the whole URL, the user and
-    password of `user:pass@`, every UUID in the path (hc-ping.com/UUID), the ping key of a
-    slug URL (hc-ping.com/PING_KEY/SLUG), other key-like segments, and query values of
+    password of `user:pass@`, every UUID in it (hc-ping.com/UUID), the ping key of a slug
+    URL (hc-ping.com/PING_KEY/SLUG), other key-like path segments, and query values of
     token/key/secret/pass/auth keys. Slugs, words and the task's name are not secrets:
-    masking them would mask every log line that names the task."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
+    masking them would mask every log line that names the task. Works on a URL that does
+    not parse too (a message quotes it)."""
+    import re
+    from urllib.parse import parse_qsl, unquote
 
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return [url]
-    found = [url.strip()]
-    userinfo = parts.netloc.rpartition("@")[0]
+    whole = url.strip()
+    rest = whole.partition("://")[2] or whole
+    netloc, _, path = rest.partition("/")
+    path, _, query = path.partition("?")
+    found = [whole, *re.findall(UUID_PATTERN, whole)]
+    userinfo = netloc.rpartition("@")[0]
     if userinfo:
         found += userinfo.split(":", 1)
-    segments = [s for s in parts.path.split("/") if s]
+    segments = [s for s in re.split(r"[/\s]+", path) if s]
     found += [s for s in segments if _is_key(s, name)]
     slug = len(segments) >= 2 and segments[-1] in (name, PLACEHOLDER)
     if slug and len(segments[-2]) >= KEY_SEGMENT_LEN:
         found.append(segments[-2])  # the project's ping key, before the slug
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    pairs = parse_qsl(query.partition("#")[0], keep_blank_values=True)
     found += [v for k, v in pairs if any(w in k.lower() for w in SECRET_QUERY_WORDS)]
     forms = {form for value in found for form in (value, unquote(value))}
     unique = {s for s in forms if len(s) >= MIN_SECRET_LEN and s not in (name, PLACEHOLDER)}
     return sorted(unique, key=lambda s: (-len(s), s))
+
+
+UUID_PATTERN = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 
 
 def _is_key(segment: str, name: str | None) -> bool:
