@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = (
     "task",
@@ -27,6 +27,7 @@ COLUMNS = (
     "output_tail",
     "alert",
     "note",
+    "runner",
 )
 # Each entry moves the schema from version N-1 to N; never edit a released one, add one.
 MIGRATIONS = {
@@ -73,6 +74,14 @@ MIGRATIONS = {
     3: (
         "CREATE INDEX IF NOT EXISTS runs_task_started_status ON runs (task, started_at, status)",
         "DROP INDEX IF EXISTS runs_task_started",
+    ),
+    # A run is in history from its start (a `running` row, completed at its end); `runner`
+    # names the runner process beyond its pid ("BOOT_ID:START_TIME"), so that a reader can
+    # tell a live run from one whose runner died (`lost`) even after the pid was reused.
+    # The partial index keeps that look-up tiny whatever the size of the history.
+    4: (
+        "ALTER TABLE runs ADD COLUMN runner TEXT",
+        "CREATE INDEX IF NOT EXISTS runs_running ON runs (task) WHERE status = 'running'",
     ),
 }
 
@@ -176,3 +185,134 @@ def run_rows(conn: sqlite3.Connection, run_id: str) -> list[dict]:
     conn.row_factory = sqlite3.Row
     cursor = conn.execute("SELECT * FROM runs WHERE run_id = ? ORDER BY attempt, id", (run_id,))
     return [dict(r) for r in cursor]
+
+
+# --- runs in progress, and runs whose runner died (`lost`) --------------------------------
+
+_BOOT_ID: list[str] = []
+
+
+def _boot_id() -> str:
+    if not _BOOT_ID:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as handle:
+                _BOOT_ID.append(handle.read().strip())
+        except OSError:
+            _BOOT_ID.append("")
+    return _BOOT_ID[0]
+
+
+def process_identity(pid: int) -> str | None:
+    """ "BOOT_ID:START_TIME" of a live process (start time in clock ticks since boot, field 22
+    of /proc/PID/stat), None when it is gone. With its pid it names one process: a pid
+    reused later, or after a reboot, has another start time or boot id."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return f"{_boot_id()}:{fields[19].decode()}"
+
+
+def start_run(conn: sqlite3.Connection, row: dict) -> int:
+    """Insert an attempt as it starts (status `running`); returns its id for finish_run."""
+    return record(conn, row)
+
+
+FINISH_COLUMNS = ("finished_at", "duration_s", "exit_code", "status", "output_tail", "note")
+
+
+def finish_run(conn: sqlite3.Connection, row_id: int, row: dict) -> None:
+    """Complete the attempt start_run inserted: its end, exit code, status, tail and note."""
+    assignments = ", ".join(f"{column} = ?" for column in FINISH_COLUMNS)
+    values = [row.get(column) for column in FINISH_COLUMNS]
+    conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values, row_id))
+
+
+def _runner_gone(row: dict, host: str) -> bool:
+    """True when the row's runner is certainly dead: same host, and its pid is gone or now
+    names another process. A row written on another host is never judged here."""
+    if row["host"] != host or not row["pid"]:
+        return False
+    identity = process_identity(row["pid"])
+    if identity is None:
+        return True
+    return bool(row["runner"]) and identity != row["runner"]
+
+
+def lost_note(row: dict) -> str:
+    return f"its runner (pid {row['pid']}) ended without recording the end of the run"
+
+
+def find_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
+    """`running` rows whose runner is gone, as they are (status still `running`)."""
+    where, args = (
+        ("status = 'running'", ()) if task is None else ("task = ? AND status = 'running'", (task,))
+    )
+    cursor = conn.execute(f"SELECT id, {', '.join(COLUMNS)} FROM runs WHERE {where}", args)
+    names = ["id", *COLUMNS]
+    host = os.uname().nodename
+    return [
+        row for row in (dict(zip(names, r, strict=True)) for r in cursor) if _runner_gone(row, host)
+    ]
+
+
+def sweep_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
+    """Mark `running` rows whose runner died as `lost` (with a note); returns those rows.
+
+    Every reader calls it, and so does the next run of the task (which then alerts). A
+    reader that cannot write the database (read-only file, another user's) shows them as
+    lost all the same, through a temporary view that shadows `runs` on its connection only.
+    """
+    lost = find_lost(conn, task)
+    if not lost:
+        return []
+    for row in lost:
+        row.update(status="lost", note=lost_note(row))
+    try:
+        conn.executemany(
+            "UPDATE runs SET status = 'lost', note = ? WHERE id = ? AND status = 'running'",
+            [(row["note"], row["id"]) for row in lost],
+        )
+    except sqlite3.OperationalError:  # read-only: show, do not store
+        _shadow_lost(conn, [row["id"] for row in lost])
+    return lost
+
+
+def _shadow_lost(conn: sqlite3.Connection, ids: list[int]) -> None:
+    """TEMP VIEW runs: main.runs with those rows' status read as `lost` (temp names come
+    first in SQLite's lookup, so every query of this connection sees it)."""
+    listed = ", ".join(str(int(i)) for i in ids)
+    columns = ", ".join(
+        f"CASE WHEN id IN ({listed}) THEN 'lost' ELSE status END AS status" if c == "status" else c
+        for c in ("id", *COLUMNS)
+    )
+    conn.execute("DROP VIEW IF EXISTS temp.runs")
+    conn.execute(f"CREATE TEMP VIEW runs AS SELECT {columns} FROM main.runs")
+
+
+def unnotified_lost(conn: sqlite3.Connection, task: str) -> list[dict]:
+    """The task's lost runs that nobody was told about yet (no alert outcome recorded)."""
+    conn.row_factory = sqlite3.Row
+    try:
+        cursor = conn.execute(
+            "SELECT * FROM runs WHERE task = ? AND status = 'lost' AND alert IS NULL ORDER BY id",
+            (task,),
+        )
+        return [dict(r) for r in cursor]
+    finally:
+        conn.row_factory = None
+
+
+def running_rows(conn: sqlite3.Connection, task: str) -> list[dict]:
+    """The task's attempts in progress (live runners only: call sweep_lost first)."""
+    conn.row_factory = sqlite3.Row
+    try:
+        cursor = conn.execute(
+            "SELECT * FROM runs WHERE task = ? AND status = 'running' ORDER BY id", (task,)
+        )
+        return [dict(r) for r in cursor]
+    finally:
+        conn.row_factory = None
