@@ -348,17 +348,27 @@ def history(
 
 
 @app.command()
-def kill(name: str, config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
-    """End a running task's whole process tree (recorded as killed). Exit 1 if none runs.
+def kill(
+    name: str,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Only this run (its run id, as in history).")
+    ] = None,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """End a task's runs in progress, each with its whole process tree (recorded as
+    killed); waits until the trees are gone. Exit 1 if none runs.
 
-    Example: agency-cron kill backup-verify
+    Example: agency-cron kill backup-verify --run 3f2a9c01b7de
     """
     from agency_cron.plan import select
 
     settings, loaded, _ = _load(config, manifest, None)
     select(loaded, [name])
-    pid = reports.kill_task(settings, name)
-    out.print(f"{name}: sent SIGTERM to runner {pid}")
+    for ended in reports.kill_task(settings, name, run):
+        who = f"runner {ended['pid']}" if ended["pid"] else "left by a dead runner"
+        state = "stopped" if ended["stopped"] else "still ending"
+        out.print(f"{name}: run {ended['run_id']} ({who}): {state}")
 
 
 @app.command("next")

@@ -107,8 +107,9 @@ class LogFile:
     Following: at most every ROTATION_CHECK_S, one stat() of the path against the inode we
     write; when the path names another file (logrotate renamed ours and created a new one),
     we reopen it, so a run that spans rotations never writes into a file that the next
-    rotation compresses and removes. A path missing at two checks in a row is not a rename
-    in progress: it is created again (LOG_DIR removed under us).
+    rotation compresses and removes. A file deleted under us (LOG_DIR removed) is created
+    again at the next check, and what went into the deleted file since the previous check
+    is counted as dropped; a path missing at two checks in a row is created again too.
 
     Failures (ENOSPC, EIO, EROFS, a folder gone): the bytes are counted as dropped and the
     first error kept; writing is tried again on every chunk, so a disk that frees up gets
@@ -123,6 +124,7 @@ class LogFile:
         self.dropped = 0
         self.next_check = 0.0
         self.missing = False
+        self.unchecked = 0  # bytes written since the last check of the path
         self._open()
 
     def _open(self) -> None:
@@ -140,18 +142,26 @@ class LogFile:
 
     def _follow(self, now: float) -> None:
         self.next_check = now + ROTATION_CHECK_S
+        unchecked, self.unchecked = self.unchecked, 0
         if self.fd is None:
             return self._open()
         try:
             info = os.stat(self.path)
         except OSError:
-            if self.missing:
-                self._open()
-            self.missing = True
+            info = None
+        if info is not None and (info.st_dev, info.st_ino) == self.inode:
+            self.missing = False
+            return
+        if os.fstat(self.fd).st_nlink == 0:
+            # Deleted, not renamed: what went there since the last check is gone. Say so.
+            self.dropped += unchecked
+            self.error = self.error or "the log file was deleted during the run"
+            return self._open()
+        if info is None and not self.missing:
+            self.missing = True  # renamed, and logrotate is about to create the new file
             return
         self.missing = False
-        if (info.st_dev, info.st_ino) != self.inode:
-            self._open()
+        self._open()
 
     def write(self, data: bytes) -> None:
         if time.monotonic() >= self.next_check:
@@ -159,6 +169,7 @@ class LogFile:
         if self.fd is None:
             self.dropped += len(data)
             return
+        self.unchecked += len(data)
         view = memoryview(data)
         try:
             while view:
@@ -376,14 +387,10 @@ class Attempt:
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, CHUNK)
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size for this user: keep the default
-        if self.lock_fd is not None:
-            os.set_inheritable(self.lock_fd, True)
         try:
             pid = self._spawn(write_fd)
         finally:
             os.close(write_fd)
-            if self.lock_fd is not None:
-                os.set_inheritable(self.lock_fd, False)
         try:
             return self._supervise(pid, read_fd)
         finally:
@@ -398,19 +405,10 @@ class Attempt:
             env.pop(private, None)
         if self.lock_fd is not None:
             env["AGENCY_CRON_LOCK_FD"] = str(self.lock_fd)
-        return os.posix_spawn(
-            "/bin/sh",
-            ["/bin/sh", "-c", self.spec["command"]],
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, write_fd, 1),
-                (os.POSIX_SPAWN_DUP2, write_fd, 2),
-            ],
-            setsid=True,  # its own session and process group: the timeout ends all of it
-            setsigdef=DEFAULT_SIGNALS,
-            setsigmask=(),
-        )
+        pid = os.fork()
+        if pid == 0:
+            _exec_task(["/bin/sh", "-c", self.spec["command"]], env, write_fd, self.lock_fd)
+        return pid
 
     def _supervise(self, pid: int, read_fd: int) -> int:
         """Copy output until the command exits, enforcing the deadline and any stop.
@@ -490,6 +488,34 @@ class Attempt:
             pass
 
 
+def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd: int | None) -> None:
+    """In the forked child: the state cron gives a job, then exec; never returns.
+
+    Its own session and process group (the timeout and stops end all of it), stdin from
+    /dev/null, stdout and stderr into our pipe, the lock descriptor inherited, every signal
+    at its default and none blocked. os.fork rather than posix_spawn: glibc's posix_spawn
+    leaves its two internal signals (32, 33) ignored in the child, and an ignored signal
+    stays ignored across exec. The runner has no other thread at this point.
+    """
+    try:
+        for signum in DEFAULT_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(write_fd, 1)
+        os.dup2(write_fd, 2)
+        if lock_fd is not None:
+            os.set_inheritable(lock_fd, True)
+        os.execve(argv[0], argv, env)
+    except BaseException as exc:  # noqa: BLE001 - nothing may escape into a second runner
+        try:
+            os.write(2, f"agency-cron: cannot start {argv[0]}: {exc}\n".encode())
+        finally:
+            os._exit(127)
+
+
 def _signal_name(signum: int) -> str:
     names = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGHUP: "SIGHUP"}
     return names.get(signum, f"signal {signum}")
@@ -551,12 +577,52 @@ def stop_tree(pid: int, grace: float, run_id: str) -> bool:
     return stop.finish()
 
 
+def end_processes(pids: set[int], grace: float) -> bool:
+    """End processes that no runner supervises any more (what a dead runner left): SIGTERM
+    to them and their process groups, SIGKILL after `grace`; True once they are gone."""
+    groups = {g for g in map(_group_of, pids) if g and g > 1}
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for group in groups:
+            _signal_group(group, signum)
+        for pid in pids:
+            _kill(pid, signum)
+        end = time.monotonic() + (grace if signum == signal.SIGTERM else TreeStop.GONE_WAIT_S)
+        while time.monotonic() < end and _any_left(pids, groups):
+            time.sleep(0.05)
+        if not _any_left(pids, groups):
+            return True
+    return False
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _any_left(pids: set[int], groups: set[int]) -> bool:
+    return any(_alive(p) for p in pids) or any(_group_alive(g) for g in groups)
+
+
 def _group_alive(group: int) -> bool:
+    """Is a live (not zombie) process left in the process group? killpg(0) answers for
+    zombies too, which a PID 1 that never reaps (some containers) keeps forever."""
     try:
         os.killpg(group, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _pidfd(pid: int) -> int | None:
@@ -797,16 +863,23 @@ class Run:
             return None
 
     def _warn(self, kind: str, text: str) -> None:
-        """One line on stderr (and in the task log) per kind of STATE_DIR trouble."""
+        """One line on stderr (and in the task log, and in cron's mail when cron started us)
+        per kind of STATE_DIR trouble."""
         if kind in self.warned:
             return
         self.warned.add(kind)
         self.output.log.write(f"{now_iso()} agency-cron: warning: {text}\n".encode())
+        line = f"agency-cron: warning: {self.spec['name']}: {text}\n"
         try:
-            sys.stderr.write(f"agency-cron: warning: {self.spec['name']}: {text}\n")
+            sys.stderr.write(line)
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
+        if self.report_fd is not None:  # started by cron: its mail reaches a person
+            try:
+                _write_all(self.report_fd, line.encode())
+            except OSError:
+                pass
 
     def _history(self, work):
         """work(conn) on the history; None, and one warning, when it cannot be written (a
