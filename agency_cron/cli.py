@@ -127,6 +127,7 @@ def install(
     settings, loaded, path = _load(config, manifest, crontab, strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run)
     _show_plan(plan, dry_run, json_)
+    _warn_undelivered_failures(settings, loaded, plan)
     if not dry_run and not names:
         from agency_cron import fastpath
 
@@ -150,6 +151,15 @@ def uninstall(
 
 
 FULL_TABLE_MAX = 50  # past this many tasks, unchanged ones are counted, not listed
+
+
+def _warn_undelivered_failures(settings, loaded, plan: Plan) -> None:
+    """One line on stderr when a failed run would reach neither an alert target nor cron mail."""
+    from agency_cron.doctor import check_failure_delivery
+
+    for finding in check_failure_delivery(settings, loaded, plan):
+        if not finding.ok:
+            err.print(f"agency-cron: warning: {finding.detail}; {finding.fix}")
 
 
 def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
