@@ -21,6 +21,9 @@ Run by hand, never in the tests. Everything is measured in one run:
    the output size.
 3. Profile of the run of `true`: `python -X importtime -m agency_cron.runner SPEC`, in-runner
    attempt durations from history.db, and `strace -c -f` of the wrapper when strace exists.
+4. What each addition of the fault-tolerance work costs on every run, in-process: the
+   `running` row (insert + update against one insert), the lost-run look-up, the rotation
+   check, fork+exec with default signals against posix_spawn.
 """
 
 from __future__ import annotations
@@ -403,6 +406,70 @@ def strace_profile(site: Site, folder: Path) -> None:
     )
 
 
+# ---------------------------------------------------------------- 4. what each addition costs
+
+
+def addition_costs(folder: Path, rounds: int = 300) -> None:
+    """In-process costs of what the fault-tolerance work added to every run (medians, µs):
+    the `running` row (an insert at the start, an update at the end, against the one insert
+    there was), the look-up of lost runs, the rotation check, and fork+exec with default
+    signals against posix_spawn."""
+    from agency_cron import history, runner
+
+    db = folder / "costs.db"
+    conn = history.connect(str(db))
+    row = {"task": "t", "run_id": "r", "attempt": 1, "attempts": 1, "status": "running"}
+    row |= {"started_at": "2026-01-01T00:00:00.000+00:00", "host": os.uname().nodename}
+    row |= {"pid": os.getpid(), "runner": history.process_identity(os.getpid())}
+    done = {**row, "status": "success", "finished_at": row["started_at"], "exit_code": 0}
+
+    def one_insert():
+        history.record(conn, done)
+
+    def insert_then_update():
+        history.finish_run(conn, history.start_run(conn, row), done)
+
+    def lost_lookup():
+        history.sweep_lost(conn, "t")
+        history.unnotified_lost(conn, "t")
+
+    log = runner.LogFile(str(folder / "costs.log"))
+
+    def rotation_check():
+        log._follow(time.monotonic())
+
+    def spawn():
+        os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], os.environ), 0)
+
+    def fork_exec():
+        pid = os.fork()
+        if pid == 0:
+            runner._exec_task(["/bin/true"], dict(os.environ), 1, None)
+        os.waitpid(pid, 0)
+
+    cases = {
+        "history: one insert at the end (before)": one_insert,
+        "history: `running` insert + update at the end (now)": insert_then_update,
+        "history: lost-run look-up for the task (now)": lost_lookup,
+        "log: one rotation check (stat vs fstat; at most every 0.1 s)": rotation_check,
+        "spawn: posix_spawn of /bin/true (before)": spawn,
+        "spawn: fork + default signals + exec of /bin/true (now)": fork_exec,
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(rounds):
+        names = list(cases)
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - start)
+    log.close()
+    conn.close()
+    print(f"\nwhat each addition costs, in-process ({rounds} interleaved rounds, median µs)")
+    for name, values in times.items():
+        print(f"  {name:<62} {median(values) * 1e6:>9.1f}")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -430,6 +497,7 @@ def main() -> int:
         if not args.no_throughput:
             throughput(site, folder, sizes, args.repeat)
         if not args.no_profile:
+            addition_costs(folder)
             import_profile(site)
             strace_profile(site, folder)
     load = os.getloadavg()
