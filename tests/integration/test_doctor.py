@@ -30,6 +30,7 @@ CHECKS = {
     "logrotate",
     "config-permissions",
     "alert-urls",
+    "failure-delivery",
     "commands",
 }
 
