@@ -29,6 +29,9 @@ COLUMNS = (
     "note",
     "runner",
 )
+# The rows of runs still in progress (see migration 4); the text must stay identical to the
+# partial index's, for SQLite to use that index.
+OPEN = "(status = 'running' OR (status = 'retry-scheduled' AND runner IS NOT NULL))"
 # Each entry moves the schema from version N-1 to N; never edit a released one, add one.
 MIGRATIONS = {
     1: (
@@ -78,10 +81,12 @@ MIGRATIONS = {
     # A run is in history from its start (a `running` row, completed at its end); `runner`
     # names the runner process beyond its pid ("BOOT_ID:START_TIME"), so that a reader can
     # tell a live run from one whose runner died (`lost`) even after the pid was reused.
-    # The partial index keeps that look-up tiny whatever the size of the history.
+    # Open rows are those of live runs: `running`, and a `retry-scheduled` attempt whose run
+    # is waiting for its next one (its runner column is cleared when that one starts). The
+    # partial index keeps their look-up tiny whatever the size of the history.
     4: (
         "ALTER TABLE runs ADD COLUMN runner TEXT",
-        "CREATE INDEX IF NOT EXISTS runs_running ON runs (task) WHERE status = 'running'",
+        f"CREATE INDEX IF NOT EXISTS runs_open ON runs (task) WHERE {OPEN}",
     ),
 }
 
@@ -247,20 +252,17 @@ def lost_note(row: dict) -> str:
 
 
 def find_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
-    """`running` rows whose runner is gone, as they are (status still `running`)."""
-    where, args = (
-        ("status = 'running'", ()) if task is None else ("task = ? AND status = 'running'", (task,))
-    )
+    """Open rows (running, or waiting to retry) whose runner is gone, as they are."""
+    where, args = (OPEN, ()) if task is None else (f"task = ? AND {OPEN}", (task,))
     cursor = conn.execute(f"SELECT id, {', '.join(COLUMNS)} FROM runs WHERE {where}", args)
     names = ["id", *COLUMNS]
     host = os.uname().nodename
-    return [
-        row for row in (dict(zip(names, r, strict=True)) for r in cursor) if _runner_gone(row, host)
-    ]
+    found = (dict(zip(names, r, strict=True)) for r in cursor)
+    return [row for row in found if _runner_gone(row, host)]
 
 
 def sweep_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
-    """Mark `running` rows whose runner died as `lost` (with a note); returns those rows.
+    """Mark open rows whose runner died as `lost` (with a note); returns those rows.
 
     Every reader calls it, and so does the next run of the task (which then alerts). A
     reader that cannot write the database (read-only file, another user's) shows them as
@@ -273,7 +275,7 @@ def sweep_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
         row.update(status="lost", note=lost_note(row))
     try:
         conn.executemany(
-            "UPDATE runs SET status = 'lost', note = ? WHERE id = ? AND status = 'running'",
+            f"UPDATE runs SET status = 'lost', note = ? WHERE id = ? AND {OPEN}",
             [(row["note"], row["id"]) for row in lost],
         )
     except sqlite3.OperationalError:  # read-only: show, do not store
@@ -307,12 +309,22 @@ def unnotified_lost(conn: sqlite3.Connection, task: str) -> list[dict]:
 
 
 def running_rows(conn: sqlite3.Connection, task: str) -> list[dict]:
-    """The task's attempts in progress (live runners only: call sweep_lost first)."""
+    """The task's open rows, one per run in progress (call sweep_lost first)."""
     conn.row_factory = sqlite3.Row
     try:
-        cursor = conn.execute(
-            "SELECT * FROM runs WHERE task = ? AND status = 'running' ORDER BY id", (task,)
-        )
+        cursor = conn.execute(f"SELECT * FROM runs WHERE task = ? AND {OPEN} ORDER BY id", (task,))
         return [dict(r) for r in cursor]
     finally:
         conn.row_factory = None
+
+
+def close_wait(conn: sqlite3.Connection, row_id: int, end: dict | None = None) -> None:
+    """A `retry-scheduled` row's wait is over: its next attempt starts now (its own row takes
+    over), or, with `end` (status, exit_code, note), the run ended during the wait."""
+    if end is None:
+        conn.execute("UPDATE runs SET runner = NULL WHERE id = ?", (row_id,))
+        return
+    conn.execute(
+        "UPDATE runs SET runner = NULL, status = ?, exit_code = ?, note = ? WHERE id = ?",
+        (end["status"], end["exit_code"], end["note"], row_id),
+    )

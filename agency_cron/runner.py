@@ -932,26 +932,30 @@ class Run:
         problem = _enter_working_dir(self.spec["working_dir"])
         if problem:
             return self._cannot_start(problem)
-        attempt, pending = 0, None
+        attempt, waited = 0, None
         while True:
             attempt += 1
             signals.reset_retries = False  # only a reset asked for during the wait counts
-            code, status, row_id, tail, duration = self._one(attempt, signals, pending)
-            pending = None
+            code, status, row_id, tail, duration = self._one(attempt, signals, waited)
+            waited = None
             if status in RETRYABLE and attempt < self.attempts and signals.received is None:
                 delay = retry_delay(self.spec, attempt)
                 self.output.line(
                     f"retry in {delay:.1f}s (attempt {attempt + 1} of {self.attempts})"
                 )
-                # The next attempt is in history from now on: a runner killed in the wait
-                # leaves a `running` row that the next reader shows as lost.
-                pending = self._start_row(attempt + 1, time.time(), f"retry in {delay:.1f}s")
+                # The `retry-scheduled` row stays open (it keeps our identity) during the
+                # wait: a runner killed now is found `lost` like one killed mid-attempt.
                 if _sleep_unless_signalled(delay, signals):
                     self._after_reset(attempt, signals)
+                    waited = row_id
                     continue
                 code, status = 128 + signals.received, "killed"
-                self._finish_row(pending, attempt + 1, time.time(), 0.0, code, status, "", None)
-                attempt += 1
+                end = {
+                    "status": status,
+                    "exit_code": code,
+                    "note": "stopped while waiting to retry",
+                }
+                self._close_wait(row_id, end)
             break
         outcome = self._maybe_alert(status, code, attempt, tail, duration, row_id)
         self._report(status, code, attempt, tail, outcome, self.run_id)
@@ -972,14 +976,15 @@ class Run:
         self._report("failed", 2, 1, problem, outcome, self.run_id)
         return 2
 
-    def _one(self, attempt: int, signals: Signals, row_id: int | None):
+    def _one(self, attempt: int, signals: Signals, waited: int | None):
         spec = self.spec
         started, clock = time.time(), time.monotonic()
         dropped = self.output.log.dropped
         self.output.line(
             f"start task={spec['name']} run={self.run_id} attempt={attempt}/{self.attempts} pid={os.getpid()}"
         )
-        row_id = self._start_row(attempt, started, None, row_id)
+        row_id = self._start_row(attempt, started)
+        self._close_wait(waited)  # the previous attempt's wait is over: this row took over
         lock_fd = self.lock.fd if self.lock is not None else None
         runner = Attempt(spec, self.output, signals, self.run_id, lock_fd)
         code = _normalise_code(runner.run())
@@ -1020,23 +1025,18 @@ class Run:
             "runner": _own_identity(),
         }
 
-    def _start_row(self, attempt, started: float, note, row_id=None) -> int | None:
-        """The attempt's `running` row, inserted as it starts (or, for a retry, the pending
-        row of the wait, brought up to date)."""
+    def _start_row(self, attempt, started: float) -> int | None:
+        """The attempt's `running` row, inserted as it starts."""
         from agency_cron import history
 
-        row = self._row(attempt, now_iso(started), None, None, None, "running", None, note)
-        if row_id is None:
-            return self._history(lambda conn: history.start_run(conn, row))
+        row = self._row(attempt, now_iso(started), None, None, None, "running", None)
+        return self._history(lambda conn: history.start_run(conn, row))
 
-        def update(conn):
-            conn.execute(
-                "UPDATE runs SET started_at = ?, attempts = ?, note = NULL WHERE id = ?",
-                (row["started_at"], self.attempts, row_id),
-            )
-            return row_id
+    def _close_wait(self, row_id: int | None, end: dict | None = None) -> None:
+        if row_id is not None:
+            from agency_cron import history
 
-        return self._history(update)
+            self._history(lambda conn: history.close_wait(conn, row_id, end))
 
     def _finish_row(self, row_id, attempt, started, duration, code, status, tail, note):
         """Complete the attempt's row; insert it whole if its start could not be recorded."""

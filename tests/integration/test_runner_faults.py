@@ -423,6 +423,19 @@ def test_a_runner_killed_after_its_task_ended_leaves_a_lost_row_and_no_lock(env,
     assert "lost task=gone run=deadbeef0000" in (env.log_dir / "gone.log").read_text()
 
 
+def test_a_runner_killed_while_waiting_to_retry_leaves_a_lost_run(env, cli, started):
+    install(env, cli, task("retrying", "exit 7", retries=1, retry_delay="10m"))
+    run = start(env, "retrying")
+    started.append(run)
+    log = env.log_dir / "retrying.log"
+    wait_for(lambda: log.exists() and "retry in " in log.read_text(), "the retry wait")
+    assert [r["status"] for r in db_rows(env, "retrying")] == ["retry-scheduled"]
+    run.send_signal(signal.SIGKILL)
+    assert finish(run)[0] == -signal.SIGKILL
+    shown = json.loads(agency_cron(env, "history", "retrying", "--json").stdout)
+    assert [(r["status"], r["exit_code"]) for r in shown] == [("lost", 7)]
+
+
 # --------------------------------------------------------------------------- 4. rotation
 
 
