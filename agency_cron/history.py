@@ -8,7 +8,11 @@ for milliseconds instead of failing with "database is locked".
 from __future__ import annotations
 
 import os
-import sqlite3
+
+try:  # the C module: the `sqlite3` package adds datetime adapters that nothing here uses,
+    import _sqlite3 as sqlite3  # and importing them costs the runner 2-3 ms on every run
+except ImportError:  # another Python implementation
+    import sqlite3
 
 SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000

@@ -405,9 +405,14 @@ class Attempt:
             env.pop(private, None)
         if self.lock_fd is not None:
             env["AGENCY_CRON_LOCK_FD"] = str(self.lock_fd)
+        # Caught signals (ours, Python's SIGINT) go back to their default at exec by
+        # themselves; the ignored ones (Python's SIGPIPE and SIGXFSZ, whatever our parent
+        # ignored) are reset in the child: usually two system calls, not sixty.
+        ignored = [s for s in DEFAULT_SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
         pid = os.fork()
         if pid == 0:
-            _exec_task(["/bin/sh", "-c", self.spec["command"]], env, write_fd, self.lock_fd)
+            argv = ["/bin/sh", "-c", self.spec["command"]]
+            _exec_task(argv, env, write_fd, self.lock_fd, ignored)
         return pid
 
     def _supervise(self, pid: int, read_fd: int) -> int:
@@ -488,7 +493,7 @@ class Attempt:
             pass
 
 
-def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd: int | None) -> None:
+def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAULT_SIGNALS) -> None:
     """In the forked child: the state cron gives a job, then exec; never returns.
 
     Its own session and process group (the timeout and stops end all of it), stdin from
@@ -498,7 +503,7 @@ def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd: int | None) -
     stays ignored across exec. The runner has no other thread at this point.
     """
     try:
-        for signum in DEFAULT_SIGNALS:
+        for signum in ignored:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.setsid()
