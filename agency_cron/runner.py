@@ -983,7 +983,7 @@ class Run:
 
     def _one(self, attempt: int, signals: Signals, waited: int | None):
         spec = self.spec
-        started, clock = time.time(), time.monotonic()
+        started = time.time()
         dropped = self.output.log.dropped
         self.output.line(
             f"start task={spec['name']} run={self.run_id} attempt={attempt}/{self.attempts} pid={os.getpid()}"
@@ -992,6 +992,7 @@ class Run:
         self._close_wait(waited)  # the previous attempt's wait is over: this row took over
         lock_fd = self.lock.fd if self.lock is not None else None
         runner = Attempt(spec, self.output, signals, self.run_id, lock_fd)
+        clock = time.monotonic()  # the duration is the task's, not our bookkeeping's
         code = _normalise_code(runner.run())
         if signals.received is not None and not runner.timed_out:
             code = 128 + signals.received  # stopped: never the code the task chose on SIGTERM
