@@ -1,7 +1,7 @@
 """Runner benchmark: the wrapper's whole run of `true`, output throughput and peak memory.
 
     python bench/runner.py [--runs 200] [--sizes 10M,100M,1G] [--repeat 3]
-        [--no-throughput] [--no-profile]
+        [--no-throughput] [--no-profile] [--against GIT_REV]
 
 Run by hand, never in the tests. Everything is measured in one run:
 
@@ -24,6 +24,8 @@ Run by hand, never in the tests. Everything is measured in one run:
 4. What each addition of the fault-tolerance work costs on every run, in-process: the
    `running` row (insert + update against one insert), the lost-run look-up, the rotation
    check, fork+exec with default signals against posix_spawn.
+5. With --against REV: the runner of that git revision and this one, whole runs of `true`
+   started as the wrapper starts them, interleaved with `chronic true`.
 """
 
 from __future__ import annotations
@@ -470,6 +472,55 @@ def addition_costs(folder: Path, rounds: int = 300) -> None:
         print(f"  {name:<62} {median(values) * 1e6:>9.1f}")
 
 
+# ---------------------------------------------------------------- 5. against an older runner
+
+
+def against(site: Site, folder: Path, rev: str, runs: int) -> None:
+    """The runner of `rev` (git archive of agency_cron/) and this one, each started as the
+    wrapper starts it (`python -S -P -c BOOTSTRAP SPEC`, own LOG_DIR and STATE_DIR), and
+    `chronic true`, interleaved: what the changes since `rev` cost a whole run of `true`."""
+    import marshal
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = marshal.loads(site.spec(TRUE_TASK).with_suffix(".marshal").read_bytes())
+    roots = {"this runner": Path(import_paths()[0]), f"runner at {rev}": folder / "old"}
+    (folder / "old").mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", rev, "agency_cron"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder / "old")], input=archive.stdout, check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder / "old")], check=True)
+    commands: dict[str, list[str]] = {
+        "chronic true": [shutil.which("chronic") or "chronic", "true"]
+    }
+    for name, root in roots.items():
+        state = folder / name.replace(" ", "-")
+        own = dict(spec, log=str(state / "log" / "t.log"), state_dir=str(state / "state"))
+        state.mkdir()
+        (state / "spec.marshal").write_bytes(marshal.dumps(own))
+        boot = f"import sys; sys.path[:0] = [{str(root)!r}]; from agency_cron.runner import main; sys.exit(main())"
+        commands[name] = [sys.executable, "-S", "-P", "-c", boot, str(state / "spec.json")]
+    env, names = cron_env(), list(commands)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs + 3):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, code, _ = spawn_wait(commands[name], env)
+            if code != 0:
+                sys.exit(f"bench: {name} exited {code}")
+            if i >= 3:  # the first rounds warm the page cache
+                times[name].append(wall)
+    print(f"\nthis runner against the one at {rev} ({runs} interleaved runs, wall ms)")
+    for name, values in times.items():
+        print(
+            f"  {name:<36} median {median(values) * 1000:8.2f}  p10 {percentile(values, 10) * 1000:8.2f}"
+        )
+    new, old = median(times["this runner"]), median(times[f"runner at {rev}"])
+    print(
+        f"  this / {rev}: {new / old:.3f}; this / chronic: {new / median(times['chronic true']):.3f}"
+    )
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -480,6 +531,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs per size")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--against", metavar="REV", help="also compare with the runner at REV")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -496,6 +548,8 @@ def main() -> int:
             attempt_durations(site)
         if not args.no_throughput:
             throughput(site, folder, sizes, args.repeat)
+        if args.against:
+            against(site, folder, args.against, args.runs)
         if not args.no_profile:
             addition_costs(folder)
             import_profile(site)
