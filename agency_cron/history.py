@@ -312,6 +312,13 @@ def unnotified_lost(conn: sqlite3.Connection, task: str) -> list[dict]:
         conn.row_factory = None
 
 
+def lost_to_tell(conn: sqlite3.Connection, task: str) -> list[dict]:
+    """What the next run of `task` does first: mark its runs whose runner died as lost, and
+    return every lost run of it that nobody was told about yet."""
+    sweep_lost(conn, task)
+    return unnotified_lost(conn, task)
+
+
 def running_rows(conn: sqlite3.Connection, task: str) -> list[dict]:
     """The task's open rows, one per run in progress (call sweep_lost first)."""
     conn.row_factory = sqlite3.Row

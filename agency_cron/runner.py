@@ -573,15 +573,6 @@ class TreeStop:
         return any(_alive(m) for m in self.members if m != self.pid) or _group_alive(self.pid)
 
 
-def stop_tree(pid: int, grace: float, run_id: str) -> bool:
-    """SIGTERM the whole tree of `pid`, SIGKILL after `grace`; True when it is gone."""
-    stop = TreeStop(pid, run_id, grace)
-    while _alive(pid) and time.monotonic() < stop.kill_at:
-        _reap(pid)
-        time.sleep(0.05)
-    return stop.finish()
-
-
 def end_processes(pids: set[int], grace: float) -> bool:
     """End processes that no runner supervises any more (what a dead runner left): SIGTERM
     to them and their process groups, SIGKILL after `grace`; True once they are gone."""
@@ -920,17 +911,17 @@ class Run:
         from agency_cron import history
 
         name = self.spec["name"]
-        rows = self._history(lambda conn: history.sweep_lost(conn, name) and None) or []
-        rows = self._history(lambda conn: history.unnotified_lost(conn, name)) or []
-        for row in rows:
+        for row in self._history(lambda conn: history.lost_to_tell(conn, name)) or []:
             note = row["note"] or history.lost_note(row)
             self.output.line(
                 f"lost task={name} run={row['run_id']} started={row['started_at']}: {note}"
             )
             outcome = self._maybe_alert("lost", None, row["attempt"], note, 0.0, row["id"])
             told = self._report("lost", None, row["attempt"], note, outcome, row["run_id"])
-            if outcome is None:
+            if outcome is None:  # marked, so that the next run does not tell it again
                 mark = "reported to cron mail" if told else "not sent: no alert target"
+                if not told and self._alert_target():
+                    mark = "not sent: the alert policy asked for none"
                 self._history(lambda conn, i=row["id"], m=mark: history.set_alert(conn, i, m))
 
     def _attempts(self, signals: Signals) -> int:
