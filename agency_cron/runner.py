@@ -692,8 +692,8 @@ class Lock:
     flock lasts as long as any process of the run's tree holds it, as with flock(1). When
     the runner is killed with SIGKILL (the OOM killer, kill -9, a container stop) the tree
     it leaves keeps the lock: the next run of an `overlap: skip` task is `skipped` (and says
-    why) until that tree ends or `agency-cron kill NAME` ends it, instead of running beside
-    it. Chosen over ending the tree with its runner: PR_SET_PDEATHSIG reaches only the
+    why) until that tree ends, `agency-cron kill NAME` ends it, or a run finds it past the
+    task's timeout and ends it (Run._take_lock), instead of running beside it. Chosen over ending the tree with its runner: PR_SET_PDEATHSIG reaches only the
     direct child, never the grandchildren, and a watcher process dies with the runner when
     the OOM killer or a container stop takes both, while costing a process on every run.
     A task that starts a daemon meant to outlive it should close that descriptor for it
@@ -752,17 +752,33 @@ def processes_holding(path: str) -> list[int]:
     return sorted(found)
 
 
-def holder_note(lock: Lock) -> str:
-    """Why the lock is busy: a live runner, or the tree a dead runner left behind."""
+def orphans_of(lock: Lock) -> list[int]:
+    """Processes that hold the lock while the runner named in it is gone (the tree a runner
+    killed with SIGKILL left); [] when a live runner holds it. Asked only when it is busy."""
     holder = lock.holder()
     others = [p for p in processes_holding(lock.path) if p != os.getpid()]
     if holder is not None and (holder in others or not others):
-        return f"previous run still running (pid {holder})"
-    shown = ", ".join(map(str, others[:8])) + (", ..." if len(others) > 8 else "")
+        return []
+    return others
+
+
+def holder_note(lock: Lock, orphans: list[int], name: str) -> str:
+    """Why the lock is busy: a live runner, or the tree a dead runner left behind."""
+    if not orphans:
+        return f"previous run still running (pid {lock.holder()})"
+    shown = ", ".join(map(str, orphans[:8])) + (", ..." if len(orphans) > 8 else "")
     return (
-        f"the previous run's runner (pid {holder}) is gone but its processes still hold the"
-        f" lock (pid {shown}): they end by themselves or with `agency-cron kill NAME`"
+        f"the previous run's runner (pid {lock.holder()}) is gone but its processes still"
+        f" hold the lock (pid {shown}): they end by themselves, at the task's timeout, or"
+        f" with `agency-cron kill {name}`"
     )
+
+
+def _epoch(stamp: str) -> float:
+    """now_iso()'s UTC form back to seconds since the epoch."""
+    import calendar
+
+    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
 
 
 def once_completed(spec: dict) -> bool:
@@ -840,13 +856,52 @@ class Run:
         self._notice_lost()
         if self.spec["overlap"] != "allow":
             self.lock = self._open_lock()
-            if self.lock and not self.lock.acquire(wait=self.spec["overlap"] == "wait"):
-                return self._skip(holder_note(self.lock).replace("NAME", self.spec["name"]))
+            busy = self._take_lock(signals) if self.lock else None
+            if busy:
+                return self._skip(busy)
         if once_completed(self.spec):
             return self._skip("once task already completed")
         code = self._attempts(signals)
         self._mark_completed()
         return code
+
+    def _take_lock(self, signals: Signals) -> str | None:
+        """Take the overlap lock (waiting for it with `overlap: wait`); the reason to skip
+        the run when it cannot be had.
+
+        The tree of a runner killed with SIGKILL keeps the lock (class Lock): it is left
+        alone until its run is past the task's timeout, then ended here, as its runner
+        would have ended it. A wait for such a tree polls, so that its timeout still counts.
+        """
+        wait, ended = self.spec["overlap"] == "wait", False
+        while not self.lock.acquire(wait=False):
+            orphans = orphans_of(self.lock)
+            if orphans and not ended and self._past_timeout():
+                self.output.line(
+                    f"the processes left by a lost run (pid {', '.join(map(str, orphans[:8]))})"
+                    f" are past the task's timeout of {self.spec['timeout']}s: ending them"
+                )
+                end_processes(set(orphans), KILL_GRACE_S)
+                ended = True  # once: a process that SIGKILL cannot end is not waited for again
+                continue
+            if not wait:
+                return holder_note(self.lock, orphans, self.spec["name"])
+            if not orphans:
+                self.lock.acquire(wait=True)  # a live runner: it ends by its own timeout
+                return None
+            if not _sleep_unless_signalled(0.5, signals):
+                return "stopped while waiting for the lock"
+        return None
+
+    def _past_timeout(self) -> bool:
+        """Did the task's latest lost run start longer ago than its timeout?"""
+        name = self.spec["name"]
+        found = self._history(
+            lambda conn: conn.execute(
+                "SELECT MAX(started_at) FROM runs WHERE task = ? AND status = 'lost'", (name,)
+            ).fetchone()[0]
+        )
+        return bool(found) and time.time() - _epoch(found) > float(self.spec["timeout"])
 
     def _open_lock(self) -> Lock | None:
         try:

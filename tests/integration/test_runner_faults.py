@@ -401,6 +401,32 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     assert len(received) == 2 and "RECOVERED" in received[1]["title"]
 
 
+def test_the_next_run_ends_what_a_dead_runner_left_once_it_is_past_the_timeout(
+    env, cli, tmp_path, marker, started
+):
+    flag = tmp_path / "first-started"
+    command = f"if [ -e {flag} ]; then echo second-run; else touch {flag}; sleep {marker}; fi"
+    install(env, cli, task("overdue", command, timeout="2s"))
+    run = start(env, "overdue")
+    started.append(run)
+    wait_for(lambda: alive(f"sleep {marker}"), "the first run's sleep")
+    run.send_signal(signal.SIGKILL)
+    assert finish(run)[0] == -signal.SIGKILL
+    first = db_rows(env, "overdue")[0]
+    began = datetime.fromisoformat(first["started_at"])
+    # Not a timing assertion: the next run is only started once the 2 s have passed.
+    wait_for(lambda: datetime.now(UTC) - began > timedelta(seconds=3), "the timeout to pass")
+    assert alive(f"sleep {marker}"), "the orphan runs on with no runner"
+
+    code, out, err = run_wrapper(env, "overdue")
+    assert code == 0, out + err
+    assert alive(marker) == []
+    assert [r["status"] for r in db_rows(env, "overdue")] == ["lost", "success"]
+    log = (env.log_dir / "overdue.log").read_text()
+    assert "are past the task's timeout of 2s: ending them" in log
+    assert "second-run" in log.splitlines()
+
+
 def test_a_runner_killed_after_its_task_ended_leaves_a_lost_row_and_no_lock(env, cli, tmp_path):
     """The tree is gone too: the next run simply runs, and finds the lost one."""
     install(env, cli, task("gone", "echo hi"))
