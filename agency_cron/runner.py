@@ -911,7 +911,7 @@ class Run:
         except OSError as exc:
             where = exc.filename or os.path.join(self.spec["state_dir"], "locks")
             self._warn(
-                "lock", f"the run could not be locked ({where}: {exc.strerror}); it runs unlocked"
+                "lock", f"could not lock the run ({where}: {exc.strerror}); it runs unlocked"
             )
             return None
 
@@ -947,7 +947,7 @@ class Run:
                     self._db = None
                     time.sleep(wait)
                     continue
-                self._warn("record", f"the run could not be recorded in {self.history_path}: {exc}")
+                self._warn("record", f"could not record the run in {self.history_path}: {exc}")
                 return None
         return None
 
@@ -955,7 +955,7 @@ class Run:
         try:
             mark_completed(self.spec)
         except OSError as exc:
-            self._warn("completed", f"the one-time task could not be marked completed: {exc}")
+            self._warn("completed", f"could not mark the one-time task completed: {exc}")
 
     def _skip(self, note: str) -> int:
         self.output.line(f"skipped task={self.spec['name']} run={self.run_id}: {note}")

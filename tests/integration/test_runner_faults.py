@@ -281,9 +281,9 @@ def test_a_full_state_dir_still_runs_the_task_into_its_log(env, cli, tmpfs):
     # One line on stderr (the cron log, where the wrapper sent it) and in cron's mail.
     cron_log = (env.log_dir / "cron" / "stateless.sh.log").read_text()
     for where in (cron_log, out):
-        warnings = [line for line in where.splitlines() if "could not be recorded" in line]
+        warnings = [line for line in where.splitlines() if "could not record" in line]
         assert len(warnings) == 1, where
-        assert warnings[0].startswith("agency-cron: warning: stateless: the run could not be")
+        assert warnings[0].startswith("agency-cron: warning: stateless: could not record the run")
 
 
 def test_a_read_only_state_dir_runs_the_task_unlocked_and_says_so(env, cli, tmpfs):
@@ -296,9 +296,9 @@ def test_a_read_only_state_dir_runs_the_task_unlocked_and_says_so(env, cli, tmpf
     assert "ran-anyway" in (env.log_dir / "readonly.log").read_text().splitlines()
     cron_log = (env.log_dir / "cron" / "readonly.sh.log").read_text()
     for where in (cron_log, out):
-        locked = [line for line in where.splitlines() if "could not be locked" in line]
+        locked = [line for line in where.splitlines() if "could not lock" in line]
         assert len(locked) == 1 and "Read-only file system" in locked[0], where
-        assert len([line for line in where.splitlines() if "could not be recorded" in line]) == 1
+        assert len([line for line in where.splitlines() if "could not record" in line]) == 1
 
 
 # --------------------------------------------------------------------------- 2. stopping
