@@ -12,7 +12,7 @@ import os
 try:  # the C module: the `sqlite3` package adds datetime adapters that nothing here uses,
     import _sqlite3 as sqlite3  # and importing them costs the runner 2-3 ms on every run
 except ImportError:  # another Python implementation
-    import sqlite3
+    import sqlite3  # type: ignore[no-redef]
 
 SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000

@@ -205,8 +205,10 @@ class Output:
         self.cron_log = _cron_log() if echo else None
         if self.cron_log is not None:
             self.echo = self.cron_log.write
+        elif echo:
+            self.echo = _echo_target()
         else:
-            self.echo = _echo_target() if echo else None
+            self.echo = _discard
         self.redactor = Redactor(secrets)
         self.tail = b""
         self.at_line_start = True
@@ -230,11 +232,10 @@ class Output:
             return
         self.at_line_start = data.endswith(b"\n")
         self.log.write(data)
-        if self.echo is not None:
-            try:
-                self.echo(data)
-            except (OSError, ValueError):
-                self.echo = None  # a closed terminal or a full cron log must not stop the run
+        try:
+            self.echo(data)
+        except (OSError, ValueError):
+            self.echo = _discard  # a closed terminal or a full cron log must not stop the run
         if keep_tail:
             self.tail = (self.tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
 
@@ -248,6 +249,10 @@ class Output:
         self.log.close()
         if self.cron_log is not None:
             self.cron_log.close()
+
+
+def _discard(data: bytes) -> None:
+    """The echo of a run that prints nothing (the admin API's, or after stdout failed)."""
 
 
 def _cron_log() -> LogFile | None:
@@ -320,6 +325,8 @@ class Signals:
         self.count += 1
 
     def drain(self) -> None:
+        if self.wake_fd is None:
+            return
         try:
             while os.read(self.wake_fd, 512):
                 pass
@@ -457,25 +464,29 @@ class Attempt:
     def _next_step(self, pid: int, deadline: float) -> float:
         """Start or escalate a stop when one is due; seconds until the next thing to do."""
         now = time.monotonic()
-        if self.stop is None:
+        stop = self.stop
+        if stop is None:
             if self.signals.received is not None:
                 name = _signal_name(self.signals.received)
-                self._begin_stop(pid, f"{name} to the runner: SIGTERM to the task's process tree")
+                stop = self._begin_stop(
+                    pid, f"{name} to the runner: SIGTERM to the task's process tree"
+                )
             elif now >= deadline:
                 self.timed_out = True
-                self._begin_stop(
+                stop = self._begin_stop(
                     pid, f"timeout after {self.spec['timeout']}s: SIGTERM to the process tree"
                 )
             else:
                 return deadline - now
-        if not self.stop.killed and (now >= self.stop.kill_at or self.signals.count > 1):
-            self.stop.kill(self.output)
-        return 1.0 if self.stop.killed else self.stop.kill_at - now
+        if not stop.killed and (now >= stop.kill_at or self.signals.count > 1):
+            stop.kill(self.output)
+        return 1.0 if stop.killed else stop.kill_at - now
 
-    def _begin_stop(self, pid: int, note: str, leader_alive: bool = True) -> None:
+    def _begin_stop(self, pid: int, note: str, leader_alive: bool = True) -> TreeStop:
         self.output.finish_stream()
         self.output.line(note)
         self.stop = TreeStop(pid, self.run_id, KILL_GRACE_S, leader_alive)
+        return self.stop
 
     def _read(self, read_fd: int) -> bool:
         """Copy one chunk from the pipe; False at end of file."""
@@ -835,7 +846,7 @@ class Run:
         self.report_fd = _report_fd()
         self.lock: Lock | None = None
         self.warned: set[str] = set()
-        self._db = None
+        self._db: object = None
 
     def db(self):
         if self._db is None:
@@ -858,7 +869,7 @@ class Run:
         self._notice_lost()
         if self.spec["overlap"] != "allow":
             self.lock = self._open_lock()
-            busy = self._take_lock(signals) if self.lock else None
+            busy = self._take_lock(self.lock, signals) if self.lock else None
             if busy:
                 return self._skip(busy)
         if once_completed(self.spec):
@@ -867,7 +878,7 @@ class Run:
         self._mark_completed()
         return code
 
-    def _take_lock(self, signals: Signals) -> str | None:
+    def _take_lock(self, lock: Lock, signals: Signals) -> str | None:
         """Take the overlap lock (waiting for it with `overlap: wait`); the reason to skip
         the run when it cannot be had.
 
@@ -876,8 +887,8 @@ class Run:
         would have ended it. A wait for such a tree polls, so that its timeout still counts.
         """
         wait, ended = self.spec["overlap"] == "wait", False
-        while not self.lock.acquire(wait=False):
-            orphans = orphans_of(self.lock)
+        while not lock.acquire(wait=False):
+            orphans = orphans_of(lock)
             if orphans and not ended and self._past_timeout():
                 self.output.line(
                     f"the processes left by a lost run (pid {', '.join(map(str, orphans[:8]))})"
@@ -887,9 +898,9 @@ class Run:
                 ended = True  # once: a process that SIGKILL cannot end is not waited for again
                 continue
             if not wait:
-                return holder_note(self.lock, orphans, self.spec["name"])
+                return holder_note(lock, orphans, self.spec["name"])
             if not orphans:
-                self.lock.acquire(wait=True)  # a live runner: it ends by its own timeout
+                lock.acquire(wait=True)  # a live runner: it ends by its own timeout
                 return None
             if not _sleep_unless_signalled(0.5, signals):
                 return "stopped while waiting for the lock"
@@ -1002,7 +1013,7 @@ class Run:
                     self._after_reset(attempt, signals)
                     waited = row_id
                     continue
-                code, status = 128 + signals.received, "killed"
+                code, status = 128 + (signals.received or 0), "killed"
                 end = {
                     "status": status,
                     "exit_code": code,
