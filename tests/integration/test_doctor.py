@@ -31,6 +31,7 @@ CHECKS = {
     "config-permissions",
     "alert-urls",
     "commands",
+    "metrics-textfile",
 }
 
 MANIFEST = """\
