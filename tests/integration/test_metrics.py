@@ -66,6 +66,8 @@ tasks:
 
 
 def promtool_check(text: str) -> None:
+    if not os.access(PROMTOOL, os.X_OK):
+        pytest.fail(f"{PROMTOOL} is missing: apt-get install prometheus (.ci/run does)")
     result = subprocess.run(
         [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )

@@ -5,6 +5,7 @@ The text is parsed back with prometheus_client's own parser, and promtool checks
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -74,6 +75,8 @@ def key(name: str, **labels: str) -> tuple[str, frozenset]:
 
 
 def promtool_check(text: str) -> None:
+    if not os.access(PROMTOOL, os.X_OK):
+        pytest.fail(f"{PROMTOOL} is missing: apt-get install prometheus (.ci/run does)")
     result = subprocess.run(
         [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
