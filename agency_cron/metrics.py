@@ -29,7 +29,7 @@ from pathlib import Path
 
 from agency_cron import history, layout, reports
 from agency_cron.config import Settings
-from agency_cron.errors import ConfigError
+from agency_cron.errors import AgencyCronError, ConfigError
 from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import effective_enabled, read_overrides
 
@@ -99,6 +99,8 @@ def read_snapshot(settings: Settings, manifest: Manifest) -> Snapshot:
             _task_figures(settings, conn, task, effective_enabled(task, overrides), counts, now)
             for task in manifest.tasks
         ]
+    except sqlite3.Error as exc:
+        raise _unreadable(settings, exc) from None
     finally:
         if conn is not None:
             conn.close()
@@ -113,10 +115,20 @@ def read_snapshot(settings: Settings, manifest: Manifest) -> Snapshot:
 
 
 def _open(settings: Settings) -> sqlite3.Connection | None:
+    """The history, or None before the first run. One that exists but cannot be read is
+    an error: zeros in its place would tell Prometheus that nothing ever succeeded."""
     try:
         return history.connect(str(layout.history_path(settings)), create=False)
-    except (FileNotFoundError, sqlite3.Error):
+    except FileNotFoundError:
         return None
+    except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
+        raise _unreadable(settings, exc) from None
+
+
+def _unreadable(settings: Settings, exc: Exception) -> AgencyCronError:
+    return AgencyCronError(
+        f"{layout.history_path(settings)}: STATE_DIR: cannot read the history: {exc}"
+    )
 
 
 def _counts(conn: sqlite3.Connection | None) -> dict[str, dict[str, int]]:

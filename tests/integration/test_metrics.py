@@ -260,6 +260,24 @@ def test_no_history_yet(env, cli):
     assert found[("agency_cron_history_rows", frozenset({("host", os.uname().nodename)}))] == 0
 
 
+def test_an_unreadable_history_is_an_error_not_zeros(ran, tmp_path):
+    """Zeros would tell Prometheus that nothing ever succeeded; the previous textfile stays
+    (and goes stale, which the rules report)."""
+    target = tmp_path / "agency_cron.prom"
+    assert run_metrics(ran, "--textfile", str(target)).returncode == 0
+    before = target.read_bytes()
+    db = ran.state_dir / "history.db"
+    for leftover in db.parent.glob("history.db-*"):
+        leftover.unlink()
+    db.write_bytes(b"this is not a database" * 100)
+    result = run_metrics(ran, "--textfile", str(target))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"agency-cron: error: {db}: STATE_DIR: cannot read the history: file is not a database"
+    ]
+    assert target.read_bytes() == before
+
+
 # --- the textfile ------------------------------------------------------------------------------
 
 
