@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,9 +462,16 @@ def log_excerpt(path: Path, task: str, run_id: str) -> list[str]:
 
 # --- audit -------------------------------------------------------------------------------
 
+# The audit log is capped with one rotation (audit.log.1): at most twice this on disk,
+# even under a flood of refused requests (serve/refusals.py rate-limits those as well).
+AUDIT_MAX_BYTES = 10 * 1024 * 1024
+# Route threads and the event loop (refusals) write it; the lock keeps a rotation whole.
+_AUDIT_LOCK = threading.Lock()
+
 
 def audit(settings: Settings, actor: dict, action: str, task: str, outcome: str, detail) -> None:
-    """One JSON line per change: who (token role, client), when, what, and how it ended."""
+    """One JSON line per change (or refused request): who (token role, client), when, what,
+    and how it ended. Past AUDIT_MAX_BYTES the file becomes audit.log.1 (replacing it)."""
     entry = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **actor,
@@ -474,10 +482,21 @@ def audit(settings: Settings, actor: dict, action: str, task: str, outcome: str,
     }
     path = layout.audit_log_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(entry, sort_keys=True, default=str) + "\n"
-    # O_APPEND keeps concurrent writers' lines whole; 0600: it names clients and tasks.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+    with _AUDIT_LOCK:
+        size = _size_of(path)
+        if size and size + len(line) > AUDIT_MAX_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
+        # O_APPEND keeps concurrent writers' lines whole; 0600: it names clients and tasks.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def _size_of(path: Path) -> int:
     try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -8,6 +8,7 @@ between planning and applying is kept, not overwritten.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from dataclasses import replace
@@ -16,7 +17,9 @@ from pathlib import Path
 from agency_cron import layout
 from agency_cron.backends.crontab import merge
 from agency_cron.config import Settings
+from agency_cron.errors import PathError
 from agency_cron.fs import exclusive_lock, write_atomic, write_if_changed
+from agency_cron.layout import path_error
 from agency_cron.manifest import Manifest
 from agency_cron.plan import REMOVED, UNCHANGED, Plan, build_plan, build_uninstall_plan, select
 
@@ -28,16 +31,18 @@ def apply_plan(plan: Plan, settings: Settings) -> Plan:
 
     If any step fails (the crontab binary refuses, a disk fills up), every file and folder
     already changed is put back as it was before the error is raised: a failed install
-    leaves nothing half done.
+    leaves nothing half done. An OSError comes out as a PathError naming the path and the
+    setting it belongs to.
     """
     undo = Undo()
     try:
-        applied = _apply(plan, settings, undo)
+        return _apply(plan, settings, undo)
+    except OSError as exc:
+        unrestored = undo.restore()
+        raise PathError(path_error(settings, exc), *unrestored) from None
     except BaseException:
         undo.restore()
         raise
-    _create_history(settings)
-    return applied
 
 
 def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
@@ -54,13 +59,19 @@ def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
     for path, user in plan.owners:
         undo.remember(path)
         hand_over(path, user)
+    _create_history(settings, undo)
     if any(change.action != UNCHANGED for change in plan.files):
         os.sync()  # every file on disk before a crontab line can point at it
     if plan.target.kind == "systemd":
         activate_timers(plan)
     if plan.crontab_before == plan.crontab_after:
         return plan
-    with exclusive_lock(layout.crontab_lock_path(settings)):
+    lock = layout.crontab_lock_path(settings)
+    for folder in (lock.parent, layout.backups_dir(settings)):
+        undo.created_folder(folder)  # a failed first install leaves no empty STATE_DIR behind
+    if not lock.exists():
+        undo.created_file(lock)
+    with exclusive_lock(lock):
         current = plan.target.read()
         after = plan.crontab_after if current == plan.crontab_before else _remerge(plan, current)
         if after != current:
@@ -91,28 +102,48 @@ class Undo:
         missing = [folder, *folder.parents]
         self.folders += [f for f in missing if not f.exists()]
 
-    def restore(self) -> None:
+    def restore(self) -> list[str]:
+        """Put everything back; returns a line for each path that could not be (a disk
+        that is still full, say), so that the caller can say so instead of hiding it."""
+        failed = []
         for path, content, mode, stat in reversed(self.files):
-            if content is None:
-                path.unlink(missing_ok=True)
-                continue
-            write_atomic(path, content, mode)
-            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as if never touched
-            if os.geteuid() == 0:
-                os.chown(path, stat.st_uid, stat.st_gid)
+            try:
+                self._restore_file(path, content, mode, stat)
+            except OSError as exc:
+                failed.append(f"{path}: could not be put back: {exc.strerror or exc}")
         for folder in sorted(self.folders, key=lambda f: len(f.parts), reverse=True):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: never take away what someone else put there
+        return failed
+
+    @staticmethod
+    def _restore_file(path: Path, content: bytes | None, mode: int, stat) -> None:
+        if content is None:
+            path.unlink(missing_ok=True)
+            return
+        write_atomic(path, content, mode)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as if never touched
+        if os.geteuid() == 0:
+            os.chown(path, stat.st_uid, stat.st_gid)
 
 
-def _create_history(settings: Settings) -> None:
+def _create_history(settings: Settings, undo: Undo) -> None:
     """Create history.db with its schema now, so that the first scheduled runs (often many
-    at the same minute) never race each other to create and migrate it."""
-    path = layout.history_path(settings)
-    if not path.exists():
-        from agency_cron import history
+    at the same minute) never race each other to create and migrate it. Before the crontab
+    is written, so that a STATE_DIR that cannot hold it fails the install as a whole."""
+    import sqlite3
 
+    path = layout.history_path(settings)
+    if path.exists():
+        return
+    from agency_cron import history
+
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        undo.created_file(path.with_name(path.name + suffix))
+    try:
         history.connect(str(path)).close()
+    except sqlite3.Error as exc:
+        raise OSError(errno.EIO, f"cannot create the history database: {exc}", str(path)) from None
 
 
 def activate_timers(plan: Plan) -> None:
@@ -184,13 +215,27 @@ def uninstall(settings: Settings, purge: bool = False, dry_run: bool = False) ->
 def set_enabled(
     settings: Settings, manifest: Manifest, manifest_path: Path, name: str, enabled: bool
 ) -> Plan:
-    """Record enable/disable in STATE_DIR (it outlives installs) and apply it to the task."""
-    select(manifest, [name])  # unknown task -> UsageError before anything is written
-    from agency_cron.overrides import read_overrides, write_overrides
+    """Record enable/disable in STATE_DIR (it outlives installs) and apply it to the task.
 
-    overrides = read_overrides(settings)
-    overrides[name] = enabled
-    plan = apply_plan(build_plan(settings, manifest, manifest_path, [name], overrides), settings)
-    # Recorded once the crontab took the change, so a refused write leaves no trace.
-    write_overrides(settings, overrides)
-    return plan
+    A choice the manifest already makes removes the override rather than pinning it, so a
+    later change of the manifest takes effect (overrides.with_choice). The record and the
+    crontab change together: if applying fails, the record is put back as it was.
+    """
+    task = select(manifest, [name])[0]  # unknown task -> UsageError before anything is written
+    from agency_cron.overrides import read_overrides, with_choice, write_overrides
+
+    overrides = with_choice(task, read_overrides(settings), enabled)
+    plan = build_plan(settings, manifest, manifest_path, [name], overrides)
+    record = layout.overrides_path(settings)
+    undo = Undo()
+    try:
+        undo.created_folder(record.parent)
+        undo.remember(record)
+        write_overrides(settings, overrides)
+    except OSError as exc:
+        raise PathError(path_error(settings, exc), *undo.restore()) from None
+    try:
+        return apply_plan(plan, settings)
+    except BaseException:
+        undo.restore()
+        raise

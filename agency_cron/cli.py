@@ -15,7 +15,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from agency_cron import __version__, apply, reports, schedule
 from agency_cron.config import Settings, load_settings
@@ -28,7 +27,7 @@ app = typer.Typer(
     help="Manifest-driven cron for ops teams: install, run, watch and alert on scheduled tasks.\n\n"
     "Example: agency-cron --config config.env install --dry-run",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -52,6 +51,9 @@ CrontabOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", help="Every column, times in full (may exceed the terminal).")
+]
 
 
 class Options:
@@ -61,10 +63,12 @@ class Options:
     manifest: Path | None = None
     crontab: str | None = None
     argv: list[str] = []  # the command line, for the no-op install fingerprint (fastpath.py)
+    settings: Settings | None = None  # to name the setting behind a path in an OS error
 
 
 def _settings(config: Path | None, crontab: str | None) -> Settings:
-    return load_settings(config or Options.config, crontab=crontab or Options.crontab)
+    Options.settings = load_settings(config or Options.config, crontab=crontab or Options.crontab)
+    return Options.settings
 
 
 def _load(config, manifest, crontab, strict: bool = False) -> tuple[Settings, Manifest, Path]:
@@ -91,7 +95,9 @@ def main_options(
     crontab: CrontabOpt = None,
     version: Annotated[
         bool,
-        typer.Option("--version", help="Print the version.", is_eager=True, callback=_version),
+        typer.Option(
+            "--version", "-V", help="Print the version.", is_eager=True, callback=_version
+        ),
     ] = False,
 ) -> None:
     """Options given here apply to every command."""
@@ -105,9 +111,14 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
     Example: agency-cron validate --manifest tasks.yaml
     """
     from agency_cron.backends.crontab import parse_target
+    from agency_cron.errors import ConfigError
+    from agency_cron.layout import path_problems
 
     settings, loaded, path = _load(config, manifest, None, strict=True)
     parse_target(settings.crontab)
+    problems = path_problems(settings)
+    if problems:
+        raise ConfigError(*problems)
     out.print(f"{path}: {len(loaded.tasks)} task(s), valid")
 
 
@@ -115,6 +126,12 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
 def install(
     names: Annotated[list[str] | None, typer.Argument(help="Only these tasks.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show plan and diff only.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Plan and diff as --dry-run; exit 1 if anything would change."
+        ),
+    ] = False,
     json_: JsonOpt = False,
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
@@ -122,11 +139,18 @@ def install(
 ) -> None:
     """Render wrappers and logrotate, create log dirs, sync the managed crontab lines.
 
+    --dry-run and --check write nothing (diffs mask secrets); --check exits 0 when nothing
+    would change, 1 when something would (drift), 2 on bad input.
+
     Example: agency-cron install --dry-run health-check
     """
     settings, loaded, path = _load(config, manifest, crontab, strict=True)
-    plan = apply.install(settings, loaded, path, names or None, dry_run)
-    _show_plan(plan, dry_run, json_)
+    plan = apply.install(settings, loaded, path, names or None, dry_run or check)
+    _show_plan(plan, dry_run or check, json_)
+    if check:
+        if plan.changes and not json_:
+            out.print("check: install would change something (exit 1)")
+        raise typer.Exit(1 if plan.changes else 0)
     if not dry_run and not names:
         from agency_cron import fastpath
 
@@ -155,27 +179,29 @@ FULL_TABLE_MAX = 50  # past this many tasks, unchanged ones are counted, not lis
 def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
     """The plan as a table: every row for small plans; past FULL_TABLE_MAX tasks, the first
     changes and a count per action (rendering a thousand rich rows costs seconds; --json
-    always has every row)."""
+    always has every row). A dry run adds the diff, secrets masked (Plan.diff)."""
     if as_json:
-        _print_json({**plan.as_json(), "dry_run": dry_run})
+        extra = {"diff": plan.diff()} if dry_run else {}
+        _print_json({**plan.as_json(), "dry_run": dry_run, **extra})
         return
+    from agency_cron.tables import Column, print_table
+    from agency_cron.terminal import escape_controls
+
     tasks = [row for row in plan.rows if row.kind == "task"]
     big = len(tasks) > FULL_TABLE_MAX
     rows = [r for r in plan.rows if r.action != UNCHANGED or (r.kind == "task" and not big)]
     shown, hidden = (rows[:FULL_TABLE_MAX], rows[FULL_TABLE_MAX:]) if big else (rows, [])
-    table = Table(title=f"plan for {plan.target.label}" + (" (dry run)" if dry_run else ""))
-    for column in ("item", "kind", "action", "detail"):
-        table.add_column(column)
-    for row in shown:
-        table.add_row(row.item, row.kind, row.action, row.detail)
+    cells = [[row.item, row.kind, row.action, row.detail] for row in shown]
     counts: dict[str, int] = {}
     for row in hidden + ([r for r in tasks if r.action == UNCHANGED] if big else []):
         counts[row.action] = counts.get(row.action, 0) + 1
-    for action, count in counts.items():
-        table.add_row(f"{count} more", "", action, "")
-    out.print(table)
+    cells += [[f"{count} more", "", action, ""] for action, count in counts.items()]
+    columns = [Column("item"), Column("kind"), Column("action"), Column("detail", wrap=True)]
+    title = f"plan for {plan.target.label}" + (" (dry run)" if dry_run else "")
+    print_table(out, columns, cells, title=title)
     if dry_run and plan.changes:
-        out.print(plan.diff(), markup=False, end="")
+        diff = escape_controls(plan.diff())
+        out.print(diff, markup=False, emoji=False, end="", soft_wrap=True)
     if not plan.changes:
         out.print("no changes")
     elif dry_run:
@@ -185,6 +211,7 @@ def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
 @app.command("list")
 def list_(
     json_: JsonOpt = False,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
 ) -> None:
@@ -192,24 +219,58 @@ def list_(
 
     Example: agency-cron list --json
     """
+    from agency_cron.tables import Column, print_table
+
     settings, loaded, _ = _load(config, manifest, None)
     rows = reports.task_list(settings, loaded)
     if json_:
         _print_json(rows)
         return
-    table = Table()
-    for column in ("name", "schedule", "enabled", "next run", "description", "tags"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    columns = [
+        Column("name"),
+        Column("schedule"),
+        Column("enabled", wrap=True),
+        Column("next run"),
+        Column("description", wrap=True),
+        Column("tags", wrap=True),
+    ]
+    cells = [
+        [
             row["name"],
             "\n".join(row["schedule"]),
-            "yes" if row["enabled"] else "no",
-            row["next_run"] or "-",
+            _enabled_cell(row),
+            _when(row["next_run"], wide),
             row["description"],
             ", ".join(row["tags"]),
-        )
-    out.print(table)
+        ]
+        for row in rows
+    ]
+    print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
+
+
+def _when(value: str | None, wide: bool) -> str:
+    """A time as tables show it: in full with --wide, else short (tables.short_time)."""
+    from agency_cron.tables import short_time
+
+    return (value or "-") if wide else short_time(value)
+
+
+def _zone_caption(wide: bool) -> str | None:
+    from agency_cron.tables import zone_note
+
+    return None if wide else zone_note()
+
+
+def _enabled_cell(row: dict) -> str:
+    from agency_cron.overrides import describe
+
+    return describe(row["override"]) or ("yes" if row["enabled"] else "no")
+
+
+def _state_cell(row: dict) -> str:
+    if row["override"] == "disabled" and row["state"] == "disabled":
+        return "disabled locally"
+    return f"{row['state']} (enabled locally)" if row["override"] == "enabled" else row["state"]
 
 
 def _toggle(name: str, enabled: bool, config, manifest, crontab) -> None:
@@ -284,6 +345,7 @@ def run(
 def status(
     name: Annotated[str | None, typer.Argument(help="One task (default: all).")] = None,
     json_: JsonOpt = False,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
 ) -> None:
@@ -292,6 +354,7 @@ def status(
     Example: agency-cron status health-check --json
     """
     from agency_cron.plan import select
+    from agency_cron.tables import Column, print_table
 
     settings, loaded, _ = _load(config, manifest, None)
     if name:
@@ -300,22 +363,20 @@ def status(
     if json_:
         _print_json(rows[0] if name else rows)
         return
-    table = Table()
-    columns = (
-        "name",
-        "state",
-        "runs",
-        "successes",
-        "failures",
-        "last_run",
-        "last_error",
-        "next_run",
-    )
-    for column in columns:
-        table.add_column(column.replace("_", " "))
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
-    out.print(table)
+    counts = ("runs", "successes", "failures") if wide else ("runs", "failures")
+    times = ("last_run", "last_success", "last_failure") if wide else ("last_run",)
+    columns = [Column("name"), Column("state", wrap=True)]
+    columns += [Column(key, justify="right") for key in counts]
+    columns += [Column(key.replace("_", " ")) for key in times]
+    columns += [Column("last error", wrap=True), Column("next run")]
+    cells = [
+        [row["name"], _state_cell(row)]
+        + [row[key] for key in counts]
+        + [_when(row[key], wide) for key in times]
+        + [row["last_error"], _when(row["next_run"], wide)]
+        for row in rows
+    ]
+    print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
     out.print(_metrics_line(settings), markup=False)
 
 
@@ -339,6 +400,7 @@ def history(
     name: str,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 20,
     json_: JsonOpt = False,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
 ) -> None:
@@ -347,6 +409,7 @@ def history(
     Example: agency-cron history backup-verify --limit 5
     """
     from agency_cron.plan import select
+    from agency_cron.tables import Column, print_table
 
     settings, loaded, _ = _load(config, manifest, None)
     select(loaded, [name])
@@ -354,13 +417,26 @@ def history(
     if json_:
         _print_json(rows)
         return
-    table = Table(title=f"history of {name}")
-    columns = ("run_id", "started_at", "duration_s", "exit_code", "status", "attempt", "note")
-    for column in columns:
-        table.add_column(column.replace("_", " "))
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
-    out.print(table)
+    times = ("started_at", "finished_at") if wide else ("started_at",)
+    tail = ("note", "alert") if wide else ("note",)
+    columns = [Column("run id"), *(Column(key.split("_")[0]) for key in times)]
+    columns += [Column("duration", justify="right"), Column("exit", justify="right")]
+    columns += [Column("status"), Column("attempt", justify="right")]
+    columns += [Column(key, wrap=True) for key in tail]
+    cells = [
+        [row["run_id"], *(_when(row[key], wide) for key in times)]
+        + [_seconds(row["duration_s"]), row["exit_code"], row["status"]]
+        + [f"{row['attempt']}/{row['attempts']}" if row["attempts"] else row["attempt"]]
+        + [row[key] for key in tail]
+        for row in rows
+    ]
+    print_table(
+        out, columns, cells, title=f"history of {name}", caption=_zone_caption(wide), wide=wide
+    )
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.2f}s"
 
 
 @app.command()
@@ -424,6 +500,7 @@ def log_summary(
     task: Annotated[list[str] | None, typer.Option("--task", help="Only this task.")] = None,
     json_: JsonOpt = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page.")] = None,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
 ) -> None:
@@ -443,39 +520,52 @@ def log_summary(
     if json_:
         _print_json(summary)
         return
-    table = Table(title=f"since {summary['since']}")
-    columns = ("task", "last run", "status", "duration", "runs", "failures", "next run", "overdue")
-    for column in columns:
-        table.add_column(column)
-    for row in summary["tasks"]:
-        table.add_row(*_summary_cells(row))
-    out.print(table)
+    _print_summary(summary, wide)
+
+
+def _print_summary(summary: dict, wide: bool) -> None:
+    from agency_cron.tables import Column, print_table
+    from agency_cron.terminal import escape_controls
+
+    headers = ["task", "last run", "status", "duration", "runs", "failures", "next run", "overdue"]
+    if wide:
+        headers[4:4] = ["exit", "skipped"]
+    right = {"duration", "runs", "failures", "exit", "skipped"}
+    columns = [Column(h, justify="right" if h in right else "left") for h in headers]
+    cells = [_summary_cells(row, wide) for row in summary["tasks"]]
+    title = f"since {_when(summary['since'], wide)}"
+    print_table(out, columns, cells, title=title, caption=_zone_caption(wide), wide=wide)
     for row in summary["tasks"]:
         if row["last_error"] and row["last_status"] != "success":
             out.print(f"[bold]{row['name']}[/bold] last error:")
             for line in row["last_error"]:
-                out.print(f"  {line}", markup=False)
+                out.print(f"  {escape_controls(line)}", markup=False)
 
 
-def _summary_cells(row: dict) -> list[str]:
+def _summary_cells(row: dict, wide: bool = False) -> list[str]:
     duration = row["last_duration_s"]
-    return [
+    cells = [
         row["name"],
-        row["last_run"] or "never",
+        _when(row["last_run"], wide) if row["last_run"] else "never",
         row["last_status"] or "-",
         "-" if duration is None else f"{duration:.2f}s",
         str(row["runs"]),
         str(row["failures"]),
-        row["next_run"] or "-",
+        _when(row["next_run"], wide),
         "OVERDUE" if row["overdue"] else "no",
     ]
+    if wide:
+        cells[4:4] = [row["last_exit_code"], row["skipped"]]
+    return cells
 
 
 def _write_summary_html(path: Path, summary: dict) -> None:
     from agency_cron.fs import write_atomic
     from agency_cron.render import render_html
+    from agency_cron.terminal import escape_all
 
-    write_atomic(path, render_html("log_summary.html.j2", summary=summary).encode(), 0o644)
+    page = render_html("log_summary.html.j2", summary=escape_all(summary))
+    write_atomic(path, page.encode(), 0o644)
 
 
 @app.command()
@@ -495,10 +585,12 @@ def health(
     if json_:
         _print_json({"version": 1, "healthy": not overdue, "overdue": overdue, "alert": outcome})
     elif overdue:
+        from agency_cron.terminal import escape_controls
+
         for item in overdue:
-            out.print(f"OVERDUE {item['name']}: {item['reason']}", markup=False)
+            out.print(escape_controls(f"OVERDUE {item['name']}: {item['reason']}"), markup=False)
         if outcome:
-            out.print(f"alert: {outcome}", markup=False)
+            out.print(escape_controls(f"alert: {outcome}"), markup=False)
     else:
         out.print(f"healthy: {len(loaded.tasks)} task(s), none overdue")
     raise typer.Exit(1 if overdue else 0)
@@ -633,13 +725,22 @@ def doctor(
     if json_:
         _print_json(diagnosis.as_json(findings))
     else:
-        table = Table()
-        for column in ("check", "ok", "task", "detail", "fix"):
-            table.add_column(column)
-        for item in findings:
-            mark = "[green]ok[/green]" if item.ok else "[red]FAIL[/red]"
-            table.add_row(item.check, mark, item.task or "", item.detail, item.fix or "")
-        out.print(table)
+        from rich.text import Text
+
+        from agency_cron.tables import Column, print_table
+
+        columns = [Column("check"), Column("ok"), Column("task", key=True)]
+        columns.append(Column("detail (and fix)", wrap=True))
+        cells = [
+            [
+                item.check,
+                Text("ok", style="green") if item.ok else Text("FAIL", style="red"),
+                item.task or "",
+                item.detail + (f"\nfix: {item.fix}" if item.fix else ""),
+            ]
+            for item in findings
+        ]
+        print_table(out, columns, cells)
     raise typer.Exit(0 if diagnosis.healthy(findings) else 1)
 
 
@@ -660,6 +761,8 @@ def serve(
     """The admin API (/api/..., /openapi.json) and the live dashboard (/).
 
     Needs ADMIN_TOKEN (or ADMIN_TOKEN_FILE) in config.env; ADMIN_READ_TOKEN may only read.
+    API_MAX_BODY, API_HEADER_TIMEOUT and API_MAX_CONNECTIONS bound what a client may cost.
+    Exits 0 on SIGINT or SIGTERM, 2 if it cannot start (config, port in use, bad host).
 
     Example: ADMIN_TOKEN=$(cat /etc/agency/token) agency-cron serve --port 8765
     """
@@ -672,6 +775,24 @@ def serve(
     service.run(context, host, port, insecure_localhost)
 
 
+def _os_error(exc: OSError) -> str:
+    """An OS error on a path: the path, the reason, and the setting the path came from."""
+    from agency_cron.layout import path_error
+
+    if Options.settings is None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    message = path_error(Options.settings, exc)
+    if isinstance(exc, PermissionError):
+        message += " (run as root, or point the setting at a folder you can write)"
+    return message
+
+
+def _one_line(text: str) -> str:
+    from agency_cron.terminal import escape_controls
+
+    return escape_controls(text).replace("\n", " ")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: AgencyCronError -> one line per problem on stderr and its exit code.
 
@@ -679,22 +800,20 @@ def main(argv: list[str] | None = None) -> int:
     its usage message and exit 2 the way every CLI does.
     """
     Options.argv = list(sys.argv[1:] if argv is None else argv)
+    Options.settings = None  # no stale settings from an earlier in-process call
     try:
         app(args=argv, prog_name="agency-cron", standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AgencyCronError as exc:
         for problem in exc.problems:
-            err.print(f"agency-cron: error: {problem}", markup=False)
+            err.print(f"agency-cron: error: {_one_line(problem)}", markup=False)
         return exc.exit_code
-    except PermissionError as exc:
-        err.print(
-            f"agency-cron: error: {exc.filename}: permission denied"
-            " (run as root, or point AGENCY_ROOT, LOG_DIR, STATE_DIR and LOGROTATE_DIR at"
-            " folders you can write)",
-            markup=False,
-        )
-        return 1
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not about a path: a bug, keep the traceback
+        err.print(f"agency-cron: error: {_one_line(_os_error(exc))}", markup=False)
+        return 2
     except KeyboardInterrupt:
         err.print("agency-cron: interrupted")
         return 130

@@ -145,6 +145,8 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
             fail(key, f"must be an absolute path, got {values[key]!r}")
         elif "\n" in values[key] or "\0" in values[key]:
             fail(key, "must not contain a newline or NUL")
+        elif path_problem(values[key]):
+            fail(key, path_problem(values[key]))
     crontab = values["CRONTAB"].strip()
     if not CRONTAB_TARGET.match(crontab) or "\n" in crontab:
         fail(
@@ -158,6 +160,9 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
             parse_target(crontab)
         except ConfigError as exc:
             fail("CRONTAB", exc.problems[0].split(": ", 1)[-1])
+        kind, _, rest = crontab.partition(":")
+        if kind in ("file", "system", "systemd") and path_problem(rest):
+            fail("CRONTAB", path_problem(rest))
     flag = values["ALERT_ON_FAILURE"].strip().lower()
     if flag not in TRUE_WORDS | FALSE_WORDS:
         fail("ALERT_ON_FAILURE", f"expected true or false, got {values['ALERT_ON_FAILURE']!r}")
@@ -198,8 +203,43 @@ def _check_metrics(values: dict[str, str], fail) -> None:
         )
     elif any(c in textfile for c in "\n\r\0"):
         fail("METRICS_TEXTFILE", "must not contain a newline or NUL")
+    elif textfile and path_problem(textfile):
+        fail("METRICS_TEXTFILE", path_problem(textfile))
     if values["METRICS_PUBLIC"].strip().lower() not in TRUE_WORDS | FALSE_WORDS:
         fail("METRICS_PUBLIC", f"expected true or false, got {values['METRICS_PUBLIC']!r}")
+
+
+KERNEL_FILESYSTEMS = (Path("/proc"), Path("/sys"))
+PATH_MAX = 4096
+DEFAULT_NAME_MAX = 255
+
+
+def path_problem(value: str) -> str | None:
+    """What makes a configured path unusable whatever the disks hold, found without writing:
+    a kernel file system (/proc, /sys), a name longer than NAME_MAX, a path over PATH_MAX."""
+    path = Path(value)
+    for root in KERNEL_FILESYSTEMS:
+        if path == root or root in path.parents:
+            return f"{value} is under {root}, a kernel file system where no file can be created"
+    if len(os.fsencode(value)) >= PATH_MAX:
+        return f"{value[:40]}... is {len(os.fsencode(value))} bytes long (PATH_MAX is {PATH_MAX})"
+    limit = _name_max(path)
+    long = [part for part in path.parts if len(os.fsencode(part)) > limit]
+    if long:
+        shown = value.replace(long[0], f"{long[0][:12]}...")
+        size = len(os.fsencode(long[0]))
+        return f"{shown}: a name of {size} bytes, over NAME_MAX ({limit} bytes)"
+    return None
+
+
+def _name_max(path: Path) -> int:
+    """NAME_MAX of the file system that would hold `path` (its nearest existing ancestor)."""
+    for ancestor in (path, *path.parents):
+        try:
+            return os.pathconf(ancestor, "PC_NAME_MAX")
+        except OSError:
+            continue
+    return DEFAULT_NAME_MAX
 
 
 def split_urls(text: str) -> tuple[str, ...]:

@@ -344,6 +344,9 @@ def render_live_body(data: dict) -> str:
 
 
 def _context(data: dict) -> dict:
+    from agency_cron.terminal import escape_all
+
+    data = escape_all(data)  # task output shown as text: control characters as \x1b
     counts = {kind: sum(1 for e in data["logs"] if e["type"] == kind) for kind in LOG_TYPES}
     levels = {level: sum(1 for e in data["logs"] if e["level"] == level) for level in LEVELS}
     return {

@@ -6,7 +6,7 @@ the CLI shows the findings and exits 1 when one is not ok.
 
 Check names (stable, used by `--json` consumers):
   cron-daemon, crontab-entries, drift, wrappers, log-dirs, logrotate, config-permissions,
-  alert-urls, commands, metrics-textfile.
+  alert-urls, commands, overrides, metrics-textfile.
 
 Decisions worth knowing:
 - Drift means a managed crontab line that differs from what `install` writes *and* from what
@@ -88,6 +88,7 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     findings += check_config_permissions(settings)
     findings += check_alert_urls(settings, manifest)
     findings += check_commands(settings, manifest)
+    findings += check_overrides(settings, manifest)
     findings += check_metrics_textfile(settings)
     return findings
 
@@ -558,6 +559,26 @@ def _path_finding(settings: Settings, task: Task, word: str) -> Finding | None:
         fix = f"chmod 755 {shlex.quote(str(path))}"
         return Finding("commands", False, f"`{word}` is not executable ({path})", fix, task.name)
     return None
+
+
+# --- local overrides -------------------------------------------------------------------
+
+
+def check_overrides(settings: Settings, manifest: Manifest) -> list[Finding]:
+    """Tasks that `enable`/`disable` set otherwise than the manifest: not a fault (ok), but
+    said, so that a manifest change that is not taking effect is explained."""
+    from agency_cron.overrides import override_of, read_overrides
+
+    overrides = read_overrides(settings)
+    findings = []
+    for task in manifest.tasks:
+        override = override_of(task, overrides)
+        if override:
+            manifest_word = "enables" if task.enabled else "disables"
+            undo = "enable" if override == "disabled" else "disable"
+            detail = f"{override} locally (the manifest {manifest_word} it; `agency-cron {undo} {task.name}` follows the manifest again)"
+            findings.append(Finding("overrides", True, detail, None, task.name))
+    return findings or [Finding("overrides", True, "no local overrides")]
 
 
 # --- Prometheus textfile ---------------------------------------------------------------

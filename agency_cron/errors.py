@@ -32,3 +32,8 @@ class CheckFailed(AgencyCronError):
     """A run or a check failed: exit 1, not a usage error."""
 
     exit_code = 1
+
+
+class PathError(AgencyCronError):
+    """The OS refused a configured path (full disk, name too long, read-only, not a folder):
+    the message names the path and the setting it comes from (layout.path_error)."""

@@ -38,6 +38,16 @@ def write_atomic(path: Path, content: bytes, mode: int, durable: bool = True) ->
     `durable=False` skips the fsync: for batches that call os.sync() once at the end
     (an fsync per file made a cold install of 1,000 tasks take seconds).
     """
+    try:
+        _replace(path, content, mode, durable)
+    except OSError as exc:
+        # A failed write(2) names no file, mkstemp names its temporary: name the target.
+        if exc.filename is None or Path(exc.filename).name.startswith(f".{path.name}."):
+            exc.filename = str(path)
+        raise
+
+
+def _replace(path: Path, content: bytes, mode: int, durable: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

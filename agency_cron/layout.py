@@ -68,3 +68,75 @@ def api_tasks_dir(settings: Settings) -> Path:
 def audit_log_path(settings: Settings) -> Path:
     """Every change made through the admin API, one JSON object a line."""
     return settings.state_dir / "api" / "audit.log"
+
+
+# --- configured paths and the OS errors on them ------------------------------------------
+
+PATH_SETTINGS = ("AGENCY_ROOT", "LOG_DIR", "STATE_DIR", "LOGROTATE_DIR")
+# The folders install creates when missing; a `file:` crontab's folder must exist otherwise.
+OWNED_SETTINGS = ("AGENCY_ROOT", "LOG_DIR", "STATE_DIR")
+
+
+def configured_paths(settings: Settings) -> list[tuple[str, Path]]:
+    """(setting, path) for every path the configuration names, the crontab target's too."""
+    found = [(key, Path(settings.get(key))) for key in PATH_SETTINGS]
+    kind, _, rest = settings.crontab.partition(":")
+    if kind in ("file", "system", "systemd") and rest.startswith("/"):
+        found.append(("CRONTAB", Path(rest)))
+    return found
+
+
+def setting_of(settings: Settings, path: Path) -> tuple[str, Path] | None:
+    """The configured path that `path` is (or lies under), the deepest one; else None."""
+    matches = [
+        (key, root)
+        for key, root in configured_paths(settings)
+        if path == root or root in path.parents
+    ]
+    return max(matches, key=lambda match: len(match[1].parts), default=None)
+
+
+def path_error(settings: Settings, exc: OSError) -> str:
+    """One line for an OSError: the path, what went wrong, and the setting it came from."""
+    path = Path(str(exc.filename)) if exc.filename else None
+    reason = exc.strerror or str(exc)
+    if path is None:
+        return reason
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        reason = f"{reason} ({blocker} is a file, not a folder)"
+    origin = setting_of(settings, path)
+    where = f" (from {origin[0]}={origin[1]})" if origin else ""
+    return f"{path}: {reason}{where}"
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is not a folder (ENOTDIR), else None."""
+    for ancestor in path.parents:
+        try:
+            if ancestor.exists():
+                return None if ancestor.is_dir() else ancestor
+        except OSError:
+            return None
+    return None
+
+
+def path_problems(settings: Settings) -> list[str]:
+    """What is wrong with the configured paths that can be known without writing: a file
+    where a folder must be, and a `file:` crontab whose folder is missing outside the
+    folders install creates (a `system:` cron.d file's folder is created, as cron's own is)."""
+    problems = []
+    for key, path in configured_paths(settings):
+        blocker = file_in_the_way(path)
+        if blocker is not None:
+            problems.append(f"{key}: {path}: {blocker} is a file, not a folder")
+    if settings.crontab.startswith("file:"):
+        folder = Path(settings.crontab.partition(":")[2]).parent
+        owned = [Path(settings.get(key)) for key in OWNED_SETTINGS]
+        inside = any(folder == root or root in folder.parents for root in owned)
+        if not inside and not folder.is_dir() and file_in_the_way(folder / "x") is None:
+            problems.append(
+                f"CRONTAB: {settings.crontab}: folder {folder} does not exist (create it"
+                " first: install creates folders only under AGENCY_ROOT, LOG_DIR and STATE_DIR)"
+            )
+    return problems

@@ -31,6 +31,30 @@ def effective_enabled(task: Task, overrides: dict[str, bool]) -> bool:
     return overrides.get(task.name, task.enabled)
 
 
+def override_of(task: Task, overrides: dict[str, bool]) -> str | None:
+    """The local choice where it differs from the manifest ("disabled", "enabled"), or None."""
+    choice = overrides.get(task.name)
+    if choice is None or choice == task.enabled:
+        return None
+    return "enabled" if choice else "disabled"
+
+
+def with_choice(task: Task, overrides: dict[str, bool], enabled: bool) -> dict[str, bool]:
+    """The overrides after `enable`/`disable`: a choice the manifest already makes is no
+    override at all, so it is dropped, and a later change of the manifest takes effect."""
+    changed = dict(overrides)
+    if enabled == task.enabled:
+        changed.pop(task.name, None)
+    else:
+        changed[task.name] = enabled
+    return changed
+
+
+def describe(override: str | None) -> str:
+    """The words every human view uses for an override: "disabled locally" or ""."""
+    return f"{override} locally" if override else ""
+
+
 def write_overrides(settings: Settings, overrides: dict[str, bool]) -> None:
     """Record the choices (atomically, and only when they changed)."""
     from agency_cron.fs import write_if_changed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -23,7 +24,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import ConfigError, UsageError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
-from agency_cron.overrides import effective_enabled, read_overrides
+from agency_cron.overrides import describe, effective_enabled, override_of, read_overrides
 
 ADDED, CHANGED, REMOVED, UNCHANGED = "added", "changed", "removed", "unchanged"
 EXECUTABLE, PUBLIC, PRIVATE = 0o755, 0o644, 0o600
@@ -61,6 +62,8 @@ class Plan:
     directories: tuple[Path, ...] = field(default=())
     # Files a task running as another user must own (its logs, spec and lock): (path, user).
     owners: tuple[tuple[Path, str], ...] = field(default=())
+    # Values diff() masks: secret-named variables, alert URL credentials (plan_secrets).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def changes(self) -> bool:
@@ -71,14 +74,26 @@ class Plan:
         )
 
     def diff(self) -> str:
-        """A unified diff of the crontab and every file the plan changes."""
+        """A unified diff of the crontab and every file the plan changes, with secrets
+        masked as listings mask them (`***`) and binary files named, never dumped."""
         parts = [_diff(self.crontab_before, self.crontab_after, f"crontab ({self.target.label})")]
         for change in self.files:
             if change.action == UNCHANGED:
                 continue
             before = read_bytes(change.path) or b""
             after = change.content or b""
-            parts.append(_diff(_text(before), _text(after), str(change.path)))
+            if _is_binary(before) or _is_binary(after):
+                parts.append(_binary_note(change, before, after))
+                continue
+            secrets = [*self.secrets, *_recorded_secrets(before)]
+            old = _masked(change.path, _text(before), secrets)
+            new = _masked(change.path, _text(after), secrets)
+            if before == after and change.action == CHANGED:
+                parts.append(f"{change.path}: mode becomes {change.mode:04o}\n")
+            elif old == new and change.action == CHANGED:
+                parts.append(f"{change.path}: only secret values changed (masked)\n")
+            else:
+                parts.append(_diff(old, new, str(change.path)))
         return "".join(parts)
 
     def as_json(self) -> dict:
@@ -93,6 +108,66 @@ class Plan:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def _is_binary(data: bytes) -> bool:
+    """NUL bytes or bytes that are not UTF-8 (the .marshal spec caches): not for a diff."""
+    if b"\0" in data:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _binary_note(change: FileChange, before: bytes, after: bytes) -> str:
+    if change.action == ADDED:
+        return f"binary file {change.path} added ({len(after)} bytes)\n"
+    if change.action == REMOVED:
+        return f"binary file {change.path} removed ({len(before)} bytes)\n"
+    return f"binary file {change.path} changed ({len(before)} -> {len(after)} bytes)\n"
+
+
+def _recorded_secrets(data: bytes) -> list[str]:
+    """The redaction list a spec written earlier carries: its old secrets stay masked in
+    the `-` lines even after the config changed them."""
+    try:
+        recorded = json.loads(data).get("secrets") if data.startswith(b"{") else None
+    except (ValueError, AttributeError):
+        return []
+    return [value for value in recorded or [] if isinstance(value, str)]
+
+
+def _masked(path: Path, text: str, secrets: list[str]) -> str:
+    """`text` as a listing shows it: a task spec's secret-named env values and alert URL
+    credentials as `***` (admin.masked, whatever their length), then every known secret
+    value wherever else it appears (alerts.redact)."""
+    from agency_cron.admin import REDACTED, masked
+    from agency_cron.alerts import redact
+
+    if path.suffix == ".json" and text.startswith("{"):
+        try:
+            document = masked(json.loads(text))
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            if isinstance(document.get("secrets"), list):
+                document["secrets"] = [REDACTED for _ in document["secrets"]]
+            text = json.dumps(document, sort_keys=True) + "\n"
+    return redact(text, secrets)
+
+
+def plan_secrets(settings: Settings, tasks: list[Task]) -> tuple[str, ...]:
+    """Every value a diff must mask: what the runner masks in each task's log (secret-named
+    variables of the config and the task, alert URL credentials), the config's own too."""
+    from agency_cron.alerts import MIN_SECRET_LEN, secrets_of_urls
+
+    found = set(render.settings_secret_values(settings))
+    found |= set(secrets_of_urls(list(settings.alert_urls)))
+    for task in tasks:
+        found |= set(render.redaction_list(task, settings))
+    return tuple(sorted(value for value in found if len(value) >= MIN_SECRET_LEN))
 
 
 def _diff(before: str, after: str, name: str) -> str:
@@ -125,6 +200,9 @@ def build_plan(
 ) -> Plan:
     """Compare what the manifest asks for with the crontab and files; write nothing."""
     target = parse_target(settings.crontab)
+    problems = layout.path_problems(settings)
+    if problems:
+        raise ConfigError(*problems)
     overrides = read_overrides(settings) if overrides is None else overrides
     tasks = select(manifest, names)
     check_once_times(settings, tasks)
@@ -140,11 +218,20 @@ def build_plan(
         unit_changes, installed = _unit_changes(settings, target, tasks, overrides, scope is None)
         changes += unit_changes
         stale |= {name for name in installed if manifest.get(name) is None}
-    rows = _task_rows(tasks, stale, installed, desired, changes)
+    rows = _task_rows(tasks, stale, installed, desired, changes, overrides)
     rows += [_file_row(c) for c in changes if c.owner == "shared"]
     owners = _owners(settings, tasks, target)
+    secrets = plan_secrets(settings, tasks)
     return Plan(
-        target, scope, before, after, tuple(changes), tuple(rows), _missing_dirs(settings), owners
+        target,
+        scope,
+        before,
+        after,
+        tuple(changes),
+        tuple(rows),
+        _missing_dirs(settings),
+        owners,
+        secrets,
     )
 
 
@@ -209,7 +296,9 @@ def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:
         changes += [FileChange(target.path / n, None, 0, REMOVED, "shared") for n in units]
     rows = [Row(name, "task", REMOVED) for name in sorted(installed)]
     rows += [_file_row(c) for c in changes]
-    return Plan(target, None, before, after, tuple(changes), tuple(rows))
+    return Plan(
+        target, None, before, after, tuple(changes), tuple(rows), secrets=plan_secrets(settings, [])
+    )
 
 
 def _unit_changes(settings, target, tasks, overrides, full) -> tuple[list[FileChange], dict]:
@@ -350,7 +439,7 @@ def _compare(path: Path, content: bytes, mode: int, owner: str) -> FileChange:
     return FileChange(path, content, mode, UNCHANGED if same else CHANGED, owner)
 
 
-def _task_rows(tasks, stale, installed, desired, changes) -> list[Row]:
+def _task_rows(tasks, stale, installed, desired, changes, overrides) -> list[Row]:
     file_actions: dict[str, set[str]] = {}
     for change in changes:
         file_actions.setdefault(change.owner, set()).add(change.action)
@@ -364,6 +453,7 @@ def _task_rows(tasks, stale, installed, desired, changes) -> list[Row]:
         else:
             action = UNCHANGED
         state = "disabled" if lines and lines[0].startswith("#") else "enabled"
+        state = describe(override_of(task, overrides)) or state
         rows.append(Row(task.name, "task", action, f"{', '.join(task.schedule)} ({state})"))
     rows += [Row(name, "task", REMOVED) for name in sorted(stale)]
     return rows

@@ -15,7 +15,7 @@ from agency_cron import history, layout
 from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
 from agency_cron.manifest import Manifest, Task
-from agency_cron.overrides import effective_enabled, read_overrides
+from agency_cron.overrides import effective_enabled, override_of, read_overrides
 from agency_cron.schedule import next_runs, zone_of
 
 
@@ -30,7 +30,8 @@ def next_run(task: Task) -> str | None:
 
 
 def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
-    """CONTRACT.md `list`: name, schedule, enabled, next_run, description, tags."""
+    """CONTRACT.md `list`: name, schedule, enabled, next_run, description, tags, and
+    `override` ("disabled"/"enabled" where a local choice differs from the manifest)."""
     overrides = read_overrides(settings)
     rows = []
     for task in manifest.tasks:
@@ -43,6 +44,7 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
                 "next_run": next_run(task) if enabled else None,
                 "description": task.description,
                 "tags": list(task.tags),
+                "override": override_of(task, overrides),
             }
         )
     return rows
@@ -88,6 +90,7 @@ def task_status(settings: Settings, manifest: Manifest, names: list[str] | None)
                 "state": state,
                 **figures,
                 "next_run": next_run(task) if enabled else None,
+                "override": override_of(task, overrides),
             }
         )
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -36,6 +37,7 @@ from agency_cron.errors import (
 )
 from agency_cron.serve import is_loopback
 from agency_cron.serve.auth import ADMIN, Tokens, matches_any, role_of
+from agency_cron.serve.limits import too_large_detail
 
 log = logging.getLogger("agency_cron.serve")
 PROBLEM = "application/problem+json"
@@ -142,6 +144,7 @@ PROBLEMS = {
         403: "A read-only token on a write, or a read-only task",
         404: "No such task or run",
         409: "Conflicts with what is there",
+        413: "The body is larger than API_MAX_BODY",
         422: "Refused by the manifest validation (the same messages as `agency-cron validate`)",
         502: "The crontab binary or another scheduler backend failed",
     }.items()
@@ -151,8 +154,12 @@ PROBLEMS = {
 # --- the application ---------------------------------------------------------------------
 
 
-def create_app(context: admin.Context, tokens: Tokens) -> FastAPI:
-    """The ASGI application for `context` (config and manifest options) and `tokens`."""
+def create_app(
+    context: admin.Context, tokens: Tokens, max_body: int | None = None, refusals=None
+) -> FastAPI:
+    """The ASGI application for `context` (config and manifest options) and `tokens`;
+    bodies longer than `max_body` are refused (413) as they are read, and refused
+    requests go to `refusals` (a serve.refusals.RefusalLog) when one is given."""
     app = FastAPI(
         title="agency-cron admin API",
         version=__version__,
@@ -161,9 +168,11 @@ def create_app(context: admin.Context, tokens: Tokens) -> FastAPI:
         " ADMIN_READ_TOKEN for reading).",
         docs_url=None,  # the Swagger and ReDoc pages load scripts from a CDN
         redoc_url=None,
-        responses={401: PROBLEMS[401]},
+        responses={401: PROBLEMS[401], 413: PROBLEMS[413]},
+        max_body_size=max_body,
     )
     app.state.context, app.state.tokens = context, tokens
+    app.state.max_body, app.state.refusals = max_body, refusals
     app.state.metrics_public = False  # serve.build() sets it from METRICS_PUBLIC
     app.router.lifespan_context = _lifespan
     _add_error_handlers(app)
@@ -189,23 +198,53 @@ async def _lifespan(app: FastAPI):
 bearer = HTTPBearer(auto_error=False, description="ADMIN_TOKEN, or ADMIN_READ_TOKEN to read")
 
 
+class Refusal(HTTPException):
+    """A refused request: `detail` is what the client learns, `reason` what the audit
+    log says."""
+
+    def __init__(self, status: int, detail: str, reason: str):
+        super().__init__(status, detail)
+        self.reason = reason
+
+
 def _actor(request: Request, write: bool) -> dict:
-    """Who is asking, from the Authorization header; HTTPException 401/403 if refused."""
+    """Who is asking, from the Authorization header; Refusal (401/403) if refused."""
     tokens: Tokens = request.app.state.tokens
     for key, value in request.query_params.multi_items():
         if key.lower() in TOKEN_PARAMETERS or (value and matches_any(tokens, value)):
             # URLs end up in logs and browser history: a token there is refused even when
             # it is right (and should be rotated).
-            raise HTTPException(401, "tokens go in the Authorization header, never in the URL")
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    role = role_of(tokens, presented.strip() if scheme.lower() == "bearer" else None)
+            raise Refusal(
+                401, "tokens go in the Authorization header, never in the URL", "token in the URL"
+            )
+    presented = _bearer(request)
+    role = role_of(tokens, presented)
     if role is None:
-        raise HTTPException(401, "a valid bearer token is required")
+        raise Refusal(401, "a valid bearer token is required", _why_no_role(request, presented))
     if write and role != ADMIN:
-        raise HTTPException(403, "this token may only read")
+        raise Refusal(403, "this token may only read", "read-only token on a write")
+    return _who(request, role)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" else None
+
+
+def _why_no_role(request: Request, presented: str | None) -> str:
+    if "authorization" not in request.headers:
+        return "no token"
+    return "wrong token" if presented else "not a Bearer token"
+
+
+def _who(request: Request, role: str | None) -> dict:
+    """The audit log's actor fields: the token's role (or anonymous), client, user agent."""
+    tokens: Tokens = request.app.state.tokens
     client = request.client
+    if role is not None and tokens.insecure and not tokens.configured:
+        role = "insecure-localhost"
     return {
-        "actor": "insecure-localhost" if tokens.insecure and not tokens.configured else role,
+        "actor": role or "anonymous",
         "client": f"{client.host}:{client.port}" if client else None,
         "user_agent": request.headers.get("user-agent"),
     }
@@ -235,6 +274,7 @@ def _add_authorization(app: FastAPI) -> None:
             if request.url.path not in PUBLIC_PATHS and not _public(request):
                 request.state.actor = _actor(request, write=request.method not in READS)
         except HTTPException as exc:
+            _audit_refusal(request, exc)
             return _http_problem(exc)
         return await call_next(request)
 
@@ -248,6 +288,24 @@ def _public(request: Request) -> bool:
     return request.method in READS and is_loopback(host)
 
 
+TASK_PATH = re.compile(r"^/api/tasks/([^/]{1,200})")
+
+
+def _audit_refusal(request: Request, exc: HTTPException) -> None:
+    """A refused request in the audit log (rate-limited there): who tried what, and why."""
+    refusals = request.app.state.refusals
+    if refusals is None:
+        return
+    task = TASK_PATH.match(request.url.path)
+    refusals.refused(
+        _who(request, role_of(request.app.state.tokens, _bearer(request))),
+        request.client.host if request.client else "unknown",
+        f"{request.method} {request.url.path}",
+        task.group(1) if task else None,
+        {"status": exc.status_code, "reason": getattr(exc, "reason", exc.detail)},
+    )
+
+
 def _same_site_only(request: Request) -> None:
     """Refuse what another web site makes a browser send here.
 
@@ -256,16 +314,18 @@ def _same_site_only(request: Request) -> None:
     rebinding): cross-site requests are refused, and without a token the Host must be a
     loopback name.
     """
-    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-        raise HTTPException(403, "cross-site requests are refused")
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site in ("cross-site", "same-site"):
+        raise Refusal(403, "cross-site requests are refused", f"Sec-Fetch-Site: {fetch_site}")
     origin = request.headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
-        raise HTTPException(403, "cross-site requests are refused")
+        raise Refusal(403, "cross-site requests are refused", f"Origin: {origin[:200]}")
     tokens: Tokens = request.app.state.tokens
     if tokens.insecure and not tokens.configured:
         host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
         if not is_loopback(host):
-            raise HTTPException(403, f"Host {host!r} is not a loopback name")
+            detail = f"Host {host!r} is not a loopback name"
+            raise Refusal(403, detail, f"{detail[:200]} (no token configured)")
 
 
 Reader = Annotated[dict, Depends(reader)]
@@ -480,6 +540,7 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Content too large",
     422: "Unprocessable content",
     500: "Internal server error",
     502: "Bad gateway",
@@ -518,6 +579,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 413:  # FastAPI's max_body_size: name the setting
+            return problem(413, too_large_detail(request.app.state.max_body))
         return _http_problem(exc)
 
     @app.exception_handler(Exception)

@@ -31,6 +31,7 @@ CHECKS = {
     "config-permissions",
     "alert-urls",
     "commands",
+    "overrides",  # says where enable/disable differ from the manifest (issue 9, point 7)
     "metrics-textfile",
 }
 

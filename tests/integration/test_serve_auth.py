@@ -151,13 +151,20 @@ def assert_unauthorized(response: httpx.Response, label: str) -> None:
 def written_state(env) -> dict:
     """What a write would change: the crontab's bytes, and every file under STATE_DIR and
     AGENCY_ROOT with its bytes and mtime (the history database and lock files aside: reads
-    may touch those)."""
-    found: dict = {"crontab": env.crontab.read_bytes()}
+    may touch those; and the audit log's refusals, which test_serve_hardening.py checks)."""
+    found: dict = {"crontab": env.crontab.read_bytes(), "changes audited": []}
     for root in (env.state_dir, env.agency_root):
         for path in sorted(root.rglob("*")):
-            if path.is_file() and "history.db" not in path.name and path.suffix != ".lock":
+            if path.name == "audit.log":
+                found["changes audited"] = changes_audited(path)
+            elif path.is_file() and "history.db" not in path.name and path.suffix != ".lock":
                 found[str(path)] = (path.read_bytes(), path.stat().st_mtime_ns)
     return found
+
+
+def changes_audited(path: Path) -> list[dict]:
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e for e in entries if e["outcome"] not in ("refused", "suppressed")]
 
 
 def api_dir(state: dict, env) -> dict:
