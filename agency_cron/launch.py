@@ -35,8 +35,10 @@ def start_detached(settings: Settings, spec: dict, alert: bool, run_id: str) -> 
             # A run asked for now starts now: no zone check, no jitter.
             env={**os.environ, "AGENCY_CRON_SCHEDULED": "no"},
         )
-    process.stdin.write(json.dumps(spec).encode())
-    process.stdin.close()
+    stdin = process.stdin
+    assert stdin is not None  # stdin=PIPE above
+    stdin.write(json.dumps(spec).encode())
+    stdin.close()
     # Nobody waits for it here; a thread reaps it so that it does not linger as a zombie.
     import threading
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,7 +43,7 @@ class ScheduleError(ValueError):
     """A schedule that cron would refuse, or that never fires. The message says why."""
 
 
-def normalise(expr: str, strict: bool = True) -> str:
+def normalise(expr: object, strict: bool = True) -> str:
     """Return the cron form of one schedule, or raise ScheduleError with the reason.
 
     `strict` adds python-crontab's check of the fields (see _python_crontab_agrees).
@@ -272,13 +273,13 @@ def next_runs(
     zone = zone or local_zone()
     start = (after or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0)
     regular = [s for s in schedules if s != REBOOT and not is_once(s)]
-    iterators = [CronSim(cron_form(s), start) for s in regular]
+    iterators: list[Iterator[datetime]] = [CronSim(cron_form(s), start) for s in regular]
     once = sorted(once_time(s, zone) for s in schedules if is_once(s))
     iterators.append(iter([moment for moment in once if moment > start]))
     pending = {index: moment for index, it in enumerate(iterators) if (moment := next(it, None))}
     result: list[datetime] = []
     while pending and len(result) < count:
-        index = min(pending, key=pending.get)
+        index = min(pending, key=pending.__getitem__)
         moment = pending[index]
         if not result or moment != result[-1]:
             result.append(moment)
@@ -328,7 +329,7 @@ def offset_differences(
     """Every (zone - host) UTC offset difference in minutes over `days` from `start`."""
     found = set()
     for _, instant in _offset_periods(zone, host, start, days):
-        delta = instant.astimezone(zone).utcoffset() - instant.astimezone(host).utcoffset()
+        delta = _utcoffset(instant, zone) - _utcoffset(instant, host)
         found.add(int(delta.total_seconds()) // 60)
     return found
 
@@ -337,9 +338,16 @@ def gap_ends(zone: ZoneInfo, start: datetime, days: int = 800) -> list[datetime]
     """The first instants after each DST gap in `zone` (where cron runs skipped times)."""
     ends = []
     for before, after in _transitions(zone, start, days):
-        if after.astimezone(zone).utcoffset() > before.astimezone(zone).utcoffset():
+        if _utcoffset(after, zone) > _utcoffset(before, zone):
             ends.append(after)
     return ends
+
+
+def _utcoffset(moment: datetime, zone: ZoneInfo) -> timedelta:
+    """`moment`'s UTC offset in `zone` (a ZoneInfo always has one; the type says Optional)."""
+    offset = moment.astimezone(zone).utcoffset()
+    assert offset is not None
+    return offset
 
 
 def _offset_periods(zone: ZoneInfo, host: ZoneInfo, start: datetime, days: int):
@@ -358,7 +366,7 @@ def _transitions(zone: ZoneInfo, start: datetime, days: int) -> list[tuple[datet
     Sampled every 12 hours, then narrowed to the minute: offsets never change twice
     within 12 hours in the tz database.
     """
-    from datetime import UTC, timedelta
+    from datetime import UTC
 
     step = timedelta(hours=12)
     moment = start.astimezone(UTC).replace(second=0, microsecond=0)
@@ -372,8 +380,6 @@ def _transitions(zone: ZoneInfo, start: datetime, days: int) -> list[tuple[datet
 
 
 def _narrow(zone: ZoneInfo, low: datetime, high: datetime) -> tuple[datetime, datetime]:
-    from datetime import timedelta
-
     offset = low.astimezone(zone).utcoffset()
     while high - low > timedelta(minutes=1):
         middle = low + (high - low) / 2
@@ -413,19 +419,11 @@ def host_expression(expr: str, zone_name: str, start: datetime | None = None) ->
 
 def _skipped_minutes(zone: ZoneInfo, gap_end: datetime) -> set[int]:
     """The local minutes of day that a DST gap ending at `gap_end` skipped."""
-    from datetime import timedelta
-
     after = gap_end.astimezone(zone)
-    jump = (
-        int(
-            (
-                after.utcoffset() - (gap_end - timedelta(minutes=1)).astimezone(zone).utcoffset()
-            ).total_seconds()
-        )
-        // 60
-    )
+    jump = _utcoffset(gap_end, zone) - _utcoffset(gap_end - timedelta(minutes=1), zone)
+    jump_minutes = int(jump.total_seconds()) // 60
     first = after.hour * 60 + after.minute
-    return {(first - step) % 1440 for step in range(1, jump + 1)}
+    return {(first - step) % 1440 for step in range(1, jump_minutes + 1)}
 
 
 def _has_transitions(zone: ZoneInfo, start: datetime) -> bool:
@@ -439,7 +437,7 @@ def _cron_list(values: list[int], size: int) -> str:
 def zone_due(expr: str, zone_name: str, minute_utc: datetime) -> bool:
     """True when `minute_utc` (a UTC minute) is a fire time of `expr` in `zone_name`,
     as cronsim (Debian cron's rules, DST included) computes them."""
-    from datetime import UTC, timedelta
+    from datetime import UTC
 
     from cronsim import CronSim
 

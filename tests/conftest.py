@@ -188,3 +188,134 @@ def serving():
     a real `agency-cron serve` on 127.0.0.1, stopped when the block ends. `environ` is the
     server's whole environment (default: this process's, without colour)."""
     return _serving
+
+
+# --- an HTTP server that records what it receives ------------------------------------------
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server read it: the query parsed, the body as bytes."""
+
+    method: str
+    path: str  # without the query string
+    query: dict[str, list[str]]
+    headers: list[tuple[str, str]]  # as sent, in order
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first header of that name, case-insensitively (None when absent)."""
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+class HttpRecorder:
+    """A real HTTP server on 127.0.0.1 (port 0) that records every request and answers as
+    told: answer(status) (200 by default), hang() (read and record the request, then never
+    answer), disconnect() (record it, then close the connection without a response).
+    A mode can be set for one path only: answer(503, path="/fail")."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[RecordedRequest] = []
+        self._modes: dict[str | None, tuple] = {None: ("answer", 200, b"", {})}
+        self._arrived = threading.Condition()
+        self._released = threading.Event()  # set at teardown: hanging handlers return
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _recording_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
+        self._thread.daemon = True
+        self._thread.start()
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def answer(self, status=200, body: bytes = b"", headers=None, path=None) -> None:
+        self._modes[path] = ("answer", status, body, dict(headers or {}))
+
+    def hang(self, path=None) -> None:
+        self._modes[path] = ("hang",)
+
+    def disconnect(self, path=None) -> None:
+        self._modes[path] = ("close",)
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[RecordedRequest]:
+        """Block until `count` requests have arrived (a bound against a stuck test, not a
+        timing assertion); fails the test if they do not."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(f"{len(self.requests)} of {count} requests arrived")
+            return list(self.requests)
+
+    def _record(self, request: RecordedRequest) -> tuple:
+        with self._arrived:
+            self.requests.append(request)
+            self._arrived.notify_all()
+        return self._modes.get(request.path, self._modes[None])
+
+    def stop(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def _recording_handler(recorder: HttpRecorder):
+    import http.server
+    from urllib.parse import parse_qs, urlsplit
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            url = urlsplit(self.path)
+            request = RecordedRequest(
+                self.command,
+                url.path,
+                parse_qs(url.query, keep_blank_values=True),
+                list(self.headers.items()),
+                self._body(),
+            )
+            mode = recorder._record(request)
+            if mode[0] == "hang":
+                recorder._released.wait()
+                self.close_connection = True
+            elif mode[0] == "close":
+                self.close_connection = True  # handle() returns: the socket closes unanswered
+            else:
+                self._send(*mode[1:])
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _send(self, status: int, body: bytes, headers: dict) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        def log_message(self, *args) -> None:
+            """Quiet: tests assert on what was recorded, not on stderr."""
+
+    return Handler
+
+
+@pytest.fixture
+def http_recorder():
+    """A running HttpRecorder (its .url, .requests, answer/hang/disconnect), stopped after
+    the test; hanging requests are released first."""
+    recorder = HttpRecorder()
+    yield recorder
+    recorder.stop()

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def installed_entries(text: str) -> dict[str, list[str]]:
     return found
 
 
-def merge(text: str, desired: dict[str, list[str]], scope: set[str] | None) -> str:
+def merge(text: str, desired: dict[str, list[str]], scope: AbstractSet[str] | None) -> str:
     """The crontab text with the managed lines of `scope` (None: all) replaced by `desired`.
 
     Foreign lines keep their bytes and places; a task's lines go where its first line was,
@@ -79,7 +80,8 @@ def merge(text: str, desired: dict[str, list[str]], scope: set[str] | None) -> s
     """
     out: list[str] = []
     placed: set[str] = set()
-    for line in split_lines(text):
+    before = split_lines(text)
+    for line in before:
         name = managed_name(line)
         if name is None or (scope is not None and name not in scope):
             out.append(line)
@@ -89,7 +91,16 @@ def merge(text: str, desired: dict[str, list[str]], scope: set[str] | None) -> s
     for name, lines in desired.items():
         if name not in placed:
             out.extend(lines)
+    # Nothing to change: a foreign last line keeps even a missing newline. One of ours is
+    # terminated (Debian's cron ignores a crontab whose last line has no newline).
+    if out == before and not (before and _in_scope(before[-1], scope)):
+        return text
     return join_lines(out)
+
+
+def _in_scope(line: str, scope: AbstractSet[str] | None) -> bool:
+    name = managed_name(line)
+    return name is not None and (scope is None or name in scope)
 
 
 @dataclass(frozen=True)
@@ -113,11 +124,18 @@ class Target:
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.spec).strip("_")
 
+    @property
+    def file(self) -> Path:
+        """The path of a file:, system: or systemd: target (parse_target always sets one)."""
+        if self.path is None:
+            raise BackendError(f"CRONTAB: {self.spec}: this target has no file")
+        return self.path
+
     def read(self) -> str:
         if self.kind == "systemd":
             return ""  # timers live in unit files, planned as files (plan.py)
         if self.kind in ("file", "system"):
-            data = read_bytes(self.path)
+            data = read_bytes(self.file)
             return "" if data is None else data.decode(*ENCODING)
         return _crontab_list(self.user)
 
@@ -125,10 +143,10 @@ class Target:
         if self.kind == "systemd":
             return
         if self.kind == "system":
-            write_atomic(self.path, text.encode(*ENCODING), 0o644)
+            write_atomic(self.file, text.encode(*ENCODING), 0o644)
         elif self.kind == "file":
-            mode = self.path.stat().st_mode & 0o7777 if self.path.exists() else 0o644
-            write_atomic(self.path, text.encode(*ENCODING), mode)
+            mode = self.file.stat().st_mode & 0o7777 if self.file.exists() else 0o644
+            write_atomic(self.file, text.encode(*ENCODING), mode)
         else:
             _crontab_install(self.user, text)
 

@@ -65,8 +65,7 @@ env values correctly whatever they contain (a template would need escaping rules
 field), and tests validate the very dicts that are dumped.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: annotations() below would shadow it.
 import json
 import math
 import re
@@ -266,7 +265,9 @@ def _weekday_field(expr: str) -> str | None:
         return None
     from cronsim import CronSim
 
-    days = sorted({int(day) % 7 for day in CronSim(expr, GAP_START).weekdays})
+    # cronsim also models "nth weekday" as (day, n) pairs; Debian's forms have none.
+    weekdays = CronSim(expr, GAP_START).weekdays
+    days = sorted({day % 7 for day in weekdays if isinstance(day, int)})
     return ",".join(str(day) for day in days)
 
 
@@ -340,7 +341,7 @@ def container_env(task: Task, settings: Settings, hidden: set[str]) -> list[dict
 
 
 def _secret_ref(name: str, key: str, optional: bool) -> dict:
-    ref = {"name": SECRET, "key": key}
+    ref: dict[str, str | bool] = {"name": SECRET, "key": key}
     if optional:
         ref["optional"] = True
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}

@@ -16,6 +16,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from agency_cron.checks.common import CheckResult, human_duration, human_size, run_all, seconds
@@ -34,7 +35,14 @@ AUTO_TYPES = (
     ((".sqlite", ".sqlite3", ".db", ".db3"), "sqlite"),
 )
 # What a damaged archive makes the readers raise: all mean "this file is not good".
-DAMAGED = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError, UnicodeError)
+DAMAGED: tuple[type[Exception], ...] = (
+    tarfile.TarError,
+    EOFError,
+    OSError,
+    zlib.error,
+    ValueError,
+    UnicodeError,
+)
 try:  # lzma is optional in some Python builds
     import lzma
 
@@ -153,7 +161,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _read_tar(path: Path, mode: str) -> str:
+def _read_tar(path: Path, mode: Literal["r:*", "r:gz"]) -> str:
     """Every member header and every byte of member data, as extracting would read them."""
     members = data = 0
     with tarfile.open(path, mode) as archive:

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from agency_cron.checks.common import CheckResult, url_secrets
 from agency_cron.checks.models import Component, Integration
@@ -42,7 +43,7 @@ class Command:
     kind: str  # the `kind` column of check_results
     setting: str | None  # config key holding the default selection
     needs: str  # what a selected item must declare, for messages
-    applies: Callable[[object], bool]
+    applies: Callable[[Any], bool]  # a Component or an Integration
     run: Callable[[list], list[CheckResult]]
 
 

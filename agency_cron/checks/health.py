@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agency_cron.checks import web
 from agency_cron.checks.common import (
@@ -216,7 +218,8 @@ def check_command(check: CommandCheck) -> tuple[bool, str]:
     return run_shell(check.command, check.timeout)
 
 
-CHECKERS = {
+# Each takes its own kind of check: Any, as the union of them would need a match per call.
+CHECKERS: dict[str, Callable[[Any], tuple[bool, str]]] = {
     "http": check_http,
     "tcp": check_tcp,
     "process": check_process,

@@ -9,6 +9,7 @@ or a header's value: both are usually credentials expanded from config.env.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -393,7 +394,9 @@ def validate_section(
     return tuple(found)
 
 
-def _validate_entry(where: str, model: type, entry: object, variables: dict, problems: list):
+def _validate_entry(
+    where: str, model: type[BaseModel], entry: object, variables: dict, problems: list
+):
     """(label, model or None) for one entry of a section."""
     if not isinstance(entry, dict):
         problems.append(f"{where}: expected a mapping of fields, got {type(entry).__name__}")
@@ -429,7 +432,7 @@ def _expand_tree(value: Any, variables: dict, path: str, label: str, problems: l
         return value
 
 
-def describe(label: str, model: type, error: ValidationError) -> list[str]:
+def describe(label: str, model: type[BaseModel], error: ValidationError) -> list[str]:
     """pydantic errors -> `LABEL: checks[0].url: message` lines, with "did you mean" hints."""
     messages = []
     for item in error.errors():
@@ -438,7 +441,7 @@ def describe(label: str, model: type, error: ValidationError) -> list[str]:
     return messages
 
 
-def _message(path: str, fields: Any, item: dict) -> str:
+def _message(path: str, fields: Any, item: Mapping[str, Any]) -> str:
     kind, ctx = item["type"], item.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(item["loc"][-1])
@@ -477,5 +480,7 @@ def _locate(model: type, loc: tuple) -> tuple[str, Any]:
         text += f"[{last}]"
     elif last is not None and not (isinstance(current, dict) and last in current):
         text += f".{last}" if text else str(last)
-    fields = list(current.model_fields) if isinstance(current, type) else None
+    fields = None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        fields = list(current.model_fields)
     return text, fields
