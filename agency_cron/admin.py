@@ -381,10 +381,11 @@ def run_now(context: Context, name: str, actor: dict) -> dict:
     from agency_cron import launch, render
 
     check_name(name)
-    settings, manifest, _ = context.load()
+    settings, manifest, path = context.load()
     with _audited(settings, actor, "run", name):
         task = _task(manifest, name)
-    spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
+    enabled = effective_enabled(task, read_overrides(settings))
+    spec = render.spec_run_now(task, settings, enabled, path)
     run_id = launch.new_run_id()
     pid = launch.start_detached(settings, spec, False, run_id)
     audit(settings, actor, "run", name, "started", {"run_id": run_id, "pid": pid})

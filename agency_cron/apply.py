@@ -60,6 +60,7 @@ def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
         undo.remember(path)
         hand_over(path, user)
     _create_history(settings, undo)
+    create_user_histories(settings, plan.history_users, undo)
     if any(change.action != UNCHANGED for change in plan.files):
         os.sync()  # every file on disk before a crontab line can point at it
     if plan.target.kind == "systemd":
@@ -144,6 +145,52 @@ def _create_history(settings: Settings, undo: Undo) -> None:
         history.connect(str(path)).close()
     except sqlite3.Error as exc:
         raise OSError(errno.EIO, f"cannot create the history database: {exc}", str(path)) from None
+
+
+def create_user_histories(settings: Settings, users: tuple[str, ...], undo: Undo) -> None:
+    """Give each user a task runs as its folder STATE_DIR/history.d/USER (0750, its own:
+    SQLite creates its -wal and -shm files beside the database) and a database with the
+    schema. Only root can; history.d itself stays root's, so no user can touch another's.
+
+    The database is created and migrated in root's history.d, handed over, then linked
+    into place: root never writes through a path that the user could have replaced.
+    """
+    if os.geteuid() != 0 or not users:
+        return
+    import pwd
+
+    base = layout.user_histories_dir(settings)
+    base.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for user in users:
+        entry = pwd.getpwnam(user)
+        folder = layout.user_history_path(settings, user).parent
+        folder.mkdir(mode=0o750, exist_ok=True)
+        os.chown(folder, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        folder.chmod(0o750)
+        _seed_user_database(base, folder / "history.db", entry, undo)
+
+
+def _seed_user_database(base: Path, path: Path, entry, undo: Undo) -> None:
+    if os.path.lexists(path):
+        return  # the user's runs are in it (or the runner migrates it at its next run)
+    import sqlite3
+
+    from agency_cron import history
+
+    seed = base / f".{entry.pw_name}.{os.getpid()}.db"
+    try:
+        history.connect(str(seed)).close()
+        os.chown(seed, entry.pw_uid, entry.pw_gid)
+        seed.chmod(0o640)
+        os.link(seed, path)
+        undo.created_file(path)  # ours: a failed install takes it away again
+    except FileExistsError:
+        pass  # a first run created it meanwhile: it is the user's
+    except sqlite3.Error as exc:
+        raise OSError(errno.EIO, f"cannot create the history database: {exc}", str(path)) from None
+    finally:
+        for leftover in (seed, Path(f"{seed}-wal"), Path(f"{seed}-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def activate_timers(plan: Plan) -> None:

@@ -71,11 +71,14 @@ def _settings(config: Path | None, crontab: str | None) -> Settings:
     return Options.settings
 
 
-def _load(config, manifest, crontab, strict: bool = False) -> tuple[Settings, Manifest, Path]:
-    """Settings and manifest; `strict` for commands that write (see load_manifest)."""
+def _load(
+    config, manifest, crontab, strict: bool = False, intervals: bool | None = None
+) -> tuple[Settings, Manifest, Path]:
+    """Settings and manifest; `strict` for commands that write, `intervals` for systemd
+    exports (see load_manifest)."""
     settings = _settings(config, crontab)
     path = find_manifest(manifest or Options.manifest, settings)
-    return settings, load_manifest(path, settings, strict), path
+    return settings, load_manifest(path, settings, strict, intervals=intervals), path
 
 
 def _print_json(data) -> None:
@@ -325,9 +328,10 @@ def run(
     from agency_cron.overrides import effective_enabled, read_overrides
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, path = _load(config, manifest, None)
     task = select(loaded, [name])[0]
-    spec = render.spec(task, settings, effective_enabled(task, read_overrides(settings)))
+    enabled = effective_enabled(task, read_overrides(settings))
+    spec = render.spec_run_now(task, settings, enabled, path)
     if detach:
         from agency_cron.launch import new_run_id, start_detached
 
@@ -461,19 +465,19 @@ def next_(
     config: ConfigOpt = None,
     manifest: ManifestOpt = None,
 ) -> None:
-    """The next fire times of a task, in the host's zone.
+    """The next fire times of a task, in the task's zone (its timezone:, else the host's).
 
     Example: agency-cron next health-check -n 3
     """
     from agency_cron.plan import select
 
-    _, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load(config, manifest, None)
     task = select(loaded, [name])[0]
-    times = reports.upcoming(task, count)
+    times = reports.upcoming(task, count, settings)
     if json_:
         _print_json({"name": name, "schedule": list(task.schedule), "next_runs": times})
         return
-    for moment in times or ["(never: @reboot only)"]:
+    for moment in times or ["(never: @reboot only, or a one-time task that has run)"]:
         out.print(moment)
 
 
@@ -618,7 +622,10 @@ def export_systemd(
     from agency_cron.fs import write_if_changed
     from agency_cron.overrides import effective_enabled, read_overrides
 
-    settings, loaded, _ = _load(config, manifest, None, strict=True)
+    settings, loaded, _ = _load(config, manifest, None, strict=True, intervals=True)
+    from agency_cron.plan import check_once_times
+
+    check_once_times(settings, loaded.tasks)  # as install does: a past time never fires
     overrides = read_overrides(settings)
     units = systemd.render_all(
         settings, [(t, effective_enabled(t, overrides)) for t in loaded.tasks]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,8 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 # The seed lets DASHBOARD_UPDATE_INTERVAL be a bare word; cron wants the @ form.
 INTERVAL_WORDS = {"hourly", "daily", "weekly", "monthly", "yearly", "annually", "midnight"}
 SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
+# make setup-cronjobs writes AGENCY_ROOT into the runtime venv it creates (AGENCY_ROOT/venv).
+ROOT_MARKER = "agency-cron-root"
 CRONTAB_TARGET = re.compile(r"^(user|user:[a-z_][a-z0-9_.-]*\$?|file:/.+|system:/.+|systemd:/.+)$")
 
 
@@ -82,6 +85,38 @@ def is_secret_name(name: str) -> bool:
     return name.upper().endswith(SECRET_SUFFIXES)
 
 
+# Task fields that are stored in clear (wrappers, specs, unit files, a ConfigMap) or shown
+# (the process list runs `sh -c COMMAND`; listings show the description).
+CLEAR_FIELDS = ("command", "script", "description", "working_dir", "log")
+
+
+def clear_secret_problem(field: str, name: str = "NAME") -> str:
+    """The one message for a secret in a CLEAR_FIELDS field (validate, install, export
+    kubernetes). The way out is the env form: the shell expands $NAME inside the task, so
+    the value is in no file and no argument list."""
+    return (
+        f"{field}: contains a secret value (of a *_TOKEN, *_PASSWORD, *_SECRET or *_KEY "
+        "variable, or an alert URL), which would be stored in clear and shown in the process "
+        f"list; pass it in env under a secret name (env: {{{name}: ...}}) and use ${name} "
+        "instead, which the shell expands inside the task"
+    )
+
+
+def default_agency_root() -> str:
+    """AGENCY_ROOT when neither the environment nor the config sets it: the root of the
+    installation whose venv runs this interpreter (its marker), else /opt/agency_stack.
+
+    So AGENCY_ROOT/venv/bin/agency-cron finds AGENCY_ROOT/config.env from any directory and
+    in cron's bare environment, whatever AGENCY_ROOT is.
+    """
+    try:
+        with open(os.path.join(sys.prefix, ROOT_MARKER), encoding="utf-8") as handle:
+            root = handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return DEFAULTS["AGENCY_ROOT"]
+    return root if root.startswith("/") and "\n" not in root else DEFAULTS["AGENCY_ROOT"]
+
+
 def find_config(explicit: str | os.PathLike | None, environ: dict[str, str]) -> Path | None:
     """The config file to read, or None when no default file exists.
 
@@ -95,7 +130,7 @@ def find_config(explicit: str | os.PathLike | None, environ: dict[str, str]) -> 
         return path
     for candidate in (
         Path("config.env"),
-        Path(environ.get("AGENCY_ROOT", DEFAULTS["AGENCY_ROOT"])) / "config.env",
+        Path(environ.get("AGENCY_ROOT") or default_agency_root()) / "config.env",
     ):
         if candidate.is_file():
             return candidate
@@ -122,7 +157,7 @@ def load_settings(
     environ = dict(os.environ if environ is None else environ)
     path = find_config(config, environ)
     from_file = read_config_file(path) if path else {}
-    values = {**DEFAULTS, **from_file, **environ}
+    values = {**DEFAULTS, "AGENCY_ROOT": default_agency_root(), **from_file, **environ}
     origins = {key: "environment" for key in environ}
     if crontab:
         values["CRONTAB"] = crontab

@@ -65,11 +65,11 @@ def collect(
 ) -> dict:
     """The dashboard data, JSON-serialisable; `log_lines` bounds the lines read per log file."""
     moment = (now or datetime.now(local_zone())).astimezone(local_zone())
-    conn = _open_history(settings)
+    conns = _open_history(settings)
     try:
-        checks = {key: latest_checks(conn, kind) for key, kind in CHECK_KINDS.items()}
+        checks = {key: latest_checks(conns, kind) for key, kind in CHECK_KINDS.items()}
     finally:
-        if conn is not None:
+        for conn in conns:
             conn.close()
     tasks = task_rows(settings, manifest, moment)
     data = {
@@ -108,14 +108,23 @@ def task_rows(settings: Settings, manifest: Manifest, moment: datetime) -> list[
     figures = {row["name"]: row for row in reports.task_status(settings, manifest, None)}
     overrides = read_overrides(settings)
     return [
-        _task_row(task, figures[task.name], effective_enabled(task, overrides), moment)
+        _task_row(
+            task,
+            figures[task.name],
+            effective_enabled(task, overrides),
+            moment,
+            layout.is_completed(settings, task),
+        )
         for task in manifest.tasks
     ]
 
 
-def _task_row(task: Task, status: dict, enabled: bool, moment: datetime) -> dict:
+def _task_row(
+    task: Task, status: dict, enabled: bool, moment: datetime, completed: bool = False
+) -> dict:
     # Computed from `moment`, not from the clock, so that collect(now=...) is reproducible.
-    upcoming = next_runs(task.schedule, 1, after=moment) if enabled else []
+    due = enabled and not completed  # a one-time task that ran has no next run
+    upcoming = next_runs(task.schedule, 1, after=moment) if due else []
     return {
         "name": task.name,
         "description": task.description,
@@ -148,24 +157,32 @@ SELECT component, check_name, ok, detail, duration_s, checked_at, run_id FROM (
 """
 
 
-def _open_history(settings: Settings) -> sqlite3.Connection | None:
-    """The history, or None when no run has created it yet (a new installation)."""
+def _open_history(settings: Settings) -> list[sqlite3.Connection]:
+    """Root's history and each user's (history.connect_all); none for a new installation."""
     try:
-        return history.connect(str(layout.history_path(settings)), create=False)
-    except (FileNotFoundError, sqlite3.Error):
-        return None
-
-
-def latest_checks(conn: sqlite3.Connection | None, kind: str) -> list[dict]:
-    """The newest result of each component/check of one kind (health, backup, integration)."""
-    if conn is None:
-        return []
-    try:
-        rows = conn.execute(LATEST_CHECKS_SQL, (kind,)).fetchall()
+        return history.connect_all(str(settings.state_dir))
     except sqlite3.Error:
-        return []  # an unreadable or older history only empties these tables
+        return []
+
+
+def latest_checks(conns: list[sqlite3.Connection], kind: str) -> list[dict]:
+    """The newest result of each component/check of one kind (health, backup, integration),
+    over root's history and every user's (a check task may run as another user)."""
+    newest: dict[tuple, tuple] = {}
+    for conn in conns:
+        try:
+            rows = conn.execute(LATEST_CHECKS_SQL, (kind,)).fetchall()
+        except sqlite3.Error:
+            continue  # an unreadable or older history only leaves its results out
+        for row in rows:
+            key = (row[0], row[1])
+            if key not in newest or row[5] > newest[key][5]:
+                newest[key] = row
     keys = ("component", "check_name", "ok", "detail", "duration_s", "checked_at", "run_id")
-    return [{**dict(zip(keys, row, strict=True)), "ok": bool(row[2])} for row in rows]
+    return [
+        {**dict(zip(keys, row, strict=True)), "ok": bool(row[2])}
+        for _, row in sorted(newest.items())
+    ]
 
 
 def alerts(tasks: list[dict], checks: dict[str, list[dict]]) -> list[dict]:

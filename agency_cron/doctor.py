@@ -6,7 +6,7 @@ the CLI shows the findings and exits 1 when one is not ok.
 
 Check names (stable, used by `--json` consumers):
   cron-daemon, crontab-entries, drift, wrappers, log-dirs, logrotate, config-permissions,
-  alert-urls, commands, overrides, metrics-textfile.
+  alert-urls, commands, overrides, task-users, metrics-textfile.
 
 Decisions worth knowing:
 - Drift means a managed crontab line that differs from what `install` writes *and* from what
@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from agency_cron import layout, render
 from agency_cron.alerts import redact, secrets_of_urls
@@ -57,6 +57,7 @@ _SHELL_WORDS = (
 )
 SHELL_WORDS = frozenset(_SHELL_WORDS.split())
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     findings += check_alert_urls(settings, manifest)
     findings += check_commands(settings, manifest)
     findings += check_overrides(settings, manifest)
+    findings += check_task_users(settings, manifest, plan)
     findings += check_metrics_textfile(settings)
     return findings
 
@@ -181,7 +183,8 @@ def check_cron_daemon() -> list[Finding]:
 
 
 def _start_cron_command() -> str:
-    service = "crond" if shutil.which("crond") and not shutil.which("cron") else "cron"
+    found = render.find_program
+    service = "crond" if found("crond") and not found("cron") else "cron"
     if Path("/run/systemd/system").is_dir():
         return f"systemctl start {service}"
     return f"service {service} start"
@@ -358,7 +361,7 @@ def check_logrotate(settings: Settings) -> list[Finding]:
     except FileNotFoundError:
         return [Finding("logrotate", False, f"{path} is missing", INSTALL)]
     findings = [_logrotate_safety(path, info)]
-    binary = shutil.which("logrotate")
+    binary = render.find_program("logrotate")
     if binary is None:
         detail = "logrotate is not installed: nothing rotates the logs"
         return [*findings, Finding("logrotate", False, detail, "apt-get install logrotate")]
@@ -515,8 +518,7 @@ def check_commands(settings: Settings, manifest: Manifest) -> list[Finding]:
 
 def cron_path(task: Task) -> str:
     """The PATH a task's command sees: its own env PATH, else the wrapper's."""
-    python_bin = Path(render.python_executable()).parent
-    return task.env.get("PATH") or f"{python_bin}:{render.CRON_PATH}"
+    return task.env.get("PATH") or render.task_path()
 
 
 def _command_finding(settings: Settings, task: Task) -> Finding | None:
@@ -579,6 +581,183 @@ def check_overrides(settings: Settings, manifest: Manifest) -> list[Finding]:
             detail = f"{override} locally (the manifest {manifest_word} it; `agency-cron {undo} {task.name}` follows the manifest again)"
             findings.append(Finding("overrides", True, detail, None, task.name))
     return findings or [Finding("overrides", True, "no local overrides")]
+
+
+# --- tasks run as another user -----------------------------------------------------------
+
+
+def check_task_users(settings: Settings, manifest: Manifest, plan: Plan | None) -> list[Finding]:
+    """Each task that runs as another user can, as that user, read its spec and write its
+    history database, its logs and its lock: otherwise its runs go unrecorded or never start.
+    Asked of the kernel as that user (a forked child), so modes, groups, ACLs and folders
+    it cannot enter all count."""
+    from agency_cron.plan import run_as
+
+    if plan is None:
+        return []
+    installer = log_owner()[0]
+    by_user: dict[str, list[Task]] = {}
+    for task in manifest.tasks:
+        user = run_as(task, plan.target)
+        if user != installer:
+            by_user.setdefault(user, []).append(task)
+    findings = []
+    for user, tasks in sorted(by_user.items()):
+        findings += _user_findings(settings, plan.target, user, tasks)
+    return findings + check_user_histories(settings)
+
+
+def check_user_histories(settings: Settings) -> list[Finding]:
+    """Each database in STATE_DIR/history.d is one the readers take (a regular file owned
+    by its folder's owner) and holds runs of that user's tasks only: rows of other tasks
+    (forged, or left from before a task changed user) are not shown, so they are named."""
+    from agency_cron import history
+
+    base = layout.user_histories_dir(settings)
+    if not base.is_dir():
+        return []
+    state = str(settings.state_dir)
+    taken = dict(history.user_databases(state))
+    owners = history.task_owners(state)
+    findings = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink()):
+        path = folder / history.DB_NAME
+        if not os.path.lexists(path):
+            continue  # no run as this user yet
+        if str(path) not in taken:
+            detail = f"{path} is not a file owned by {folder}'s owner: its runs are not shown"
+            fix = f"mv {shlex.quote(str(path))} {shlex.quote(str(path))}.bad && {INSTALL}"
+            findings.append(Finding("task-users", False, detail, fix))
+            continue
+        uid = taken[str(path)]
+        if uid != 0:
+            findings += _foreign_rows(path, set(owners.get(uid, [])))
+    return findings
+
+
+def _foreign_rows(path: Path, tasks: set[str]) -> list[Finding]:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            counts = conn.execute("SELECT task, COUNT(*) FROM runs GROUP BY task").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        fix = f"mv {shlex.quote(str(path))} {shlex.quote(str(path))}.bad && {INSTALL}"
+        return [Finding("task-users", False, f"{path} cannot be read: {exc}", fix)]
+    foreign = {task: n for task, n in counts if task not in tasks}
+    if not foreign:
+        return []
+    # The names come from a file its user writes: only task names are shown or quoted.
+    names = sorted(t for t in foreign if isinstance(t, str) and TASK_NAME.fullmatch(t))
+    others = len(foreign) - len(names)
+    shown = ", ".join(names) + (f" and {others} other name(s)" if others else "")
+    detail = (
+        f"{path} holds {sum(foreign.values())} run(s) of tasks that do not run as its owner"
+        f" ({shown}): not shown (forged, or from before the task changed user)"
+    )
+    kept = ", ".join(f"'{name}'" for name in sorted(tasks)) or "''"
+    fix = f'sqlite3 {shlex.quote(str(path))} "DELETE FROM runs WHERE task NOT IN ({kept})"'
+    return [Finding("task-users", False, detail, fix)]
+
+
+def _user_findings(
+    settings: Settings, target: Target, user: str, tasks: list[Task]
+) -> list[Finding]:
+    fix = f"{INSTALL} (as root: it creates these files and hands them to {user})"
+    if os.geteuid() != 0:
+        detail = f"{user}: what it can write is checked as root only"
+        return [Finding("task-users", False, detail, "sudo agency-cron doctor")]
+    try:
+        probes = [(t, *probe) for t in tasks for probe in _user_probes(settings, target, user, t)]
+        allowed = access_as(user, [(path, mode) for _, _, path, mode in probes])
+    except (KeyError, OSError) as exc:
+        return [Finding("task-users", False, f"{user}: cannot check as this user: {exc}", fix)]
+    denied: dict[tuple[str, Path], list[str]] = {}
+    for (task, what, path, _), ok in zip(probes, allowed, strict=True):
+        if not ok:
+            denied.setdefault((what, path), []).append(task.name)
+    if not denied:
+        detail = f"{user} can read the specs and write the history, logs and locks of its tasks"
+        return [Finding("task-users", True, f"{detail} ({len(tasks)})")]
+    return [
+        Finding(
+            "task-users",
+            False,
+            f"{user} cannot {what} {path}: the runs of {', '.join(names)} (as {user}) need it",
+            fix,
+            names[0] if len(names) == 1 else None,
+        )
+        for (what, path), names in denied.items()
+    ]
+
+
+def _user_probes(settings: Settings, target: Target, user: str, task: Task):
+    """(what, path, os.access mode) that a run of `task` as `user` needs."""
+    wanted = [("read", layout.spec_path(settings, task.name), os.R_OK)]
+    wanted += _database_probes(settings, user)
+    wanted.append(_write_probe("write the log", settings.log_dir / task.log_name))
+    if target.kind != "systemd":
+        wanted.append(_write_probe("write the cron log", layout.cron_log_path(settings, task.name)))
+    if task.overlap != "allow":
+        lock = settings.state_dir / "locks" / f"{task.name}.lock"
+        wanted.append(_write_probe("take the lock", lock))
+    return wanted
+
+
+def _database_probes(settings: Settings, user: str) -> list[tuple[str, Path, int]]:
+    """The database the runner records in as `user` (history.writer_path), and its folder,
+    where SQLite creates the -wal and -shm files."""
+    owner = settings.state_dir.stat().st_uid if settings.state_dir.exists() else None
+    if owner == pwd.getpwnam(user).pw_uid:
+        database = layout.history_path(settings)
+    else:
+        database = layout.user_history_path(settings, user)
+    if not database.exists():
+        return [_write_probe("create its history database in", database.parent)]
+    folder = ("write the history journal in", database.parent, os.W_OK | os.X_OK)
+    return [("record runs in", database, os.W_OK), folder]
+
+
+def _write_probe(what: str, path: Path) -> tuple[str, Path, int]:
+    """Write access to `path`, or when it does not exist yet to the nearest folder above
+    it (the runner creates what is missing below that)."""
+    if path.exists():
+        return what, path, os.W_OK | (os.X_OK if path.is_dir() else 0)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return what, folder, os.W_OK | os.X_OK
+
+
+def access_as(user: str, probes: list[tuple[Path, int]]) -> list[bool]:
+    """os.access() for each (path, mode) as `user`, in a forked child that takes the user's
+    uid, gid and groups (looked up here: the child makes system calls only)."""
+    entry = pwd.getpwnam(user)
+    groups = os.getgrouplist(user, entry.pw_gid)
+    paths = [(os.fsencode(path), mode) for path, mode in probes]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(read_fd)
+            os.setgroups(groups)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            os.write(write_fd, bytes(49 if os.access(p, m) else 48 for p, m in paths))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as answer:
+        found = answer.read()
+    os.waitpid(pid, 0)
+    if len(found) != len(paths):
+        raise OSError(f"the check as {user} did not answer")
+    return [byte == 49 for byte in found]
 
 
 # --- Prometheus textfile ---------------------------------------------------------------

@@ -37,3 +37,28 @@ class CheckFailed(AgencyCronError):
 class PathError(AgencyCronError):
     """The OS refused a configured path (full disk, name too long, read-only, not a folder):
     the message names the path and the setting it comes from (layout.path_error)."""
+
+
+# A value quoted in a message is cut past this many characters: one bad value (a 2 MB
+# schedule, a key made of a whole file) must not flood the terminal or the log.
+SHOWN_MAX = 80
+
+
+def shown(value: object) -> str:
+    """repr(value) for a message, cut when long: `'[[[[[[...' (2.1 MB)`."""
+    if isinstance(value, str) and len(value) > SHOWN_MAX:
+        head = repr(value[: SHOWN_MAX // 2])
+        return f"{head[:-1]}...{head[-1]} ({size_text(len(value.encode('utf-8', 'replace')))})"
+    text = repr(value)
+    if len(text) <= SHOWN_MAX:
+        return text
+    return f"{text[: SHOWN_MAX // 2]}... ({size_text(len(text))})"
+
+
+def size_text(count: int) -> str:
+    """A byte count as people read it: 812 bytes, 52.3 kB, 2.1 MB."""
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f} MB"
+    if count >= 1_000:
+        return f"{count / 1_000:.1f} kB"
+    return f"{count} bytes"

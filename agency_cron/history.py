@@ -176,3 +176,202 @@ def run_rows(conn: sqlite3.Connection, run_id: str) -> list[dict]:
     conn.row_factory = sqlite3.Row
     cursor = conn.execute("SELECT * FROM runs WHERE run_id = ? ORDER BY attempt, id", (run_id,))
     return [dict(r) for r in cursor]
+
+
+# --- one database per user ---------------------------------------------------------------
+#
+# A task may run as another user (`user:` on cron.d and systemd, a `user:NAME` crontab).
+# That user cannot write the installer's history.db, and must not: it could then rewrite
+# or delete every other task's runs. So each process records in the database of its own
+# effective user, STATE_DIR/history.d/USER/history.db (a folder install creates and hands
+# to USER: SQLite's -wal and -shm files need a folder their writer can create files in),
+# and the readers open all of them (users' read-only), run each query on each and
+# combine the answers (connect_all, reports.py).
+#
+# Rows of a user's database count only for the tasks installed to run as that user (their
+# spec, in root's STATE_DIR/tasks, is handed to the user by install and only root can do
+# that): a user who writes rows for another task into its own file changes nothing.
+
+USERS_DIR = "history.d"
+DB_NAME = "history.db"
+MERGED_TABLES = ("runs", "check_results")  # what a user database's views filter
+_TASK_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def user_db_path(state_dir: str, user: str) -> str:
+    return os.path.join(state_dir, USERS_DIR, user, DB_NAME)
+
+
+def writer_path(state_dir: str) -> str:
+    """The database this process records in: STATE_DIR/history.db when it runs as the owner
+    of STATE_DIR (the installer), else its own user's under history.d."""
+    uid = os.geteuid()
+    try:
+        owner = os.stat(state_dir).st_uid
+    except OSError:
+        owner = uid  # no STATE_DIR yet: connect() creates it, ours
+    if uid == owner:
+        return os.path.join(state_dir, DB_NAME)
+    import pwd  # a built-in module: no measurable cost, and only for runs as another user
+
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return user_db_path(state_dir, name)
+
+
+def user_databases(state_dir: str) -> list[tuple[str, int]]:
+    """(path, owner uid) of each user's database that may be read: a regular file (no
+    symlink, FIFO or device a user could plant) owned by the owner of its folder."""
+    import stat
+
+    found = []
+    try:
+        entries = sorted(os.scandir(os.path.join(state_dir, USERS_DIR)), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        path = os.path.join(entry.path, DB_NAME)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == entry.stat(follow_symlinks=False).st_uid:
+            found.append((path, info.st_uid))
+    return found
+
+
+def task_owners(state_dir: str) -> dict[int, list[str]]:
+    """Task names by the uid that owns their installed spec (the user they run as, when
+    install handed the spec over; the installer otherwise)."""
+    owners: dict[int, list[str]] = {}
+    try:
+        entries = list(os.scandir(os.path.join(state_dir, "tasks")))
+    except (FileNotFoundError, NotADirectoryError):
+        return owners
+    for entry in entries:
+        name = entry.name.removesuffix(".json")
+        if entry.name.endswith(".json") and name and set(name) <= _TASK_NAME_CHARS:
+            try:
+                uid = entry.stat(follow_symlinks=False).st_uid
+            except FileNotFoundError:
+                continue
+            owners.setdefault(uid, []).append(name)
+    return owners
+
+
+def connect_all(state_dir: str) -> list[sqlite3.Connection]:
+    """The readers' connections: STATE_DIR/history.db (opened as connect() opens it) and
+    each user's database, read-only, behind temporary views `runs` and `check_results` that
+    keep only the rows of the tasks that user runs. Run the same query on each and combine
+    the answers (reports.py): each database answers with its own indexes, which a view over
+    a UNION ALL of them would not (MAX and ORDER BY ... LIMIT 1 then scan every row).
+
+    A user's database that cannot be read is left out (doctor reports it). Empty when
+    there is no database at all.
+    """
+    found = []
+    try:
+        found.append(connect(os.path.join(state_dir, DB_NAME), create=False))
+    except (FileNotFoundError, sqlite3.Error):
+        found = []  # none yet, or unreadable: the users' databases still count
+    owners = task_owners(state_dir)
+    for path, uid in user_databases(state_dir):
+        tasks = None if uid == 0 else owners.get(uid)  # root's own speak for every task
+        if uid != 0 and not tasks:
+            continue  # no task runs as this user now: nothing in its file counts
+        try:
+            found.append(_open_user_database(path, tasks))
+        except sqlite3.Error:
+            continue
+    return found
+
+
+def _open_user_database(path: str, tasks: list[str] | None) -> sqlite3.Connection:
+    """Read-only, with the views; a database of an older schema reads as the current one
+    (missing columns are NULL, a missing table is empty)."""
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(
+        f"file:{quote(path)}?mode=ro",
+        uri=True,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        factory=UserConnection,
+    )
+    conn.tasks = None if tasks is None else frozenset(tasks)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        for table in MERGED_TABLES:
+            conn.execute(f"CREATE TEMP VIEW {table} AS {_user_view(conn, table, tasks)}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class UserConnection(sqlite3.Connection):
+    """A user's database, read-only; `tasks`: the tasks its rows count for (None: all)."""
+
+    tasks: frozenset[str] | None = None
+
+
+def holding(conns: list[sqlite3.Connection], task: str) -> list[sqlite3.Connection]:
+    """The databases that may hold rows of `task` (the others would answer nothing)."""
+    found = []
+    for conn in conns:
+        tasks = getattr(conn, "tasks", None)  # None on root's own: it holds every task's
+        if tasks is None or task in tasks:
+            found.append(conn)
+    return found
+
+
+def _user_view(conn: sqlite3.Connection, table: str, tasks: list[str] | None) -> str:
+    have = {row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")}
+    columns = current_columns(table)
+    picked = ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
+    if not have:
+        return f"SELECT {picked} WHERE 0"
+    select = f"SELECT {picked} FROM main.{table}"
+    if tasks is None:
+        return select
+    names = ", ".join(f"'{name}'" for name in tasks)  # names checked in task_owners()
+    if table == "runs":
+        return f"{select} WHERE task IN ({names})"
+    if "task" not in {row[1] for row in conn.execute("PRAGMA main.table_info(runs)")}:
+        return f"{select} WHERE 0"
+    return f"{select} WHERE run_id IN (SELECT run_id FROM main.runs WHERE task IN ({names}))"
+
+
+_CURRENT: dict[str, list[str]] = {}
+
+
+def current_columns(table: str) -> list[str]:
+    """The columns of `table` in this version's schema (from an in-memory database)."""
+    if not _CURRENT:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        for target in range(1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+        for name in MERGED_TABLES:
+            _CURRENT[name] = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+        conn.close()
+    return _CURRENT[table]
+
+
+def rows_of_all(
+    conns: list[sqlite3.Connection], task: str, limit: int, offset: int = 0
+) -> list[dict]:
+    """rows() over several databases: each gives its newest limit + offset, then one order."""
+    found = [row for conn in conns for row in rows(conn, task, limit + offset)]
+    found.sort(key=lambda row: (row["started_at"], row["id"]), reverse=True)
+    return found[offset : offset + limit]
+
+
+def run_rows_of_all(conns: list[sqlite3.Connection], run_id: str) -> list[dict]:
+    """run_rows() over several databases (a run is recorded in one: its runner's)."""
+    found = [row for conn in conns for row in run_rows(conn, run_id)]
+    return sorted(found, key=lambda row: (row["attempt"], row["id"]))

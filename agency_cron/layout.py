@@ -51,6 +51,15 @@ def history_path(settings: Settings) -> Path:
     return settings.state_dir / "history.db"
 
 
+def user_histories_dir(settings: Settings) -> Path:
+    """One folder per user a task runs as, each with that user's history.db (history.py)."""
+    return settings.state_dir / "history.d"
+
+
+def user_history_path(settings: Settings, user: str) -> Path:
+    return user_histories_dir(settings) / user / "history.db"
+
+
 def crontab_lock_path(settings: Settings) -> Path:
     return settings.state_dir / "locks" / "crontab.lock"
 
@@ -58,6 +67,17 @@ def crontab_lock_path(settings: Settings) -> Path:
 def completed_path(settings: Settings, name: str) -> Path:
     """Marks a one-time task as done (written by the runner after its run)."""
     return settings.state_dir / "completed" / name
+
+
+def is_once_only(task) -> bool:
+    from agency_cron.schedule import is_once
+
+    return all(is_once(expr) for expr in task.schedule)
+
+
+def is_completed(settings: Settings, task) -> bool:
+    """A one-time task that has run: no next run, no crontab line, no systemd timer."""
+    return is_once_only(task) and completed_path(settings, task.name).exists()
 
 
 def api_tasks_dir(settings: Settings) -> Path:

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agency_cron import layout
-from agency_cron.config import Settings
-from agency_cron.errors import ConfigError
+from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem, is_secret_name
+from agency_cron.errors import SHOWN_MAX, ConfigError, shown
 from agency_cron.schedule import ScheduleError, normalise_list
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -37,7 +37,7 @@ def parse_duration(value: object) -> int:
     text = str(value).strip()
     match = DURATION.match(text) if text else None
     if not match or not any(match.groups()):
-        raise ValueError(f"expected a duration like 30s, 5m, 2h or 1d, got {value!r}")
+        raise ValueError(f"expected a duration like 30s, 5m, 2h or 1d, got {shown(value)}")
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
@@ -86,16 +86,18 @@ class Task(BaseModel):
         if not NAME_PATTERN.match(value):
             raise ValueError(
                 "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"
-                f" (got {value!r})"
+                f" (got {shown(value)})"
             )
         return value
 
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule(cls, value: object, info) -> tuple[str, ...]:
-        strict = (info.context or {}).get("strict", True)
+        context = info.context or {}
         try:
-            return normalise_list(value, strict)
+            return normalise_list(
+                value, context.get("strict", True), context.get("intervals", False)
+            )
         except ScheduleError as exc:
             raise ValueError(str(exc)) from None
 
@@ -110,7 +112,7 @@ class Task(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
-                f"unknown time zone {value!r} (expected an IANA name like Europe/Paris)"
+                f"unknown time zone {shown(value)} (expected an IANA name like Europe/Paris)"
             ) from None
         return value
 
@@ -124,7 +126,7 @@ class Task(BaseModel):
         try:
             pwd.getpwnam(value)
         except KeyError:
-            raise ValueError(f"no such user {value!r} on this system") from None
+            raise ValueError(f"no such user {shown(value)} on this system") from None
         return value
 
     @field_validator(
@@ -165,7 +167,7 @@ class Task(BaseModel):
         for key, item in value.items():
             if not isinstance(key, str) or not ENV_KEY.match(key):
                 raise ValueError(
-                    f"{key!r} is not a valid variable name (letters, digits, '_', no '=')"
+                    f"{shown(key)} is not a valid variable name (letters, digits, '_', no '=')"
                 )
             if isinstance(item, dict | list) or item is None:
                 raise ValueError(f"{key}: expected a single value")
@@ -183,14 +185,14 @@ class Task(BaseModel):
             raise ValueError("expected a list of strings")
         for item in items:
             if not isinstance(item, str) or not item or any(c in item for c in "\n\r\0"):
-                raise ValueError(f"{item!r}: expected a non-empty single-line string")
+                raise ValueError(f"{shown(item)}: expected a non-empty single-line string")
         return tuple(items)
 
     @field_validator("working_dir")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
-            raise ValueError(f"must be an absolute path, got {value!r}")
+            raise ValueError(f"must be an absolute path, got {shown(value)}")
         return value
 
     @field_validator("log")
@@ -199,7 +201,7 @@ class Task(BaseModel):
         if value is not None and (
             not value or value.startswith("/") or ".." in value.split("/") or value.endswith("/")
         ):
-            raise ValueError(f"must be a file name inside LOG_DIR, got {value!r}")
+            raise ValueError(f"must be a file name inside LOG_DIR, got {shown(value)}")
         return value
 
     @model_validator(mode="after")
@@ -260,6 +262,7 @@ def load_manifest(
     settings: Settings,
     strict: bool = True,
     pending: dict[Path, dict | None] | None = None,
+    intervals: bool | None = None,
 ) -> Manifest:
     """Load a manifest file or a folder of them, plus the admin API's task folder
     (STATE_DIR/api/tasks, see admin.py); raise ConfigError with every problem.
@@ -268,8 +271,15 @@ def load_manifest(
     cron fields; everything else is checked the same. `pending` maps files of the API
     folder to the document they are about to hold (None: about to be deleted), so that a
     change is validated with the whole manifest before anything is written.
+
+    `intervals`: whether `@every N` that cron cannot keep (`@every 15s`, `@every 90m`) is
+    accepted as a systemd interval; by default on a systemd:DIR target, and by read-only
+    commands (strict=False), which show whatever a systemd install may hold.
     """
     path = Path(path)
+    if intervals is None:
+        intervals = not strict or settings.crontab.startswith("systemd:")
+    context = {"strict": strict, "intervals": intervals}
     files = _manifest_files(path)
     api_files = _api_files(settings, pending or {})
     problems: list[str] = []
@@ -280,7 +290,7 @@ def load_manifest(
     replaceable = api_may_replace(settings)
     for file in [*files, *api_files]:
         document = (pending or {}).get(file, _UNREAD)
-        for where, task in _load_file(file, settings, problems, sections, strict, document):
+        for where, task in _load_file(file, settings, problems, sections, context, document):
             if task.name in seen:
                 if file in api_files and replaceable and origins[task.name] not in api_files:
                     index = next(i for i, t in enumerate(tasks) if t.name == task.name)
@@ -298,7 +308,7 @@ def load_manifest(
     tasks += [task for task in builtins if task.name not in seen]
     _refuse_duplicates(path, sections, problems)
     if problems:
-        raise ConfigError(*problems)
+        raise ConfigError(*_bounded(problems))
     return Manifest(
         tasks=tuple(tasks),
         sources=tuple(files + [f for f in api_files if f.exists()]),
@@ -309,6 +319,22 @@ def load_manifest(
 
 
 _UNREAD = object()
+MAX_PROBLEMS = 50  # a broken file of 4,000 tasks is fixed from its first lines
+MAX_PROBLEM_CHARS = 1000
+
+
+def _bounded(problems: list[str]) -> list[str]:
+    """At most MAX_PROBLEMS lines of at most MAX_PROBLEM_CHARS each (values are cut where
+    they are quoted; this is the backstop for a message that quotes one whole)."""
+    shown = [
+        p if len(p) <= MAX_PROBLEM_CHARS else f"{p[:MAX_PROBLEM_CHARS]}... ({len(p):,} characters)"
+        for p in problems[:MAX_PROBLEMS]
+    ]
+    if len(problems) > MAX_PROBLEMS:
+        shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
+    return shown
+
+
 API_REPLACE_HINT = (
     " (an admin API copy of a manifest task replaces it only with API_EDITS_MANIFEST=true)"
 )
@@ -406,7 +432,7 @@ def _load_file(
     settings: Settings,
     problems: list[str],
     sections: dict[str, list],
-    strict: bool,
+    context: dict,
     document: Any = _UNREAD,
 ) -> list[tuple[str, Task]]:
     if document is _UNREAD:
@@ -415,6 +441,9 @@ def _load_file(
         except ConfigError as exc:
             problems.extend(exc.problems)
             return []
+    elif problem := shape_problem(document):  # an API request body, bounded like a file
+        problems.append(f"{file}: {problem}")
+        return []
     entries, defaults = _entries(file, document, problems)
     if isinstance(document, dict) and any(key in document for key in SECTIONS):
         from agency_cron.checks.models import validate_section
@@ -426,32 +455,51 @@ def _load_file(
     loaded = []
     for label, raw in entries:
         where = f"{file}: {label}"
-        task = _build_task(where, raw, defaults, settings, problems, strict)
+        task = _build_task(where, raw, defaults, settings, problems, context)
         if task is not None:
             loaded.append((f"{where} ({task.name})", task))
     return loaded
 
 
 def _parse(file: Path) -> Any:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    text = _read_bounded(file)
     if "\0" in text:
         raise ConfigError(f"{file}: contains a NUL byte")
     if file.suffix == ".json":
         try:
-            return json.loads(text)
+            document = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{file}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise ConfigError(f"{file}: {_too_deep()}") from None
+        if problem := shape_problem(document):
+            raise ConfigError(f"{file}: {problem}")
+        return document
     return _parse_yaml(file, text)
+
+
+def _read_bounded(file: Path) -> str:
+    """The file's text; never more than MAX_BYTES read (a manifest is not a data file)."""
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ConfigError(
+                f"{file}: larger than {MAX_BYTES // 2**20} MiB; a manifest that big is refused"
+                " (split it into a folder of files)"
+            )
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
 
 
 def _parse_yaml(file: Path, text: str) -> Any:
     import yaml
 
+    loader = _unique_key_loader()
     try:
-        return yaml.load(text, Loader=_unique_key_loader())
+        _check_yaml_shape(file, text, _base_loader())
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -459,18 +507,157 @@ def _parse_yaml(file: Path, text: str) -> Any:
         raise ConfigError(f"{file}: {where}invalid YAML: {problem}") from None
 
 
+# --- bounds: what reading one manifest may cost ------------------------------------------
+#
+# YAML aliases share nodes, so 400 bytes can describe 9^9 values (an "alias bomb"); the
+# loader builds them shared and cheap, but expanding ${VAR}, validating and quoting them
+# in messages walks every copy (measured before these bounds: 15 s and 1.2 GB for 9^8).
+# So the shape is checked on the parser's events, before anything is built: values and
+# text counted as if every alias were expanded, nesting counted through aliases too.
+
+MAX_BYTES = 4 * 2**20
+MAX_DEPTH = 64  # a manifest needs about 6 levels (tasks, a task, env, ...)
+MAX_VALUES = 100_000  # about 4,000 tasks, aliases expanded
+MAX_TEXT = 4 * MAX_BYTES  # characters of all scalars, aliases expanded
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_DEPTH} levels deep"
+
+
+def _too_big(values: int, text: int, aliased: bool) -> str | None:
+    how = " once its aliases are expanded" if aliased else ""
+    if values > MAX_VALUES:
+        return f"holds more than {MAX_VALUES:,} values{how}"
+    if text > MAX_TEXT:
+        return f"holds more than {MAX_TEXT // 2**20} MiB of text{how}"
+    return None
+
+
+def _check_yaml_shape(file: Path, text: str, loader: type) -> None:
+    """Raise ConfigError when the document, aliases expanded, is too big or too deep."""
+    import yaml
+
+    counter = _ExpandedShape(yaml)
+    for event in yaml.parse(text, Loader=loader):
+        problem = counter.add(event)
+        if problem:
+            mark = event.start_mark  # the parser always sets it; the stubs say Optional
+            raise ConfigError(f"{file}: line {mark.line + 1 if mark else '?'}: {problem}")
+
+
+class _ExpandedShape:
+    """Counts a YAML event stream as if every alias were expanded: values, characters of
+    text, nesting. Each node's totals are kept under its anchor, so an alias costs what
+    its node holds without being walked again (the check is linear in the events)."""
+
+    def __init__(self, yaml):
+        self.kinds = {
+            yaml.ScalarEvent: self._scalar,
+            yaml.SequenceStartEvent: self._start,
+            yaml.MappingStartEvent: self._start,
+            yaml.SequenceEndEvent: self._end,
+            yaml.MappingEndEvent: self._end,
+            yaml.AliasEvent: self._alias,
+        }
+        self.anchors: dict[str, tuple[int, int, int]] = {}  # name -> (values, text, depth)
+        self.open: list[list] = []  # per open collection: [anchor, values, text, depth]
+        self.values = self.text = 0
+        self.aliased = False
+
+    def add(self, event) -> str | None:
+        """The problem this event makes, or None."""
+        handler = self.kinds.get(type(event))
+        return handler(event) if handler else None
+
+    def _scalar(self, event) -> str | None:
+        node = (1, len(event.value), 0)
+        if event.anchor:
+            self.anchors[event.anchor] = node
+        return self._place(node)
+
+    def _start(self, event) -> str | None:
+        self.anchors.pop(event.anchor, None)  # an alias inside it would be recursive
+        self.open.append([event.anchor, 1, 0, 0])
+        self.values += 1
+        if len(self.open) > MAX_DEPTH:
+            return _too_deep()
+        return _too_big(self.values, self.text, self.aliased)
+
+    def _end(self, event) -> None:
+        anchor, values, text, depth = self.open.pop()
+        node = (values, text, depth + 1)
+        if anchor:
+            self.anchors[anchor] = node
+        if self.open:  # in the totals already, part by part: only its parent learns of it
+            self._into_parent(node)
+
+    def _alias(self, event) -> str | None:
+        node = self.anchors.get(event.anchor)
+        if node is None:
+            if any(entry[0] == event.anchor for entry in self.open):
+                return f"alias *{event.anchor} is inside its own anchor"
+            return None  # undefined: the loader says so
+        self.aliased = True
+        if len(self.open) + node[2] > MAX_DEPTH:
+            return _too_deep()
+        return self._place(node)
+
+    def _place(self, node: tuple[int, int, int]) -> str | None:
+        self.values += node[0]
+        self.text += node[1]
+        if self.open:
+            self._into_parent(node)
+        return _too_big(self.values, self.text, self.aliased)
+
+    def _into_parent(self, node: tuple[int, int, int]) -> None:
+        parent = self.open[-1]
+        parent[1] += node[0]
+        parent[2] += node[1]
+        parent[3] = max(parent[3], node[2])
+
+
+def shape_problem(document: Any) -> str | None:
+    """For a document already in memory (JSON, an API request body): too big or too deep?"""
+    pending = [(document, 1)]
+    values, chars = 1, 0
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                return _too_deep()
+            items = [*value, *value.values()] if isinstance(value, dict) else value
+            values += len(items)  # counted before they are queued: a huge list stays unread
+            if values <= MAX_VALUES:
+                pending.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str):
+            chars += len(value)
+        if problem := _too_big(values, chars, False):
+            return problem
+    return None
+
+
+def _base_loader() -> Any:  # a loader class: libyaml's CSafeLoader, else SafeLoader
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.cache
 def _unique_key_loader() -> type:
     """A SafeLoader (libyaml when present) that refuses duplicate keys instead of keeping the last."""
     import yaml
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    base: Any = _base_loader()
 
     class UniqueKeyLoader(base):
         def construct_mapping(self, node, deep=False):
-            self.flatten_mapping(node)  # YAML merge keys (<<: *defaults) stay usable
+            # The mapping's own keys must be unique; a key merged in (<<: *defaults) may
+            # be overridden by one of them, as YAML's merge rule says.
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
                 key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, str | int | float | bool) and key is not None:
                     raise yaml.constructor.ConstructorError(
@@ -481,9 +668,10 @@ def _unique_key_loader() -> type:
                     )
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                        None, None, f"duplicate key {shown(key)}", key_node.start_mark
                     )
                 seen.add(key)
+            self.flatten_mapping(node)
             return super().construct_mapping(node, deep=deep)
 
     return UniqueKeyLoader
@@ -502,7 +690,7 @@ def _entries(file: Path, document: Any, problems: list[str]) -> tuple[list[tuple
     for key in document:
         if key not in TOP_LEVEL_KEYS:
             problems.append(
-                f"{file}: {key}: unknown top-level key{_did_you_mean(key, TOP_LEVEL_KEYS)}"
+                f"{file}: {_plain(key)}: unknown top-level key{_did_you_mean(key, TOP_LEVEL_KEYS)}"
             )
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -523,7 +711,7 @@ def _entries(file: Path, document: Any, problems: list[str]) -> tuple[list[tuple
 
 
 def _build_task(
-    where: str, raw: Any, defaults: dict, settings: Settings, problems: list[str], strict: bool
+    where: str, raw: Any, defaults: dict, settings: Settings, problems: list[str], context: dict
 ):
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected a mapping of task fields, got {type(raw).__name__}")
@@ -533,17 +721,18 @@ def _build_task(
         merged["env"] = {**defaults["env"], **raw["env"]}
     name = raw.get("name")
     # A name with control characters would break the one-line message: show it quoted.
-    if isinstance(name, str) and name:
-        label = f"{where} ({name})" if name.isprintable() else f"{where} ({name!r})"
-    else:
-        label = where
+    label = f"{where} ({_plain(name)})" if isinstance(name, str) and name else where
+    leaks = secret_references(merged)
+    if leaks:
+        problems.extend(f"{label}: {clear_secret_problem(f, var)}" for f, var in leaks)
+        return None
     try:
         expanded = {key: expand(value, settings.values, key) for key, value in merged.items()}
     except _UnsetVariable as exc:
         problems.append(f"{label}: {exc.args[0]}")
         return None
     try:
-        return Task.model_validate(expanded, context={"strict": strict})
+        return Task.model_validate(expanded, context=context)
     except ValidationError as exc:
         problems.extend(_describe(label, exc))
         return None
@@ -551,6 +740,22 @@ def _build_task(
 
 class _UnsetVariable(Exception):
     pass
+
+
+def secret_references(fields: dict) -> list[tuple[str, str]]:
+    """(field, NAME) for each ${NAME} with a secret name in a field stored or shown in
+    clear: expanded at load, its value would sit in the wrapper and in `ps` for every local
+    user. `$NAME` (no braces) and `$${NAME}` are left to the shell, which is the way out."""
+    found = []
+    for key in CLEAR_FIELDS:
+        value = fields.get(key)
+        if not isinstance(value, str):
+            continue
+        for match in VARIABLE.finditer(value):
+            name = match.group(2)
+            if name and is_secret_name(name) and (key, name) not in found:
+                found.append((key, name))
+    return found
 
 
 def expand(value: Any, variables: dict[str, str], field: str = "") -> Any:
@@ -583,7 +788,7 @@ def _describe(label: str, error: ValidationError) -> list[str]:
     messages = []
     fields = list(Task.model_fields)
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
+        location = ".".join(_plain(part) for part in item["loc"])
         key = str(item["loc"][0]) if item["loc"] else ""
         if item["type"] == "extra_forbidden":
             messages.append(f"{label}: {location}: unknown key{_did_you_mean(key, fields)}")
@@ -595,6 +800,15 @@ def _describe(label: str, error: ValidationError) -> list[str]:
     return messages
 
 
+def _plain(value: object) -> str:
+    """A name or key as written, or quoted and cut (errors.shown) when it has control
+    characters that would break the one-line message, or is long."""
+    text = str(value)
+    return text if text.isprintable() and len(text) <= SHOWN_MAX else shown(value)
+
+
 def _did_you_mean(word: str, choices) -> str:
+    if len(str(word)) > SHOWN_MAX:
+        return ""  # no field name is that long, and difflib's cost grows with it
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

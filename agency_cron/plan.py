@@ -11,7 +11,6 @@ import grp
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -64,6 +63,8 @@ class Plan:
     owners: tuple[tuple[Path, str], ...] = field(default=())
     # Values diff() masks: secret-named variables, alert URL credentials (plan_secrets).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The other users tasks run as: each gets its own history database (history.py).
+    history_users: tuple[str, ...] = field(default=())
 
     @property
     def changes(self) -> bool:
@@ -222,6 +223,7 @@ def build_plan(
     rows += [_file_row(c) for c in changes if c.owner == "shared"]
     owners = _owners(settings, tasks, target)
     secrets = plan_secrets(settings, tasks)
+    users = _history_users(tasks, target)
     return Plan(
         target,
         scope,
@@ -229,9 +231,10 @@ def build_plan(
         after,
         tuple(changes),
         tuple(rows),
-        _missing_dirs(settings),
+        _missing_dirs(settings) + _missing_history_dirs(settings, users),
         owners,
         secrets,
+        users,
     )
 
 
@@ -239,7 +242,7 @@ def run_as(task: Task, target: Target) -> str:
     """Who cron runs the task as: the crontab's owner, or the cron.d line's user field."""
     if target.kind == "user" and target.user:
         return target.user
-    if target.user_field:
+    if target.user_field or target.kind == "systemd":  # cron.d's user field, `User=`
         return task.user or "root"
     return _run_as_user()
 
@@ -256,7 +259,8 @@ def _check_users(tasks: list[Task], target: Target) -> None:
 
 def _owners(settings: Settings, tasks: list[Task], target: Target) -> tuple[tuple[Path, str], ...]:
     """A task run as another user writes its logs, reads its spec and takes its lock as
-    that user: hand those files over (history.db stays the installer's; see README)."""
+    that user: hand those files over (its history has a database of its own: see
+    _history_users)."""
     owned = []
     for task in tasks:
         user = run_as(task, target)
@@ -271,6 +275,21 @@ def _owners(settings: Settings, tasks: list[Task], target: Target) -> tuple[tupl
                 if _owner_differs(path, user):
                     owned.append((path, user))
     return tuple(owned)
+
+
+def _history_users(tasks: list[Task], target: Target) -> tuple[str, ...]:
+    """The users other than the installer that tasks run as: their runs are recorded in
+    STATE_DIR/history.d/USER/history.db, which install creates for them (apply.py)."""
+    me = _run_as_user()
+    return tuple(sorted({run_as(t, target) for t in tasks} - {me}))
+
+
+def _missing_history_dirs(settings: Settings, users: tuple[str, ...]) -> tuple[Path, ...]:
+    if os.geteuid() != 0:
+        return ()  # only root can hand a folder over (doctor reports the user's problem)
+    folders = [layout.user_histories_dir(settings)]
+    folders += [layout.user_history_path(settings, user).parent for user in users]
+    return tuple(f for f in folders if users and not f.is_dir())
 
 
 def _owner_differs(path: Path, user: str) -> bool:
@@ -337,6 +356,12 @@ def crontab_schedules(task: Task, settings: Settings) -> list[str]:
         return []
     lines: list[str] = []
     for expr in task.schedule:
+        if schedule.is_interval(expr):
+            # Read-only commands load intervals whatever the target (load_manifest).
+            try:
+                schedule.cron_form(expr)
+            except schedule.ScheduleError as exc:
+                raise ConfigError(f"task {task.name}: schedule: {exc}") from None
         if expr == schedule.REBOOT:
             line = expr
         elif task.timezone:
@@ -348,12 +373,8 @@ def crontab_schedules(task: Task, settings: Settings) -> list[str]:
     return lines
 
 
-def is_once_only(task: Task) -> bool:
-    return all(schedule.is_once(expr) for expr in task.schedule)
-
-
-def is_completed(settings: Settings, task: Task) -> bool:
-    return is_once_only(task) and layout.completed_path(settings, task.name).exists()
+is_once_only = layout.is_once_only
+is_completed = layout.is_completed
 
 
 def check_once_times(settings: Settings, tasks) -> None:
@@ -405,10 +426,9 @@ def _file_changes(settings, tasks, manifest_path, overrides, stale, full) -> lis
         cache = render.spec_marshal(task, settings, enabled)
         wanted.append((layout.spec_cache_path(settings, task.name), cache, PRIVATE, task.name))
     for script in _bundled_scripts():
-        # The scripts call the checks with the interpreter install runs under (its venv).
-        content = script.read_bytes().replace(
-            b"@AGENCY_CRON_PYTHON@", render.python_executable().encode()
-        )
+        # The scripts call the checks with the interpreter install runs under (its venv),
+        # on the config and manifest it installed.
+        content = render.script_text(script.read_bytes(), settings, manifest_path)
         wanted.append((layout.scripts_dir(settings) / script.name, content, EXECUTABLE, "shared"))
     logrotate = _checked_logrotate(settings)
     wanted.append((layout.logrotate_path(settings), logrotate.encode(), PUBLIC, "shared"))
@@ -494,7 +514,7 @@ def _checked_logrotate(settings: Settings) -> str:
     logrotate exits 0 on unknown options and unsafe files, so its `error:` lines are read.
     """
     text = render.logrotate_text(settings, *log_owner())
-    binary = shutil.which("logrotate")
+    binary = render.find_program("logrotate")
     if not binary:
         return text
     with tempfile.TemporaryDirectory(prefix="agency-cron-logrotate-") as folder:

@@ -70,6 +70,38 @@ def python_executable() -> str:
     )
 
 
+def task_path() -> str:
+    """The PATH every run gets: the interpreter's bin (agency-cron itself), then cron's."""
+    return f"{Path(python_executable()).parent}:{CRON_PATH}"
+
+
+def runner_env(settings: Settings, manifest: Path | str) -> dict[str, str]:
+    """What every run of a task starts with, however it is started (the wrapper cron runs,
+    `run`, `run --detach`, the API's run now): the installation it belongs to, so that the
+    task and the agency-cron commands inside it resolve the same config and manifest from
+    any directory, and the same PATH."""
+    found = {
+        "AGENCY_ROOT": str(settings.agency_root),
+        "LOG_DIR": str(settings.log_dir),
+        "STATE_DIR": str(settings.state_dir),
+    }
+    if settings.config_path:
+        found["AGENCY_CRON_CONFIG"] = str(settings.config_path)
+    found["AGENCY_CRON_MANIFEST"] = str(Path(manifest).resolve())
+    found["PATH"] = task_path()
+    return found
+
+
+def find_program(name: str) -> str | None:
+    """`name` on the caller's PATH or cron's: cron's bare PATH=/usr/bin:/bin lacks the sbin
+    folders where logrotate and cron live."""
+    import shutil
+
+    path = os.environ.get("PATH", "")
+    extra = [d for d in CRON_PATH.split(":") if d not in path.split(":")]
+    return shutil.which(name, path=":".join(p for p in [path, *extra] if p))
+
+
 def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:
     """The shell wrapper cron runs for `task`; secrets stay out of it (it is 0755)."""
     python = python_executable()
@@ -78,11 +110,10 @@ def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:
     return render(
         "wrapper.sh.j2",
         task=task,
-        settings=settings,
         manifest=str(manifest),
         wrapper=str(layout.wrapper_path(settings, task.name)),
         cron_log=str(layout.cron_log_path(settings, task.name)),
-        path=f"{Path(python).parent}:{CRON_PATH}",
+        runner_env=runner_env(settings, manifest),
         public_env=public,
         secret_names=secrets,
         working_dir=working_dir(task, settings),
@@ -90,6 +121,16 @@ def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:
         bootstrap=runner_bootstrap(),
         spec=str(layout.spec_path(settings, task.name)),
     )
+
+
+def script_text(source: bytes, settings: Settings, manifest: Path | str) -> bytes:
+    """A bundled seed script with its installation written in: @AGENCY_CRON_PYTHON@ and the
+    @NAME@ of each runner_env() variable become shell-quoted values."""
+    values = {**runner_env(settings, manifest), "AGENCY_CRON_PYTHON": python_executable()}
+    for key in ("AGENCY_CRON_PYTHON", "AGENCY_ROOT", "AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST"):
+        quoted = shlex.quote(values.get(key, ""))
+        source = source.replace(f"@{key}@".encode(), quoted.encode("utf-8", "surrogateescape"))
+    return source
 
 
 @cache
@@ -141,6 +182,15 @@ def spec(task: Task, settings: Settings, enabled: bool) -> dict:
         "timezone": task.timezone,
         "jitter": task.jitter,
     }
+
+
+def spec_run_now(task: Task, settings: Settings, enabled: bool, manifest: Path | str) -> dict:
+    """spec() for a run started by hand (`run`, `run --detach`, the API's run now): its
+    command gets what the wrapper exports for a scheduled run (runner_env: PATH, config,
+    manifest), the task's own env over it, whatever the caller's environment is."""
+    found = spec(task, settings, enabled)
+    found["env"] = {**runner_env(settings, manifest), **found["env"]}
+    return found
 
 
 def redaction_list(task: Task, settings: Settings) -> list[str]:

@@ -23,10 +23,11 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def next_run(task: Task) -> str | None:
-    """The next fire time, shown in the task's own zone."""
-    runs = next_runs(task.schedule, 1, zone=zone_of(task.timezone))
-    return iso(runs[0]) if runs else None
+def next_run(task: Task, settings: Settings | None = None) -> str | None:
+    """The next fire time, shown in the task's own zone; None for a completed one-time
+    task (with `settings`: its time may still be ahead after a run by hand)."""
+    runs = upcoming(task, 1, settings)
+    return runs[0] if runs else None
 
 
 def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
@@ -41,7 +42,7 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
                 "name": task.name,
                 "schedule": list(task.schedule),
                 "enabled": enabled,
-                "next_run": next_run(task) if enabled else None,
+                "next_run": next_run(task, settings) if enabled else None,
                 "description": task.description,
                 "tags": list(task.tags),
                 "override": override_of(task, overrides),
@@ -50,15 +51,39 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
     return rows
 
 
-def upcoming(task: Task, count: int) -> list[str]:
+def upcoming(task: Task, count: int, settings: Settings | None = None) -> list[str]:
+    if settings is not None and layout.is_completed(settings, task):
+        return []
     return [iso(moment) for moment in next_runs(task.schedule, count, zone=zone_of(task.timezone))]
 
 
-def _open_history(settings: Settings) -> sqlite3.Connection | None:
+def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
+    """Root's history and each user's (history.connect_all); empty when none exists yet.
+    Every query below runs on each and the answers are combined (_sum, _max, _newest)."""
     try:
-        return history.connect(str(layout.history_path(settings)), create=False)
-    except (FileNotFoundError, sqlite3.Error):
-        return None
+        return history.connect_all(str(settings.state_dir))
+    except sqlite3.Error:
+        return []
+
+
+def _close(conns: list[sqlite3.Connection]) -> None:
+    for conn in conns:
+        conn.close()
+
+
+def _sum(rows: list[tuple], index: int) -> int:
+    return sum(row[index] or 0 for row in rows)
+
+
+def _max(rows: list[tuple], index: int):
+    return max((row[index] for row in rows if row[index] is not None), default=None)
+
+
+def _newest(conns: list[sqlite3.Connection], sql: str, params: tuple) -> tuple | None:
+    """The newest answer of an `ORDER BY started_at DESC LIMIT 1` query whose first
+    column is started_at, over every database."""
+    rows = [row for conn in conns if (row := conn.execute(sql, params).fetchone())]
+    return max(rows, key=lambda row: row[0]) if rows else None
 
 
 STATUS_SQL = """
@@ -76,27 +101,28 @@ FROM runs WHERE task = ? AND status != 'skipped'
 def task_status(settings: Settings, manifest: Manifest, names: list[str] | None) -> list[dict]:
     """CONTRACT.md `status` per task, figures from history (the 004 seed's counters)."""
     overrides = read_overrides(settings)
-    conn = _open_history(settings)
+    conns = _open_histories(settings)
     result = []
     for task in manifest.tasks:
         if names and task.name not in names:
             continue
         enabled = effective_enabled(task, overrides)
-        figures = _figures(conn, task.name)
+        figures = _figures(conns, task.name)
         state = _state(settings, task.name, enabled, figures)
         result.append(
             {
                 "name": task.name,
                 "state": state,
                 **figures,
-                "next_run": next_run(task) if enabled else None,
+                "next_run": next_run(task, settings) if enabled else None,
                 "override": override_of(task, overrides),
             }
         )
+    _close(conns)
     return result
 
 
-def _figures(conn: sqlite3.Connection | None, name: str) -> dict:
+def _figures(conns: list[sqlite3.Connection], name: str) -> dict:
     empty = {
         "runs": 0,
         "successes": 0,
@@ -107,26 +133,27 @@ def _figures(conn: sqlite3.Connection | None, name: str) -> dict:
         "last_error": None,
         "last_status": None,
     }
-    if conn is None:
+    conns = history.holding(conns, name)
+    if not conns:
         return empty
-    row = conn.execute(STATUS_SQL, (name,)).fetchone()
-    figures = dict(zip(list(empty)[:6], row, strict=True))
-    figures = {
-        k: (v or 0) if k in ("runs", "successes", "failures") else v for k, v in figures.items()
-    }
-    last = conn.execute(
-        "SELECT status FROM runs WHERE task = ? AND status NOT IN ('skipped', 'retry-scheduled')"
-        " ORDER BY started_at DESC, id DESC LIMIT 1",
+    totals = [conn.execute(STATUS_SQL, (name,)).fetchone() for conn in conns]
+    keys = list(empty)[:6]
+    figures = {k: _sum(totals, i) if i < 3 else _max(totals, i) for i, k in enumerate(keys)}
+    last = _newest(
+        conns,
+        "SELECT started_at, status FROM runs WHERE task = ?"
+        " AND status NOT IN ('skipped', 'retry-scheduled') ORDER BY started_at DESC, id DESC LIMIT 1",
         (name,),
-    ).fetchone()
-    error = conn.execute(
-        "SELECT output_tail, note, exit_code FROM runs WHERE task = ?"
+    )
+    error = _newest(
+        conns,
+        "SELECT started_at, output_tail, note, exit_code FROM runs WHERE task = ?"
         " AND status IN ('failed', 'timeout', 'killed', 'retry-scheduled')"
         " ORDER BY started_at DESC, id DESC LIMIT 1",
         (name,),
-    ).fetchone()
-    figures["last_status"] = last[0] if last else None
-    figures["last_error"] = _error_text(error) if error else None
+    )
+    figures["last_status"] = last[1] if last else None
+    figures["last_error"] = _error_text(error[1:]) if error else None
     return figures
 
 
@@ -161,13 +188,11 @@ HISTORY_KEYS = (
 
 def task_history(settings: Settings, name: str, limit: int, offset: int = 0) -> list[dict]:
     """CONTRACT.md `history`: the task's attempts, newest first."""
-    conn = _open_history(settings)
-    if conn is None:
-        return []
+    conns = _open_histories(settings)
     try:
-        return [history_row(row) for row in history.rows(conn, name, limit, offset)]
+        return [history_row(row) for row in history.rows_of_all(conns, name, limit, offset)]
     finally:
-        conn.close()
+        _close(conns)
 
 
 def history_row(row: dict) -> dict:
@@ -180,24 +205,20 @@ def history_row(row: dict) -> dict:
 
 
 def history_count(settings: Settings, name: str) -> int:
-    conn = _open_history(settings)
-    if conn is None:
-        return 0
+    conns = _open_histories(settings)
     try:
-        return history.count(conn, name)
+        return sum(history.count(conn, name) for conn in conns)
     finally:
-        conn.close()
+        _close(conns)
 
 
 def run_attempts(settings: Settings, run_id: str) -> list[dict]:
     """Every attempt of one run (with the task and its output tail), first attempt first."""
-    conn = _open_history(settings)
-    if conn is None:
-        return []
+    conns = _open_histories(settings)
     try:
-        rows = history.run_rows(conn, run_id)
+        rows = history.run_rows_of_all(conns, run_id)
     finally:
-        conn.close()
+        _close(conns)
     return [{"task": r["task"], **history_row(r), "output_tail": r["output_tail"]} for r in rows]
 
 
@@ -254,7 +275,7 @@ ORDER BY started_at DESC LIMIT 1
 """
 LAST_SUCCESS_SQL = "SELECT MAX(started_at) FROM runs WHERE task = ? AND status = 'success'"
 LAST_ERROR_SQL = """
-SELECT output_tail, note, exit_code FROM runs
+SELECT started_at, output_tail, note, exit_code FROM runs
 WHERE task = ? AND status IN ('failed', 'timeout', 'killed', 'retry-scheduled')
 ORDER BY started_at DESC LIMIT 1
 """
@@ -282,24 +303,23 @@ def log_summary(
 
     now = datetime.now(UTC)
     window_start = (now - timedelta(seconds=since_s)).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
-    conn = _open_history(settings)
+    conns = _open_histories(settings)
     overrides = read_overrides(settings)
     tasks = []
     for task in manifest.tasks:
         if names and task.name not in names:
             continue
         enabled = effective_enabled(task, overrides)
-        row = _summary_row(conn, task, window_start)
-        row["next_run"] = next_run(task) if enabled else None
+        row = _summary_row(conns, task, window_start)
+        row["next_run"] = next_run(task, settings) if enabled else None
         row["enabled"] = enabled
         row["overdue"] = bool(enabled and overdue_reason(settings, task, row["last_success"], now))
         tasks.append(row)
-    if conn is not None:
-        conn.close()
+    _close(conns)
     return {"version": 1, "generated_at": now.isoformat(), "since": window_start, "tasks": tasks}
 
 
-def _summary_row(conn: sqlite3.Connection | None, task: Task, window_start: str) -> dict:
+def _summary_row(conns: list[sqlite3.Connection], task: Task, window_start: str) -> dict:
     row = {
         "name": task.name,
         "last_run": None,
@@ -312,21 +332,27 @@ def _summary_row(conn: sqlite3.Connection | None, task: Task, window_start: str)
         "last_error": [],
         "last_success": None,
     }
-    if conn is None:
+    conns = history.holding(conns, task.name)
+    if not conns:
         return row
-    runs, failures, skipped = conn.execute(SUMMARY_SQL, (task.name, window_start)).fetchone()
-    row.update(runs=runs or 0, failures=failures or 0, skipped=skipped or 0)
-    last = conn.execute(LAST_SQL, (task.name,)).fetchone()
+    windows = [conn.execute(SUMMARY_SQL, (task.name, window_start)).fetchone() for conn in conns]
+    row.update(runs=_sum(windows, 0), failures=_sum(windows, 1), skipped=_sum(windows, 2))
+    last = _newest(conns, LAST_SQL, (task.name,))
     if last:
         row.update(
             last_run=last[0], last_status=last[1], last_duration_s=last[2], last_exit_code=last[3]
         )
-    row["last_success"] = conn.execute(LAST_SUCCESS_SQL, (task.name,)).fetchone()[0]
-    error = conn.execute(LAST_ERROR_SQL, (task.name,)).fetchone()
+    row["last_success"] = _last_success(conns, task.name)
+    error = _newest(conns, LAST_ERROR_SQL, (task.name,))
     if error:
-        lines = [line for line in (error[0] or "").splitlines() if line.strip()]
-        row["last_error"] = lines[-ERROR_LINES:] or [error[1] or f"exit code {error[2]}"]
+        _, tail, note, code = error
+        lines = [line for line in (tail or "").splitlines() if line.strip()]
+        row["last_error"] = lines[-ERROR_LINES:] or [note or f"exit code {code}"]
     return row
+
+
+def _last_success(conns: list[sqlite3.Connection], name: str) -> str | None:
+    return _max([conn.execute(LAST_SUCCESS_SQL, (name,)).fetchone() for conn in conns], 0)
 
 
 def expected_interval(task: Task) -> int | None:
@@ -402,16 +428,17 @@ def overdue_tasks(settings: Settings, manifest: Manifest) -> list[dict]:
     from datetime import UTC
 
     now = datetime.now(UTC)
-    conn = _open_history(settings)
+    conns = _open_histories(settings)
     overrides = read_overrides(settings)
     found = []
     for task in manifest.tasks:
         if not effective_enabled(task, overrides):
             continue
-        last = conn.execute(LAST_SUCCESS_SQL, (task.name,)).fetchone()[0] if conn else None
+        last = _last_success(history.holding(conns, task.name), task.name)
         reason = overdue_reason(settings, task, last, now)
         if reason:
             found.append({"name": task.name, "last_success": last, "reason": reason})
+    _close(conns)
     return found
 
 

@@ -449,7 +449,9 @@ class Run:
         self.alert_urls = _alert_urls(spec)
         self.secrets = _secrets(spec, self.alert_urls)
         self.output = Output(spec["log"], self.secrets, echo)
-        self.history_path = os.path.join(spec["state_dir"], "history.db")
+        from agency_cron.history import writer_path  # its own user's database
+
+        self.history_path = writer_path(spec["state_dir"])
         self._db = None
 
     def db(self):

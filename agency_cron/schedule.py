@@ -12,10 +12,10 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agency_cron.errors import ConfigError
+from agency_cron.errors import ConfigError, shown
 
 NICKNAMES = {
     "@yearly": "0 0 1 1 *",
@@ -39,25 +39,38 @@ ONCE = re.compile(r"^once\s+(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# No real schedule comes close; a longer one is a pasted file, not worth parsing.
+EXPRESSION_MAX = 1000
+# systemd starts a unit at most 5 times in 10 s by default (DefaultStartLimitBurst=): a
+# shorter interval would trip the limit and leave the timer's service failed.
+SYSTEMD_MIN_INTERVAL_S = 5
+
+
 class ScheduleError(ValueError):
     """A schedule that cron would refuse, or that never fires. The message says why."""
 
 
-def normalise(expr: object, strict: bool = True) -> str:
+class CronIntervalError(ScheduleError):
+    """`@every N` that cron cannot keep exactly; a systemd timer can (OnUnitActiveSec=)."""
+
+
+def normalise(expr: object, strict: bool = True, intervals: bool = False) -> str:
     """Return the cron form of one schedule, or raise ScheduleError with the reason.
 
     `strict` adds python-crontab's check of the fields (see _python_crontab_agrees).
+    `intervals` (systemd targets and exports) keeps an `@every N` that cron cannot run
+    exactly as the interval `@every N` (see is_interval) instead of refusing it.
     """
     if not isinstance(expr, str):
         raise ScheduleError(f"expected a string, got {type(expr).__name__}")
-    cron = _normalise(expr)
+    cron = _normalise(expr, intervals)
     if strict and len(cron.split(" ")) == 5:
         _python_crontab_agrees(cron)
     return cron
 
 
-@cache  # manifests repeat a handful of schedules over many tasks
-def _normalise(expr: str) -> str:
+@lru_cache(maxsize=4096)  # manifests repeat a handful of schedules over many tasks
+def _normalise(expr: str, intervals: bool = False) -> str:
     """Return the cron form of one schedule, or raise ScheduleError with the reason.
 
     `@every N` becomes a 5-field expression when cron runs it at exact intervals;
@@ -65,11 +78,13 @@ def _normalise(expr: str) -> str:
     """
     if "\n" in expr or "\r" in expr or "\0" in expr:
         raise ScheduleError("must not contain a newline or NUL")
+    if len(expr) > EXPRESSION_MAX:
+        raise ScheduleError(f"{shown(expr)} is longer than {EXPRESSION_MAX} characters")
     text = " ".join(expr.split())
     if not text:
         raise ScheduleError("is empty")
     if text.startswith("@every"):
-        return every_to_cron(text)
+        return _every(text, intervals)
     if text.lower().startswith("once"):
         return _once(text)
     if text.startswith("@"):
@@ -77,25 +92,57 @@ def _normalise(expr: str) -> str:
         if lowered in NICKNAMES or lowered == REBOOT:
             return lowered
         known = ", ".join([*NICKNAMES, REBOOT, "@every N{s,m,h,d}"])
-        raise ScheduleError(f"unknown schedule {text!r}; expected one of {known}")
+        raise ScheduleError(f"unknown schedule {shown(text)}; expected one of {known}")
     _check_fields(text)
     return text
 
 
-def every_to_cron(text: str) -> str:
-    """`@every 15m` -> `*/15 * * * *`; refuse intervals that cron cannot keep exactly."""
+def _every(text: str, intervals: bool) -> str:
+    try:
+        return every_to_cron(text)
+    except CronIntervalError:
+        if not intervals:
+            raise
+    seconds = interval_seconds(text)
+    if seconds < SYSTEMD_MIN_INTERVAL_S:
+        raise ScheduleError(
+            f"{shown(text)}: systemd starts a unit at most 5 times in 10 seconds "
+            f"(StartLimitBurst=); use an interval of at least {SYSTEMD_MIN_INTERVAL_S}s"
+        ) from None
+    number, unit = _every_parts(text)
+    return f"@every {number}{unit}"
+
+
+def is_interval(expr: str) -> bool:
+    """A normalised `@every N` that stayed an interval: systemd timers only (OnUnitActiveSec=)."""
+    return expr.startswith("@every")
+
+
+def interval_seconds(text: str) -> int:
+    number, unit = _every_parts(text)
+    return number * UNIT_SECONDS[unit]
+
+
+def _every_parts(text: str) -> tuple[int, str]:
+    """`@every 90 m` -> (90, "m"), or ScheduleError."""
     match = EVERY.match(text)
     if not match:
         raise ScheduleError(
-            f"{text!r}: expected '@every N' with a unit s, m, h or d, e.g. '@every 15m'"
+            f"{shown(text)}: expected '@every N' with a unit s, m, h or d, e.g. '@every 15m'"
         )
-    number, unit = int(match.group(1)), match.group(2)
-    seconds = number * UNIT_SECONDS[unit]
+    return int(match.group(1)), match.group(2)
+
+
+def every_to_cron(text: str) -> str:
+    """`@every 15m` -> `*/15 * * * *`; refuse intervals that cron cannot keep exactly
+    (CronIntervalError: a systemd target keeps them as intervals)."""
+    seconds = interval_seconds(text)
     if seconds == 0:
-        raise ScheduleError(f"{text!r}: the interval must be greater than zero")
+        raise ScheduleError(f"{shown(text)}: the interval must be greater than zero")
     if seconds % 60:
-        raise ScheduleError(
-            f"{text!r}: cron runs at most once a minute; use a systemd timer for sub-minute intervals"
+        raise CronIntervalError(
+            f"{shown(text)}: cron runs at most once a minute; use a systemd timer for"
+            " sub-minute intervals (CRONTAB=systemd:DIR, or agency-cron export systemd)"
         )
     minutes = seconds // 60
     if minutes < 60:
@@ -105,13 +152,18 @@ def every_to_cron(text: str) -> str:
     if minutes == 1440:
         return "0 0 * * *"
     if minutes % 1440 == 0:
-        raise ScheduleError(
-            f"{text!r}: cron cannot run every {minutes // 1440} days exactly "
+        raise CronIntervalError(
+            f"{shown(text)}: cron cannot run every {minutes // 1440} days exactly "
             "(day-of-month steps restart each month); use a daily schedule with a day list"
+            f"{SYSTEMD_HINT}"
         )
-    raise ScheduleError(
-        f"{text!r}: {minutes} minutes is not a whole number of hours; cron cannot keep it"
+    raise CronIntervalError(
+        f"{shown(text)}: {minutes} minutes is not a whole number of hours; cron cannot keep it"
+        f"{SYSTEMD_HINT}"
     )
+
+
+SYSTEMD_HINT = "; a systemd timer (CRONTAB=systemd:DIR) keeps any interval"
 
 
 def _once(text: str) -> str:
@@ -119,12 +171,12 @@ def _once(text: str) -> str:
     match = ONCE.match(text)
     if not match:
         raise ScheduleError(
-            f"{text!r}: expected 'once YYYY-MM-DDTHH:MM', e.g. 'once 2026-12-01T03:00'"
+            f"{shown(text)}: expected 'once YYYY-MM-DDTHH:MM', e.g. 'once 2026-12-01T03:00'"
         )
     try:
         datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}:{match.group(3)}")
     except ValueError as exc:
-        raise ScheduleError(f"{text!r}: {exc}") from None
+        raise ScheduleError(f"{shown(text)}: {exc}") from None
     return f"once {match.group(1)}T{match.group(2)}:{match.group(3)}"
 
 
@@ -138,7 +190,10 @@ def once_time(expr: str, zone: ZoneInfo) -> datetime:
 
 
 def cron_form(expr: str) -> str:
-    """What cronsim and the crontab get: nicknames expanded, `once` as its yearly date."""
+    """What cronsim and the crontab get: nicknames expanded, `once` as its yearly date.
+    An interval has none: CronIntervalError, with the reason cron cannot keep it."""
+    if is_interval(expr):
+        every_to_cron(expr)  # raises: a kept interval is one cron cannot run
     if is_once(expr):
         moment = datetime.fromisoformat(expr.removeprefix("once "))
         return f"{moment.minute} {moment.hour} {moment.day} {moment.month} *"
@@ -150,10 +205,10 @@ def _exact_step(text: str, step: int, period: int, unit: str, every_one: str, pa
         return every_one
     if period % step:
         last = (period - 1) // step * step
-        raise ScheduleError(
-            f"{text!r}: {step} does not divide {period}, so cron's */{step} restarts every "
+        raise CronIntervalError(
+            f"{shown(text)}: {step} does not divide {period}, so cron's */{step} restarts every "
             f"{'hour' if unit == 'minutes' else 'day'} (runs at {last} and 0 are "
-            f"{period - last} {unit} apart); pick a divisor of {period}"
+            f"{period - last} {unit} apart); pick a divisor of {period}{SYSTEMD_HINT}"
         )
     return pattern.format(n=step)
 
@@ -165,7 +220,7 @@ def _check_fields(text: str) -> None:
             " (a seconds or year field is not supported by cron)" if len(fields) in (6, 7) else ""
         )
         raise ScheduleError(
-            f"{text!r} has {len(fields)} fields; cron takes 5 "
+            f"{shown(text)} has {len(fields)} fields; cron takes 5 "
             f"(minute hour day-of-month month day-of-week){hint}"
         )
     for index, value in enumerate(fields):
@@ -173,7 +228,7 @@ def _check_fields(text: str) -> None:
     _first_fire(text)
 
 
-@cache
+@lru_cache(maxsize=4096)
 def _python_crontab_agrees(text: str) -> None:
     """python-crontab's CronSlices as a second opinion on the fields. Asked by install and
     validate only: importing it costs ~30 ms (it imports asyncio), too much for every
@@ -181,20 +236,22 @@ def _python_crontab_agrees(text: str) -> None:
     from crontab import CronSlices
 
     if not CronSlices.is_valid(text):
-        raise ScheduleError(f"{text!r} is not a valid cron expression")
+        raise ScheduleError(f"{shown(text)} is not a valid cron expression")
 
 
 def _check_field_syntax(index: int, value: str) -> None:
     name = FIELD_NAMES[index]
     if not FIELD_SYNTAX.match(value):
         raise ScheduleError(
-            f"{name} field {value!r}: Debian cron allows only digits, names, '*', ',', '-' and '/'"
+            f"{name} field {shown(value)}: Debian cron allows only digits, names, '*', ',', '-' and '/'"
         )
     for word in re.findall(r"[a-zA-Z]+", value):
         if word.lower() not in NAMES.get(index, set()):
-            raise ScheduleError(f"{name} field {value!r}: {word!r} is not a name cron knows here")
+            raise ScheduleError(
+                f"{name} field {shown(value)}: {shown(word)} is not a name cron knows here"
+            )
     if re.search(r"/0*(?:\D|$)", value):
-        raise ScheduleError(f"{name} field {value!r}: a step of 0 is not allowed")
+        raise ScheduleError(f"{name} field {shown(value)}: a step of 0 is not allowed")
 
 
 def _first_fire(text: str) -> None:
@@ -213,25 +270,31 @@ def _first_fire(text: str) -> None:
                 pass
             else:
                 raise ScheduleError(
-                    f"{text!r} can never fire: day-of-month {fields[2]} does not occur in month {fields[3]}"
+                    f"{shown(text)} can never fire: day-of-month {fields[2]} does not occur in month {fields[3]}"
                 ) from None
-        raise ScheduleError(f"{text!r}: {reason}") from None
+        raise ScheduleError(f"{shown(text)}: {reason}") from None
     except StopIteration:
-        raise ScheduleError(f"{text!r} can never fire") from None
+        raise ScheduleError(f"{shown(text)} can never fire") from None
 
 
-def normalise_list(value: object, strict: bool = True) -> tuple[str, ...]:
+def normalise_list(value: object, strict: bool = True, intervals: bool = False) -> tuple[str, ...]:
     """One schedule or a list of them -> a tuple of cron forms (duplicates removed)."""
     items = value if isinstance(value, list | tuple) else [value]
     if not items:
         raise ScheduleError("needs at least one schedule")
     result: list[str] = []
     for item in items:
-        cron = normalise(item, strict)
+        cron = normalise(item, strict, intervals)
         # "@daily" and "@midnight" (or "0 0 * * *") fire together: keep one of them.
-        if all(cron_form(cron) != cron_form(kept) for kept in result):
+        if all(_same_times(cron, kept) for kept in result):
             result.append(cron)
     return tuple(result)
+
+
+def _same_times(one: str, other: str) -> bool:
+    if is_interval(one) or is_interval(other):
+        return one != other
+    return cron_form(one) != cron_form(other)
 
 
 @cache
@@ -271,11 +334,13 @@ def next_runs(
     from cronsim import CronSim
 
     zone = zone or local_zone()
-    start = (after or datetime.now(zone)).astimezone(zone).replace(second=0, microsecond=0)
-    regular = [s for s in schedules if s != REBOOT and not is_once(s)]
+    now = (after or datetime.now(zone)).astimezone(zone)
+    start = now.replace(second=0, microsecond=0)
+    regular = [s for s in schedules if s != REBOOT and not is_once(s) and not is_interval(s)]
     iterators: list[Iterator[datetime]] = [CronSim(cron_form(s), start) for s in regular]
     once = sorted(once_time(s, zone) for s in schedules if is_once(s))
     iterators.append(iter([moment for moment in once if moment > start]))
+    iterators += [_interval_times(s, now) for s in schedules if is_interval(s)]
     pending = {index: moment for index, it in enumerate(iterators) if (moment := next(it, None))}
     result: list[datetime] = []
     while pending and len(result) < count:
@@ -291,11 +356,26 @@ def next_runs(
     return result
 
 
+def _interval_times(expr: str, now: datetime) -> Iterator[datetime]:
+    """An interval's next times as seen from `now`: systemd counts each one from the last
+    run's start, which only it knows, so these are estimates at the right spacing."""
+    step = timedelta(seconds=interval_seconds(expr))
+    moment = now.replace(microsecond=0)
+    while True:
+        moment += step
+        yield moment
+
+
 def explain(expr: str) -> str:
     """A schedule in plain English (cron-descriptor), after validating it."""
-    cron = normalise(expr)
+    cron = normalise(expr, intervals=True)
     if cron == REBOOT:
         return "At system startup"
+    if is_interval(cron):
+        return (
+            f"Every {_span_words(interval_seconds(cron))}, counted from the start of the "
+            "previous run (systemd timers only: cron cannot keep this interval)"
+        )
     from cron_descriptor import Options, get_description
 
     options = Options()
@@ -304,6 +384,14 @@ def explain(expr: str) -> str:
         return f"Once, at {cron.removeprefix('once ').replace('T', ' ')}"
     sentence = get_description(cron_form(cron), options)
     return sentence if cron == expr.strip() else f"{sentence} ({cron})"
+
+
+def _span_words(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 def check_expression(expr: str) -> str:
@@ -441,6 +529,8 @@ def zone_due(expr: str, zone_name: str, minute_utc: datetime) -> bool:
 
     from cronsim import CronSim
 
+    if is_interval(expr):
+        return False  # only systemd runs intervals, and it never asks whether a minute is due
     zone = ZoneInfo(zone_name)
     target = minute_utc.astimezone(UTC).replace(second=0, microsecond=0)
     start = (target - timedelta(hours=3)).astimezone(zone)

@@ -218,7 +218,7 @@ def best(fn, times=5):
 
 now = datetime.now(UTC)
 window = (now - timedelta(seconds=since)).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
-conn = reports._open_history(settings)
+conn = reports._open_histories(settings)[0]  # the bench's one database: history.db
 tasks = manifest.tasks
 recent = (now - timedelta(minutes=1)).isoformat()
 queries = {
@@ -230,7 +230,7 @@ queries = {
 parts = {
     "log_summary() warm, whole": lambda: reports.log_summary(settings, manifest, since),
     "  _summary_row x100 (the 4 queries)": lambda: [
-        reports._summary_row(conn, t, window) for t in tasks
+        reports._summary_row([conn], t, window) for t in tasks
     ],
     **{
         f"    {name} x100": (lambda q=q, p=p: [conn.execute(q, p(t)).fetchall() for t in tasks])
@@ -311,7 +311,7 @@ start = time.perf_counter()
 conn.execute("CREATE INDEX runs_task_started_status ON runs (task, started_at, status)")
 made = time.perf_counter() - start
 print(f"  covering index runs (task, started_at, status) on a copy ({made:.1f}s to create):")
-rows_ms = best(lambda: [reports._summary_row(conn, t, window) for t in tasks])
+rows_ms = best(lambda: [reports._summary_row([conn], t, window) for t in tasks])
 print(f"  {'  _summary_row x100 (the 4 queries)':<66} {rows_ms:>8.2f}")
 for name, (q, p) in queries.items():
     ms = best(lambda q=q, p=p: [conn.execute(q, p(t)).fetchall() for t in tasks])

@@ -74,11 +74,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agency_cron import render
-from agency_cron.config import Settings, is_secret_name
+from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem, is_secret_name
 from agency_cron.errors import ConfigError
 from agency_cron.manifest import Task
 from agency_cron.runner import KILL_GRACE_S
-from agency_cron.schedule import REBOOT, cron_form, is_once
+from agency_cron.schedule import REBOOT, cron_form, is_interval, is_once
 
 # RFC 1123 label (Kubernetes' IsDNS1123Label): namespaces, and CronJob names by our choice.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -187,6 +187,11 @@ def schedule_problems(task: Task) -> list[str]:
                 f"{where}: a one-time run is a Kubernetes Job, not a CronJob; create one at that "
                 "time (kubectl create job) and leave this task out of the export"
             )
+        elif is_interval(expr):
+            problems.append(
+                f"{where}: a CronJob fires at cron times, and cron cannot keep this interval; "
+                "use a schedule cron can express (@every 15m, */10 * * * *)"
+            )
         elif not expr.startswith("@") and _weekday_field(expr) is None:
             problems.append(
                 f"{where}: Kubernetes reads day-of-week 0-6, and this field cannot be "
@@ -199,14 +204,10 @@ def schedule_problems(task: Task) -> list[str]:
 def leak_problems(task: Task, secrets: Iterable[str]) -> list[str]:
     """Fields that go into the ConfigMap or the CronJob in clear must hold no secret value."""
     problems = []
-    for field in ("command", "script", "description", "working_dir", "log"):
+    for field in CLEAR_FIELDS:
         value = getattr(task, field) or ""
         if any(secret in value for secret in secrets):
-            problems.append(
-                f"task {task.name}: {field}: contains a secret value (of a *_TOKEN, *_PASSWORD, "
-                "*_SECRET or *_KEY variable, or an alert URL), which would be stored in clear; "
-                "pass it in env under a secret name and use $NAME instead"
-            )
+            problems.append(f"task {task.name}: {clear_secret_problem(field)}")
     return problems
 
 

@@ -13,6 +13,12 @@ text here. Two semantic gaps need care:
 
 DST edges differ between the two schedulers; tests/integration/test_systemd_export.py
 measures and pins each difference.
+
+Two schedules have no crontab line to mirror: `once` is a dated `OnCalendar=` (always with
+its zone), and an `@every` interval that cron cannot keep (schedule.is_interval) is
+`OnActiveSec=` for the first run plus `OnUnitActiveSec=` for the following ones; without
+the first, a timer whose unit never ran would never fire. A completed one-time task gets
+no timer (layout.is_completed), like a disabled one.
 """
 
 from __future__ import annotations
@@ -30,7 +36,16 @@ from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Task
 from agency_cron.render import render, working_dir
 from agency_cron.runner import KILL_GRACE_S
-from agency_cron.schedule import NICKNAMES, REBOOT, ScheduleError, normalise
+from agency_cron.schedule import (
+    NICKNAMES,
+    REBOOT,
+    ScheduleError,
+    interval_seconds,
+    is_interval,
+    is_once,
+    local_zone,
+    normalise,
+)
 
 UNIT_PREFIX = "agency-cron-"
 UNIT_SUFFIXES = (".service", ".timer")
@@ -68,15 +83,18 @@ def unit_name(task_name: str) -> str:
 def cron_to_oncalendar(expr: str, timezone: str | None) -> list[str]:
     """The `OnCalendar=` values that fire when the cron expression `expr` does.
 
-    `@reboot` returns [] (the timer uses OnBootSec= instead). A zone, when given, ends every
-    value. Raises ConfigError for an expression cron would refuse.
+    `@reboot` and intervals return [] (the timer uses OnBootSec= and OnUnitActiveSec=
+    instead); `once` a dated value. A zone, when given, ends every value. Raises
+    ConfigError for an expression cron would refuse.
     """
     try:
-        cron = normalise(expr)
+        cron = normalise(expr, intervals=True)
     except ScheduleError as exc:
         raise ConfigError(f"schedule {expr!r}: {exc}") from None
-    if cron == REBOOT:
+    if cron == REBOOT or is_interval(cron):
         return []
+    if is_once(cron):
+        return [once_to_oncalendar(cron, timezone)]
     from cronsim import CronSim
 
     sim = CronSim(NICKNAMES.get(cron, cron), FIELDS_START)
@@ -87,6 +105,24 @@ def cron_to_oncalendar(expr: str, timezone: str | None) -> list[str]:
         f"{weekdays + ' ' if weekdays else ''}*-{month}-{days} {clock}{zone}"
         for weekdays, days in _day_parts(sim)
     ]
+
+
+def once_to_oncalendar(expr: str, timezone: str | None) -> str:
+    """`once 2026-12-01T03:00` -> `2026-12-01 03:00:00 ZONE`: a spec that elapses once.
+
+    The zone is always written, the host's when the task has none: the runner and `next`
+    read a one-time schedule in that zone, and the unit may be copied to another host.
+    """
+    zone = timezone or local_zone().key
+    return f"{expr.removeprefix('once ').replace('T', ' ')}:00 {_known_zone(zone)}"
+
+
+def time_span(seconds: int) -> str:
+    """Seconds as a systemd time span in its largest exact unit: 15s, 90min, 2h, 3d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _day_parts(sim) -> list[tuple[str | None, str]]:
@@ -175,15 +211,24 @@ def _render_units(task: Task, settings: Settings) -> dict[str, str]:
         working_dir=_escape(_path_value(working_dir(task, settings))),
         timeout=start_timeout(task, settings),
     )
+    intervals = sorted({interval_seconds(e) for e in task.schedule if is_interval(e)})
     timer = render(
         "systemd.timer.j2",
         description=f"{description} (timer)",
         calendars=calendars,
         boot_delay=BOOT_DELAY if REBOOT in task.schedule else None,
+        intervals=[time_span(seconds) for seconds in intervals],
+        accuracy=_accuracy(intervals),
         jitter=task.jitter,
         service=f"{name}.service",
     )
     return {f"{name}.service": service, f"{name}.timer": timer}
+
+
+def _accuracy(intervals: list[int]) -> str:
+    """AccuracySec=: 1s keeps calendar times to the second; an interval under 10 s needs
+    finer, or systemd's coalescing could stretch it by a fifth."""
+    return "100ms" if intervals and intervals[0] < 10 else "1s"
 
 
 def _calendars(task: Task) -> list[str]:
@@ -257,8 +302,8 @@ def _retry_delay(task: Task, attempt: int) -> int:
 
 
 def render_all(settings: Settings, tasks: Iterable[tuple[Task, bool]]) -> dict[str, str]:
-    """{unit file name: text} for every (task, enabled); a disabled task keeps its service
-    (runnable by hand) but has no timer. ConfigError carries every problem found."""
+    """{unit file name: text} for every (task, enabled); a disabled or completed task keeps
+    its service (runnable by hand) but has no timer. ConfigError carries every problem found."""
     rendered: dict[str, str] = {}
     problems: list[str] = []
     for task, enabled in tasks:
@@ -267,7 +312,9 @@ def render_all(settings: Settings, tasks: Iterable[tuple[Task, bool]]) -> dict[s
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        rendered.update({k: v for k, v in units.items() if enabled or not k.endswith(".timer")})
+        # A one-time task that has run keeps its service (runnable by hand), like a disabled one.
+        timed = enabled and not layout.is_completed(settings, task)
+        rendered.update({k: v for k, v in units.items() if timed or not k.endswith(".timer")})
     if problems:
         raise ConfigError(*problems)
     return rendered

@@ -252,7 +252,8 @@ def _as_json(name: str, command: Command, results: list, checked_at: str, run_id
 
 
 def record(settings: Settings, results: list[CheckResult], checked_at: str, run_id) -> None:
-    """Append the results to STATE_DIR/history.db; a failure is a warning, not a failed check."""
+    """Append the results to the history (this user's database, see history.writer_path);
+    a failure is a warning, not a failed check."""
     from agency_cron import history
 
     rows = [
@@ -260,7 +261,7 @@ def record(settings: Settings, results: list[CheckResult], checked_at: str, run_
         for r in results
     ]
     try:
-        conn = history.connect(str(settings.state_dir / "history.db"))
+        conn = history.connect(history.writer_path(str(settings.state_dir)))
         try:
             history.record_checks(conn, rows)
         finally:

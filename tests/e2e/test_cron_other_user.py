@@ -1,0 +1,148 @@
+"""End to end: the real cron daemon runs a cron.d task as a throwaway system user, and that
+run is in `history` and `status` read by root.
+
+Nothing is handed over by the test: install (as root) gives the user its spec, logs, lock
+and its own history database under STATE_DIR/history.d; STATE_DIR and history.db stay
+root's. The cron.d file is a real one in /etc/cron.d (root-owned, 0644, no dot in its name),
+removed afterwards with the user and the site. Run under `flock /tmp/agency-crond.lock`.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import re
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+WAIT_S = 150  # cron reads a changed cron.d file at the next minute, then runs the job
+
+
+def agency_cron(site: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agency_cron",
+            "--config",
+            str(site / "config.env"),
+            "--manifest",
+            str(site / "tasks.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def python_for(user: str) -> str:
+    """An interpreter `user` can run with this install's packages: the venv's own, or when
+    that one lives in a 0700 home (pyenv under /root) the system Python of the same version."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    program = f"import sys; sys.path[:0] = [{site_packages!r}]; import agency_cron.runner"
+    for candidate in (str(Path(sys.prefix) / "bin" / "python3"), f"/usr/bin/python{version}"):
+        probe = subprocess.run(
+            ["runuser", "-u", user, "--", "env", "-i", candidate, "-S", "-c", program],
+            capture_output=True,
+            check=False,
+            cwd="/",
+        )
+        if probe.returncode == 0:
+            return candidate
+    pytest.fail(f"{user} can run no python{version} with {site_packages}: install python{version}")
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"<{path} does not exist>"
+
+
+@pytest.mark.slow
+def test_cron_runs_a_cron_d_task_as_another_user_and_history_shows_it(
+    site, cron_daemon, throwaway_user, cron_d_file, cli_env
+):
+    name = f"e2e-user-{uuid.uuid4().hex[:8]}"
+    marker = f"e2e-{uuid.uuid4().hex}"
+    log_dir, state_dir = site / "log", site / "state"
+    cli_env["AGENCY_CRON_PYTHON"] = python_for(throwaway_user)
+    (site / "logrotate.d").mkdir()
+    (site / "config.env").write_text(
+        textwrap.dedent(
+            f"""\
+            AGENCY_ROOT={site}/agency
+            LOG_DIR={log_dir}
+            STATE_DIR={state_dir}
+            LOGROTATE_DIR={site}/logrotate.d
+            CRONTAB=system:{cron_d_file}
+            """
+        )
+    )
+    (site / "tasks.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            tasks:
+              - name: {name}
+                description: run by the real cron daemon as another user
+                schedule: "* * * * *"
+                command: echo {marker} user=$(id -un)
+                timeout: 1m
+                user: {throwaway_user}
+            """
+        )
+    )
+    installed = agency_cron(site, cli_env, "install")
+    try:
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        wrapper = site / "agency" / "scripts" / "cronjobs" / f"{name}.sh"
+        assert f"* * * * * {throwaway_user} {wrapper} # agency-cron:{name}" in read(cron_d_file)
+        info = cron_d_file.stat()
+        assert info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o644
+        assert state_dir.stat().st_uid == 0  # nothing handed over by hand
+
+        cron_daemon.ensure_running()
+        task_log = log_dir / f"{name}.log"
+        success = re.compile(rf"agency-cron: end task={re.escape(name)} .* exit=0 status=success$")
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            text = read(task_log)
+            if marker in text and any(success.search(line) for line in text.splitlines()):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(
+                f"cron did not run {name} within {WAIT_S}s\n"
+                f"daemon: {cron_daemon.describe()}\ncron.d:\n{read(cron_d_file)}\n"
+                f"task log:\n{read(task_log)}\n"
+                f"cron log:\n{read(log_dir / 'cron' / f'{name}.sh.log')}"
+            )
+        assert f"{marker} user={throwaway_user}" in read(task_log)
+        assert "could not record" not in read(task_log)
+
+        shown = agency_cron(site, cli_env, "history", name, "--json")
+        assert shown.returncode == 0, shown.stderr
+        rows = json.loads(shown.stdout)
+        assert any(r["status"] == "success" and r["exit_code"] == 0 for r in rows), rows
+        status = json.loads(agency_cron(site, cli_env, "status", name, "--json").stdout)
+        assert status["state"] in ("ok", "running") and status["successes"] >= 1, status
+        # recorded as the user, in its own database; root's stays root's
+        database = state_dir / "history.d" / throwaway_user / "history.db"
+        assert database.stat().st_uid == pwd.getpwnam(throwaway_user).pw_uid
+        assert (state_dir / "history.db").stat().st_uid == 0
+        print(f"cron.d {cron_d_file} as {throwaway_user}; {cron_daemon.describe()}")
+    finally:
+        removed = agency_cron(site, cli_env, "uninstall", "--purge")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert f"agency-cron:{name}" not in read(cron_d_file)
