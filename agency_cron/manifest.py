@@ -304,8 +304,7 @@ def load_manifest(
             seen[task.name], origins[task.name] = where, file
             tasks.append(task)
             _refuse_bundled_name(where, task.name, problems)
-    builtins = builtin_tasks(settings, path.resolve(), strict)
-    tasks += [task for task in builtins if task.name not in seen]
+    tasks += [task for task in builtin_tasks(settings, strict) if task.name not in seen]
     _refuse_duplicates(path, sections, problems)
     if problems:
         raise ConfigError(*_bounded(problems))
@@ -359,13 +358,10 @@ def _api_files(settings: Settings, pending: dict[Path, dict | None]) -> list[Pat
 METRICS_TASK = "metrics-export"
 
 
-def builtin_tasks(settings: Settings, manifest: Path, strict: bool = True) -> list[Task]:
+def builtin_tasks(settings: Settings, strict: bool = True) -> list[Task]:
     """Tasks agency-cron adds by itself: `metrics-export` when METRICS_TEXTFILE is set,
     every minute, through the bundled script (which calls the interpreter install ran
-    with). A manifest task of the same name takes its place (another schedule, say).
-
-    Its env names the config and manifest, as the wrapper does, so that `run` and the
-    admin API's runs read the same ones as cron's."""
+    with). A manifest task of the same name takes its place (another schedule, say)."""
     textfile = settings.metrics_textfile
     if textfile is None:
         return []
@@ -377,11 +373,7 @@ def builtin_tasks(settings: Settings, manifest: Path, strict: bool = True) -> li
         "description": "Writes the Prometheus metrics to METRICS_TEXTFILE for node_exporter",
         "schedule": "* * * * *",
         "command": shlex.quote(str(script)),
-        "env": {
-            "METRICS_TEXTFILE": str(textfile),
-            "AGENCY_CRON_MANIFEST": str(manifest),
-            **({"AGENCY_CRON_CONFIG": str(settings.config_path)} if settings.config_path else {}),
-        },
+        "env": {"METRICS_TEXTFILE": str(textfile)},
         "timeout": "2m",
         "overlap": "skip",
         "alert": "on_change",  # one alert when the export breaks, one when it recovers

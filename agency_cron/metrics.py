@@ -13,8 +13,9 @@ Decisions worth knowing:
 - `agency_cron_runs_total{status}` counts history rows (attempts) per status, whatever the
   status is; a run in progress (`running`) is not an outcome and would make the counter go
   down when the run ends, so it is shown by `agency_cron_running` instead.
-- The history is read in one read transaction (a consistent snapshot while runs write):
-  one grouped count over the whole table, then two indexed lookups per task.
+- Each database (root's history.db and each user's, history.connect_all) is read in one
+  read transaction (a consistent snapshot while runs write): one grouped count over the
+  whole table, then two indexed lookups per task in the databases that may hold it.
 """
 
 from __future__ import annotations
@@ -85,24 +86,24 @@ class Snapshot:
 
 
 def read_snapshot(settings: Settings, manifest: Manifest) -> Snapshot:
-    """Read the history and work out every task's figures (reports' overdue and next-run
-    logic); a missing history is an empty one."""
+    """Read the histories (root's and each user's, as reports does) and work out every
+    task's figures (reports' overdue and next-run logic); no history yet is an empty one."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     overrides = read_overrides(settings)
-    conn = _open(settings)
+    conns = _open(settings)
     try:
-        if conn is not None:
-            conn.execute("BEGIN")  # one snapshot for every query below
-        counts = _counts(conn)
+        for conn in conns:
+            conn.execute("BEGIN")  # one snapshot of each database for every query below
+        counts = _counts(conns)
         tasks = [
-            _task_figures(settings, conn, task, effective_enabled(task, overrides), counts, now)
+            _task_figures(settings, conns, task, effective_enabled(task, overrides), counts, now)
             for task in manifest.tasks
         ]
     except sqlite3.Error as exc:
         raise _unreadable(settings, exc) from None
     finally:
-        if conn is not None:
+        for conn in conns:
             conn.close()
     return Snapshot(
         host=socket.gethostname(),
@@ -114,15 +115,21 @@ def read_snapshot(settings: Settings, manifest: Manifest) -> Snapshot:
     )
 
 
-def _open(settings: Settings) -> sqlite3.Connection | None:
-    """The history, or None before the first run. One that exists but cannot be read is
-    an error: zeros in its place would tell Prometheus that nothing ever succeeded."""
-    try:
-        return history.connect(str(layout.history_path(settings)), create=False)
-    except FileNotFoundError:
-        return None
-    except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
-        raise _unreadable(settings, exc) from None
+def _open(settings: Settings) -> list[sqlite3.Connection]:
+    """history.connect_all(): root's history.db and the users' databases. A history.db
+    that exists but cannot be read is an error (connect_all leaves it out): zeros in its
+    place would tell Prometheus that nothing ever succeeded."""
+    conns = history.connect_all(str(settings.state_dir))
+    root = layout.history_path(settings)
+    if root.exists() and all(isinstance(c, history.UserConnection) for c in conns):
+        for conn in conns:
+            conn.close()
+        try:
+            history.connect(str(root), create=False).close()
+        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
+            raise _unreadable(settings, exc) from None
+        conns = history.connect_all(str(settings.state_dir))  # it was being created
+    return conns
 
 
 def _unreadable(settings: Settings, exc: Exception) -> AgencyCronError:
@@ -131,18 +138,24 @@ def _unreadable(settings: Settings, exc: Exception) -> AgencyCronError:
     )
 
 
-def _counts(conn: sqlite3.Connection | None) -> dict[str, dict[str, int]]:
+def _counts(conns: list[sqlite3.Connection]) -> dict[str, dict[str, int]]:
+    """Rows by task and status, added up over the databases (a user's counts only for the
+    tasks that run as that user: connect_all's views)."""
     found: dict[str, dict[str, int]] = {}
-    if conn is not None:
+    for conn in conns:
         for task, status, count in conn.execute(COUNTS_SQL):
-            found.setdefault(task, {})[status] = count
+            per_task = found.setdefault(task, {})
+            per_task[status] = per_task.get(status, 0) + count
     return found
 
 
-def _task_figures(settings, conn, task: Task, enabled: bool, counts, now) -> TaskFigures:
-    last = conn.execute(LAST_OUTCOME_SQL, (task.name,)).fetchone() if conn else None
-    success = conn.execute(reports.LAST_SUCCESS_SQL, (task.name,)).fetchone()[0] if conn else None
-    next_run = reports.next_run(task) if enabled else None
+def _task_figures(settings, conns, task: Task, enabled: bool, counts, now) -> TaskFigures:
+    mine = history.holding(conns, task.name)
+    ends = [row for c in mine if (row := c.execute(LAST_OUTCOME_SQL, (task.name,)).fetchone())]
+    last = max(ends, key=lambda row: row[0]) if ends else None  # started_at sorts as time
+    successes = [c.execute(reports.LAST_SUCCESS_SQL, (task.name,)).fetchone()[0] for c in mine]
+    success = max((s for s in successes if s), default=None)
+    next_run = reports.next_run(task, settings) if enabled else None
     overdue = enabled and reports.overdue_reason(settings, task, success, now) is not None
     return TaskFigures(
         name=task.name,
@@ -165,12 +178,14 @@ def _epoch(iso: str | None) -> float | None:
 
 
 def _history_bytes(settings: Settings) -> int:
-    """history.db and its write-ahead log: what the history takes on disk."""
-    path = layout.history_path(settings)
+    """The databases and their write-ahead logs: what the history takes on disk."""
+    paths = [layout.history_path(settings)]
+    paths += [Path(path) for path, _ in history.user_databases(str(settings.state_dir))]
     total = 0
-    for name in (path, path.with_name(path.name + "-wal")):
-        with contextlib.suppress(OSError):
-            total += name.stat().st_size
+    for path in paths:
+        for name in (path, path.with_name(path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                total += name.stat().st_size
     return total
 
 

@@ -28,7 +28,7 @@ def test_off_by_default(settings_of):
     settings = settings_of()
     assert settings.metrics_textfile is None
     assert settings.metrics_public is False
-    assert builtin_tasks(settings, Path("/srv/tasks.yaml")) == []
+    assert builtin_tasks(settings) == []
 
 
 def test_textfile_and_public(settings_of):
@@ -64,14 +64,11 @@ def test_metrics_public_must_be_a_boolean(settings_of):
 
 def test_the_builtin_task_runs_the_bundled_script_every_minute(settings_of, tmp_path):
     settings = settings_of(METRICS_TEXTFILE=TEXTFILE)
-    (found,) = builtin_tasks(settings, Path("/srv/ops/tasks.yaml"))
+    (found,) = builtin_tasks(settings)
     assert found.name == METRICS_TASK == "metrics-export"
     assert found.schedule == ("* * * * *",)
     assert found.command == f"{tmp_path}/root/scripts/cronjobs/metrics_export_cron.sh"
-    assert found.env["METRICS_TEXTFILE"] == TEXTFILE
-    # `run` and the admin API read the same manifest as cron's wrapper does
-    assert found.env["AGENCY_CRON_MANIFEST"] == "/srv/ops/tasks.yaml"
-    assert "AGENCY_CRON_CONFIG" not in found.env  # no config file: nothing to name
+    assert found.env == {"METRICS_TEXTFILE": TEXTFILE}
     assert found.overlap == "skip" and found.alert == "on_change"
     assert found.timeout < 300  # a stuck export must end before the next ones pile up
 
@@ -81,5 +78,5 @@ def test_a_root_with_a_space_is_quoted(tmp_path, monkeypatch):
     settings = load_settings(
         environ={"AGENCY_ROOT": str(tmp_path / "my root"), "METRICS_TEXTFILE": TEXTFILE}
     )
-    (found,) = builtin_tasks(settings, Path("/srv/tasks.yaml"))
+    (found,) = builtin_tasks(settings)
     assert found.command == f"'{tmp_path}/my root/scripts/cronjobs/metrics_export_cron.sh'"
