@@ -24,8 +24,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agency_cron import render
-
 BARE_ENV = ["env", "-i", "PATH=/usr/bin:/bin"]  # what cron gives a job
 MANIFEST = """\
 tasks:
@@ -99,7 +97,6 @@ def site(user, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AGENCY_CRON_PYTHON", _python_for(user))
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "cache"))
-    render.python_executable.cache_clear()  # an earlier in-process install cached another
     (root / "config.env").write_text(
         textwrap.dedent(
             f"""\
@@ -115,7 +112,6 @@ def site(user, monkeypatch):
     try:
         yield root
     finally:
-        render.python_executable.cache_clear()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agency_cron import history, render
+from agency_cron import history
 
 READ_TOKEN = "read-0123456789abcdef-other-users"
 ADMIN_TOKEN = "admin-0123456789abcdef-other-users"
@@ -175,11 +175,9 @@ def site(cli, users, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AGENCY_CRON_PYTHON", _python_for(users[0]))
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "cache"))
-    render.python_executable.cache_clear()  # an earlier in-process install cached another
     try:
         yield Site(root, cli)
     finally:
-        render.python_executable.cache_clear()
         shutil.rmtree(root, ignore_errors=True)
 
 
