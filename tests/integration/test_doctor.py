@@ -32,6 +32,7 @@ CHECKS = {
     "alert-urls",
     "commands",
     "overrides",  # says where enable/disable differ from the manifest (issue 9, point 7)
+    "metrics-textfile",
 }
 
 MANIFEST = """\
