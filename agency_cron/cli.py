@@ -391,6 +391,22 @@ def status(
         for row in rows
     ]
     print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
+    out.print(_metrics_line(settings), markup=False)
+
+
+def _metrics_line(settings: Settings) -> str:
+    """Whether the metrics are exported, for status (see metrics.export_state)."""
+    from agency_cron.metrics import export_state
+
+    state = export_state(settings)
+    where, age = state["textfile"], state["age_s"]
+    if state["state"] == "off":
+        return "metrics: no textfile export (METRICS_TEXTFILE unset); serve has /metrics"
+    if state["state"] == "missing":
+        return f"metrics: METRICS_TEXTFILE {where} not written yet"
+    if state["state"] == "stale":
+        return f"metrics: {where} is STALE, last written {state['updated_at']} ({age:.0f}s ago)"
+    return f"metrics: exported to {where}, written {age:.0f}s ago"
 
 
 @app.command()
@@ -689,6 +705,31 @@ def dashboard(
     settings, loaded, _ = _load(config, manifest, None)
     data_path, html_path = board.write(settings, loaded, out_dir or board.default_out_dir(settings))
     out.print(f"wrote {data_path} and {html_path}")
+
+
+@app.command("metrics")
+def metrics_(
+    textfile: Annotated[
+        Path | None,
+        typer.Option("--textfile", help="Write them atomically to this file (mode 0644)."),
+    ] = None,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Prometheus metrics of every task (text format, no timestamps), on stdout or, with
+    --textfile, into a file for node_exporter's textfile collector.
+
+    Example: agency-cron metrics --textfile /var/lib/prometheus/node-exporter/agency_cron.prom
+    """
+    from agency_cron import metrics
+
+    settings, loaded, _ = _load(config, manifest, None)
+    content = metrics.exposition(settings, loaded)
+    if textfile is None:
+        sys.stdout.buffer.write(content)
+        return
+    named = textfile == settings.metrics_textfile
+    metrics.write_textfile(textfile, content, "METRICS_TEXTFILE" if named else "--textfile")
 
 
 @app.command()

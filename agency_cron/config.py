@@ -34,6 +34,10 @@ DEFAULTS: dict[str, str] = {
     "ADMIN_READ_TOKEN": "",
     "ADMIN_READ_TOKEN_FILE": "",
     "API_EDITS_MANIFEST": "false",
+    # Prometheus: the textfile the built-in metrics-export task writes every minute (for
+    # node_exporter's textfile collector), and /metrics of `serve` without a token.
+    "METRICS_TEXTFILE": "",
+    "METRICS_PUBLIC": "false",
 }
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -64,6 +68,16 @@ class Settings:
 
     def get(self, key: str) -> str:
         return self.values.get(key, DEFAULTS.get(key, ""))
+
+    @property
+    def metrics_textfile(self) -> Path | None:
+        """METRICS_TEXTFILE, or None when no textfile export is configured."""
+        value = self.get("METRICS_TEXTFILE").strip()
+        return Path(value) if value else None
+
+    @property
+    def metrics_public(self) -> bool:
+        return self.get("METRICS_PUBLIC").strip().lower() in TRUE_WORDS
 
 
 def is_secret_name(name: str) -> bool:
@@ -196,6 +210,7 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
     alert_timeout = _positive_float(values["ALERT_TIMEOUT"])
     if alert_timeout is None:
         fail("ALERT_TIMEOUT", f"expected seconds > 0, got {values['ALERT_TIMEOUT']!r}")
+    _check_metrics(values, fail)
     if problems:
         raise ConfigError(*problems)
     return Settings(
@@ -211,6 +226,22 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
         log_retention_days=retention,
         values=values,
     )
+
+
+def _check_metrics(values: dict[str, str], fail) -> None:
+    textfile = values["METRICS_TEXTFILE"].strip()
+    if textfile and (not textfile.startswith("/") or not textfile.endswith(".prom")):
+        fail(
+            "METRICS_TEXTFILE",
+            "expected an absolute path ending in .prom (node_exporter reads only *.prom),"
+            f" got {textfile!r}",
+        )
+    elif any(c in textfile for c in "\n\r\0"):
+        fail("METRICS_TEXTFILE", "must not contain a newline or NUL")
+    elif textfile and path_problem(textfile):
+        fail("METRICS_TEXTFILE", path_problem(textfile))
+    if values["METRICS_PUBLIC"].strip().lower() not in TRUE_WORDS | FALSE_WORDS:
+        fail("METRICS_PUBLIC", f"expected true or false, got {values['METRICS_PUBLIC']!r}")
 
 
 KERNEL_FILESYSTEMS = (Path("/proc"), Path("/sys"))

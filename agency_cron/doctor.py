@@ -6,7 +6,7 @@ the CLI shows the findings and exits 1 when one is not ok.
 
 Check names (stable, used by `--json` consumers):
   cron-daemon, crontab-entries, drift, wrappers, log-dirs, logrotate, config-permissions,
-  alert-urls, commands, overrides, task-users.
+  alert-urls, commands, overrides, task-users, metrics-textfile.
 
 Decisions worth knowing:
 - Drift means a managed crontab line that differs from what `install` writes *and* from what
@@ -92,6 +92,7 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     findings += check_commands(settings, manifest)
     findings += check_overrides(settings, manifest)
     findings += check_task_users(settings, manifest, plan)
+    findings += check_metrics_textfile(settings)
     return findings
 
 
@@ -758,6 +759,45 @@ def access_as(user: str, probes: list[tuple[Path, int]]) -> list[bool]:
     if len(found) != len(paths):
         raise OSError(f"the check as {user} did not answer")
     return [byte == 49 for byte in found]
+
+
+# --- Prometheus textfile ---------------------------------------------------------------
+
+NODE_EXPORTER_DIR = "/var/lib/prometheus/node-exporter"  # Debian's prometheus-node-exporter
+
+
+def check_metrics_textfile(settings: Settings) -> list[Finding]:
+    """METRICS_TEXTFILE's folder exists and is writable (the metrics-export task writes a
+    temporary file there and renames it), and a file already there is readable by
+    node_exporter's own user. Nothing to check when the export is off."""
+    path = settings.metrics_textfile
+    if path is None:
+        detail = "METRICS_TEXTFILE is not set: no textfile export"
+        return [Finding("metrics-textfile", True, detail)]
+    problem, fix = _textfile_problem(path)
+    if problem:
+        return [Finding("metrics-textfile", False, f"METRICS_TEXTFILE: {problem}", fix)]
+    written = "is readable" if path.exists() else "not written yet"
+    return [Finding("metrics-textfile", True, f"{path.parent} is writable; {path.name} {written}")]
+
+
+def _textfile_problem(path: Path) -> tuple[str | None, str | None]:
+    folder, quoted = path.parent, shlex.quote(str(path.parent))
+    if not folder.is_dir():
+        hint = "  (apt-get install prometheus-node-exporter creates it)"
+        fix = f"mkdir -p {quoted}" + (hint if str(folder) == NODE_EXPORTER_DIR else "")
+        return f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}", fix
+    if not os.access(folder, os.W_OK | os.X_OK):
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        fix = f"chown {user} {quoted}, or point METRICS_TEXTFILE at a folder {user} can write"
+        return f"{folder} is not writable by {user}", fix
+    try:
+        readable = path.stat().st_mode & stat.S_IROTH
+    except FileNotFoundError:
+        return None, None
+    if not readable:
+        return f"{path} is not readable by node_exporter", f"chmod 644 {shlex.quote(str(path))}"
+    return None, None
 
 
 # --- failures reach a person --------------------------------------------------------------

@@ -305,6 +305,8 @@ def connect_all(state_dir: str) -> list[sqlite3.Connection]:
             found.append(_open_user_database(path, tasks))
         except sqlite3.Error:
             continue
+    for conn in found:
+        show_lost(conn)  # every reader sees runs whose runner died as `lost`
     return found
 
 
@@ -484,6 +486,15 @@ def sweep_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
     except sqlite3.OperationalError:  # read-only: show, do not store
         _shadow_lost(conn, [row["id"] for row in lost])
     return lost
+
+
+def show_lost(conn: sqlite3.Connection) -> None:
+    """sweep_lost() for a reader: an old schema without the runner column, or a busy
+    database, leaves the rows as they are rather than failing the read."""
+    try:  # noqa: SIM105 - contextlib is an import the runner, which loads this module, skips
+        sweep_lost(conn)
+    except sqlite3.Error:
+        pass
 
 
 def _shadow_lost(conn: sqlite3.Connection, ids: list[int]) -> None:

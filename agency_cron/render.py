@@ -230,10 +230,14 @@ def settings_secret_values(settings: Settings) -> list[str]:
 
 
 def spec_marshal(task: Task, settings: Settings, enabled: bool) -> bytes:
-    """spec() for the runner's fast path (see layout.spec_cache_path)."""
+    """spec() for the runner's fast path (see layout.spec_cache_path).
+
+    Format version 2: later ones record whether each string is interned and shared (by
+    reference count), which depends on what the process did before, so the same spec
+    could give other bytes and a second install would rewrite the file."""
     import marshal
 
-    return marshal.dumps(spec(task, settings, enabled))
+    return marshal.dumps(spec(task, settings, enabled), 2)
 
 
 def spec_text(task: Task, settings: Settings, enabled: bool) -> str:

@@ -62,19 +62,9 @@ def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
     """Root's history and each user's (history.connect_all); empty when none exists yet.
     Every query below runs on each and the answers are combined (_sum, _max, _newest)."""
     try:
-        conns = history.connect_all(str(settings.state_dir))
+        return history.connect_all(str(settings.state_dir))  # lost runs shown as lost
     except sqlite3.Error:
         return []
-    for conn in conns:
-        _show_lost(conn)
-    return conns
-
-
-def _show_lost(conn: sqlite3.Connection) -> None:
-    """Runs whose runner died read as `lost` from here on (stored when we may write)."""
-    # An old schema without the runner column, a busy database: rows are shown as they are.
-    with contextlib.suppress(sqlite3.Error):
-        history.sweep_lost(conn)
 
 
 FAILED_SQL = statuses.sql(statuses.FAILURES)

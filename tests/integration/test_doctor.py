@@ -33,6 +33,7 @@ CHECKS = {
     "failure-delivery",
     "commands",
     "overrides",  # says where enable/disable differ from the manifest (issue 9, point 7)
+    "metrics-textfile",
 }
 
 MANIFEST = """\
