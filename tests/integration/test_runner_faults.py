@@ -382,6 +382,10 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     assert (status["state"], status["failures"]) == ("failing", 1)
     summary = json.loads(agency_cron(env, "log-summary", "--json").stdout)["tasks"][0]
     assert (summary["last_status"], summary["failures"]) == ("lost", 1)
+    shown = agency_cron(env, "metrics")
+    assert shown.returncode == 0, shown.stderr
+    metrics = shown.stdout
+    assert re.search(r'agency_cron_runs_total\{[^}]*status="lost"[^}]*\} 1(\.0)?$', metrics, re.M)
 
     # The next run is skipped while the orphaned tree lives, and alerts about the lost run.
     code, out, err = run_wrapper(env, "orphaned")
