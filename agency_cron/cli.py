@@ -150,6 +150,7 @@ def install(
     settings, loaded, path = _load(config, manifest, crontab, strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run or check)
     _show_plan(plan, dry_run or check, json_)
+    _warn_undelivered_failures(settings, loaded, plan)
     if check:
         if plan.changes and not json_:
             out.print("check: install would change something (exit 1)")
@@ -177,6 +178,15 @@ def uninstall(
 
 
 FULL_TABLE_MAX = 50  # past this many tasks, unchanged ones are counted, not listed
+
+
+def _warn_undelivered_failures(settings, loaded, plan: Plan) -> None:
+    """One line on stderr when a failed run would reach neither an alert target nor cron mail."""
+    from agency_cron.doctor import check_failure_delivery
+
+    for finding in check_failure_delivery(settings, loaded, plan):
+        if not finding.ok:
+            err.print(f"agency-cron: warning: {finding.detail}; {finding.fix}")
 
 
 def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
@@ -381,6 +391,22 @@ def status(
         for row in rows
     ]
     print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
+    out.print(_metrics_line(settings), markup=False)
+
+
+def _metrics_line(settings: Settings) -> str:
+    """Whether the metrics are exported, for status (see metrics.export_state)."""
+    from agency_cron.metrics import export_state
+
+    state = export_state(settings)
+    where, age = state["textfile"], state["age_s"]
+    if state["state"] == "off":
+        return "metrics: no textfile export (METRICS_TEXTFILE unset); serve has /metrics"
+    if state["state"] == "missing":
+        return f"metrics: METRICS_TEXTFILE {where} not written yet"
+    if state["state"] == "stale":
+        return f"metrics: {where} is STALE, last written {state['updated_at']} ({age:.0f}s ago)"
+    return f"metrics: exported to {where}, written {age:.0f}s ago"
 
 
 @app.command()
@@ -428,17 +454,27 @@ def _seconds(value) -> str:
 
 
 @app.command()
-def kill(name: str, config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
-    """End a running task's whole process tree (recorded as killed). Exit 1 if none runs.
+def kill(
+    name: str,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Only this run (its run id, as in history).")
+    ] = None,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """End a task's runs in progress, each with its whole process tree (recorded as
+    killed); waits until the trees are gone. Exit 1 if none runs.
 
-    Example: agency-cron kill backup-verify
+    Example: agency-cron kill backup-verify --run 3f2a9c01b7de
     """
     from agency_cron.plan import select
 
     settings, loaded, _ = _load(config, manifest, None)
     select(loaded, [name])
-    pid = reports.kill_task(settings, name)
-    out.print(f"{name}: sent SIGTERM to runner {pid}")
+    for ended in reports.kill_task(settings, name, run):
+        who = f"runner {ended['pid']}" if ended["pid"] else "left by a dead runner"
+        state = "stopped" if ended["stopped"] else "still ending"
+        out.print(f"{name}: run {ended['run_id']} ({who}): {state}")
 
 
 @app.command("next")
@@ -669,6 +705,31 @@ def dashboard(
     settings, loaded, _ = _load(config, manifest, None)
     data_path, html_path = board.write(settings, loaded, out_dir or board.default_out_dir(settings))
     out.print(f"wrote {data_path} and {html_path}")
+
+
+@app.command("metrics")
+def metrics_(
+    textfile: Annotated[
+        Path | None,
+        typer.Option("--textfile", help="Write them atomically to this file (mode 0644)."),
+    ] = None,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Prometheus metrics of every task (text format, no timestamps), on stdout or, with
+    --textfile, into a file for node_exporter's textfile collector.
+
+    Example: agency-cron metrics --textfile /var/lib/prometheus/node-exporter/agency_cron.prom
+    """
+    from agency_cron import metrics
+
+    settings, loaded, _ = _load(config, manifest, None)
+    content = metrics.exposition(settings, loaded)
+    if textfile is None:
+        sys.stdout.buffer.write(content)
+        return
+    named = textfile == settings.metrics_textfile
+    metrics.write_textfile(textfile, content, "METRICS_TEXTFILE" if named else "--textfile")
 
 
 @app.command()

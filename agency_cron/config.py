@@ -38,6 +38,10 @@ DEFAULTS: dict[str, str] = {
     # no ping_url ({name} is the task's name), and the seconds a run may wait for its pings.
     "PING_URL": "",
     "PING_TIMEOUT": "10",
+    # Prometheus: the textfile the built-in metrics-export task writes every minute (for
+    # node_exporter's textfile collector), and /metrics of `serve` without a token.
+    "METRICS_TEXTFILE": "",
+    "METRICS_PUBLIC": "false",
 }
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -79,6 +83,16 @@ class Settings:
     def ping_timeout(self) -> float:
         """PING_TIMEOUT in seconds (validated by load_settings)."""
         return _positive_float(self.get("PING_TIMEOUT")) or 10.0
+
+    @property
+    def metrics_textfile(self) -> Path | None:
+        """METRICS_TEXTFILE, or None when no textfile export is configured."""
+        value = self.get("METRICS_TEXTFILE").strip()
+        return Path(value) if value else None
+
+    @property
+    def metrics_public(self) -> bool:
+        return self.get("METRICS_PUBLIC").strip().lower() in TRUE_WORDS
 
 
 def is_secret_name(name: str) -> bool:
@@ -212,6 +226,7 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
     if alert_timeout is None:
         fail("ALERT_TIMEOUT", f"expected seconds > 0, got {values['ALERT_TIMEOUT']!r}")
     _check_pings(values, fail)
+    _check_metrics(values, fail)
     if problems:
         raise ConfigError(*problems)
     return Settings(
@@ -238,6 +253,22 @@ def _check_pings(values: dict[str, str], fail) -> None:
     seconds = _positive_float(values["PING_TIMEOUT"])
     if seconds is None or seconds == float("inf"):
         fail("PING_TIMEOUT", f"expected seconds > 0, got {values['PING_TIMEOUT']!r}")
+
+
+def _check_metrics(values: dict[str, str], fail) -> None:
+    textfile = values["METRICS_TEXTFILE"].strip()
+    if textfile and (not textfile.startswith("/") or not textfile.endswith(".prom")):
+        fail(
+            "METRICS_TEXTFILE",
+            "expected an absolute path ending in .prom (node_exporter reads only *.prom),"
+            f" got {textfile!r}",
+        )
+    elif any(c in textfile for c in "\n\r\0"):
+        fail("METRICS_TEXTFILE", "must not contain a newline or NUL")
+    elif textfile and path_problem(textfile):
+        fail("METRICS_TEXTFILE", path_problem(textfile))
+    if values["METRICS_PUBLIC"].strip().lower() not in TRUE_WORDS | FALSE_WORDS:
+        fail("METRICS_PUBLIC", f"expected true or false, got {values['METRICS_PUBLIC']!r}")
 
 
 KERNEL_FILESYSTEMS = (Path("/proc"), Path("/sys"))

@@ -24,6 +24,7 @@ from agency_cron import history, layout, reports
 from agency_cron.config import Settings
 from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Manifest, Task
+from agency_cron.metrics import export_state
 from agency_cron.overrides import effective_enabled, read_overrides
 from agency_cron.schedule import explain, local_zone, next_runs
 
@@ -78,6 +79,7 @@ def collect(
         "tasks": tasks,
         **checks,
         "logs": collect_logs(settings, manifest, log_lines),
+        "metrics": export_state(settings, moment.timestamp()),
     }
     data["alerts"] = alerts(tasks, checks)
     return data

@@ -316,6 +316,7 @@ def load_manifest(
             seen[task.name], origins[task.name] = where, file
             tasks.append(task)
             _refuse_bundled_name(where, task.name, problems)
+    tasks += [task for task in builtin_tasks(settings, strict) if task.name not in seen]
     _refuse_duplicates(path, sections, problems)
     if problems:
         raise ConfigError(*_bounded(problems))
@@ -364,6 +365,34 @@ def _api_files(settings: Settings, pending: dict[Path, dict | None]) -> list[Pat
     for file, document in pending.items():
         (present.discard if document is None else present.add)(file)
     return sorted(present)
+
+
+METRICS_TASK = "metrics-export"
+
+
+def builtin_tasks(settings: Settings, strict: bool = True) -> list[Task]:
+    """Tasks agency-cron adds by itself: `metrics-export` when METRICS_TEXTFILE is set,
+    every minute, through the bundled script (which calls the interpreter install ran
+    with). A manifest task of the same name takes its place (another schedule, say)."""
+    textfile = settings.metrics_textfile
+    if textfile is None:
+        return []
+    import shlex
+
+    script = layout.scripts_dir(settings) / "metrics_export_cron.sh"
+    document = {
+        "name": METRICS_TASK,
+        "description": "Writes the Prometheus metrics to METRICS_TEXTFILE for node_exporter",
+        "schedule": "* * * * *",
+        "command": shlex.quote(str(script)),
+        "env": {"METRICS_TEXTFILE": str(textfile)},
+        "timeout": "2m",
+        "overlap": "skip",
+        "alert": "on_change",  # one alert when the export breaks, one when it recovers
+        "log": "metrics.log",
+        "tags": ["monitoring"],
+    }
+    return [Task.model_validate(document, context={"strict": strict})]
 
 
 def _refuse_bundled_name(where: str, name: str, problems: list[str]) -> None:

@@ -59,15 +59,20 @@ def render_html(template: str, **context) -> str:
     return html_environment().get_template(template).render(**context)
 
 
-@cache
 def python_executable() -> str:
-    """The interpreter the wrappers call: the one running agency-cron now (its venv)."""
+    """The interpreter the wrappers call: AGENCY_CRON_PYTHON, else the one running
+    agency-cron now (its venv). The environment is read on every call, not cached, so a
+    process that renders for several installations (the API, the tests) never reuses
+    another's choice."""
+    return os.environ.get("AGENCY_CRON_PYTHON") or _running_python()
+
+
+@cache
+def _running_python() -> str:
     # sys.prefix/bin/python3 rather than sys.executable: `python` and `python3` of one
     # venv must render the same wrapper, or switching between them rewrites every file.
     preferred = Path(sys.prefix) / "bin" / "python3"
-    return os.environ.get("AGENCY_CRON_PYTHON") or str(
-        preferred if preferred.exists() else sys.executable
-    )
+    return str(preferred if preferred.exists() else sys.executable)
 
 
 def task_path() -> str:
@@ -253,10 +258,14 @@ def settings_secret_values(settings: Settings) -> list[str]:
 
 
 def spec_marshal(task: Task, settings: Settings, enabled: bool) -> bytes:
-    """spec() for the runner's fast path (see layout.spec_cache_path)."""
+    """spec() for the runner's fast path (see layout.spec_cache_path).
+
+    Format version 2: later ones record whether each string is interned and shared (by
+    reference count), which depends on what the process did before, so the same spec
+    could give other bytes and a second install would rewrite the file."""
     import marshal
 
-    return marshal.dumps(spec(task, settings, enabled))
+    return marshal.dumps(spec(task, settings, enabled), 2)
 
 
 def spec_text(task: Task, settings: Settings, enabled: bool) -> str:

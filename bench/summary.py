@@ -38,6 +38,12 @@ Everything is measured in one run:
    Targets: cli / bare <= 3 at every size; the CLI's peak RSS flat across sizes.
 3. Once per size, the CLI's JSON is checked against the bare query run with the CLI's own
    window start (`since`): 100 tasks, and equal runs, failures and skipped for each.
+3b. `agency-cron metrics` (the Prometheus exposition, stdout to /dev/null) against the
+   sqlite3 CLI answering the same question (METRICS_BARE_SQL: runs per task and status,
+   each task's last success and last run that ended), metrics.exposition() in a fresh
+   interpreter (first call, with the lazy prometheus_client import, and a second one),
+   and the CLI's peak RSS; interleaved with the rest. Once per size the CLI's
+   agency_cron_runs_total is checked against the bare counts.
 4. Profile of the largest size (--no-profile skips it): `python -X importtime` of the CLI
    command and the wall of a ladder of `python -c IMPORTS`; cProfile of the first
    in-process call, the same call split into its parts without the profiler, EXPLAIN
@@ -79,6 +85,38 @@ BARE_SQL = (
     " MAX(started_at)"
     " FROM runs WHERE started_at >= '{since}' GROUP BY task"
 )
+
+# `agency-cron metrics`'s question answered by the sqlite3 CLI, the way its library asks it:
+# runs per task and status in one grouped count (an index-only scan), then per task its last
+# success and its last run that ended (indexed lookups).
+TASK_VALUES = ", ".join(f"('{name}')" for name in TASKS)
+METRICS_BARE_SQL = (
+    "SELECT task, status, COUNT(*) FROM runs GROUP BY task, status;"
+    f" WITH t(name) AS (VALUES {TASK_VALUES})"
+    " SELECT name,"
+    " (SELECT MAX(started_at) FROM runs WHERE task = name AND status = 'success'),"
+    " (SELECT started_at || '|' || status || '|' || duration_s || '|' || exit_code FROM runs"
+    "  WHERE task = name AND status NOT IN ('skipped', 'retry-scheduled', 'running')"
+    "  ORDER BY started_at DESC, id DESC LIMIT 1)"
+    " FROM t;"
+)
+
+# 3b: metrics.exposition() in a fresh interpreter; argv: config, manifest.
+METRICS_IN_PROCESS = r"""
+import json, sys, time
+from agency_cron import metrics
+from agency_cron.config import load_settings
+from agency_cron.manifest import load_manifest
+settings = load_settings(sys.argv[1])
+manifest = load_manifest(sys.argv[2], settings, strict=False)
+t0 = time.perf_counter()
+metrics.exposition(settings, manifest)
+t1 = time.perf_counter()
+metrics.exposition(settings, manifest)
+t2 = time.perf_counter()
+read = metrics.read_snapshot(settings, manifest).read_seconds
+print(json.dumps({"m_call": t1 - t0, "m_warm": t2 - t1, "m_read": read}))
+"""
 
 # (c): timed in a fresh interpreter; argv: config, manifest, since seconds.
 IN_PROCESS = r"""
@@ -491,6 +529,21 @@ class Commands:
     def floor(self) -> list[str]:
         return [self.python, "-c", "pass"]
 
+    def metrics(self) -> list[str]:
+        return self.site.cli("metrics")
+
+    def metrics_bare(self) -> list[str]:
+        return [self.sqlite3, "-batch", "-init", "/dev/null", self.db, METRICS_BARE_SQL]
+
+    def metrics_in_process(self) -> list[str]:
+        return [
+            self.python,
+            "-c",
+            METRICS_IN_PROCESS,
+            str(self.site.config),
+            str(self.site.manifest),
+        ]
+
     def run(self, kind: str) -> tuple[float, float | dict]:
         """(wall s, CPU s, peak MB or the in-process figures) of one run of `kind`."""
         out, err = self.folder / "stdout", self.folder / "stderr"
@@ -498,6 +551,11 @@ class Commands:
             return 0.0, peak_mb(self.cli(), self.env, self.folder)
         if kind == "bare rss":
             return 0.0, peak_mb(self.bare(), self.env, self.folder)
+        if kind == "metrics rss":
+            return 0.0, peak_mb(self.metrics(), self.env, self.folder)
+        if kind == "metrics in-process":
+            wall = spawn(self.metrics_in_process(), self.env, out, err)[0]
+            return wall, json.loads(out.read_text())
         if kind == "in-process":
             wall = spawn(self.in_process(), self.env, out, err)[0]
             return wall, json.loads(out.read_text())
@@ -510,12 +568,31 @@ class Commands:
             figures["exit"] = after - figures.pop("ended")
             figures["process"] = wall
             return wall, figures
-        argv = {"cli": self.cli, "bare": self.bare, "floor": self.floor}[kind]()
+        argv = {
+            "cli": self.cli,
+            "bare": self.bare,
+            "floor": self.floor,
+            "metrics": self.metrics,
+            "metrics bare": self.metrics_bare,
+        }[kind]()
         wall, _, _, cpu = spawn(argv, self.env, None, err)
         return wall, cpu
 
 
-KINDS = ("cli", "bare", "in-process", "main", "main frozen", "floor", "cli rss", "bare rss")
+KINDS = (
+    "cli",
+    "bare",
+    "in-process",
+    "main",
+    "main frozen",
+    "floor",
+    "cli rss",
+    "bare rss",
+    "metrics",
+    "metrics bare",
+    "metrics in-process",
+    "metrics rss",
+)
 
 
 def measure(commands: Commands, repeat: int) -> dict[str, list]:
@@ -552,6 +629,40 @@ def verify(commands: Commands) -> str:
         sys.exit(f"bench: log-summary disagrees with the bare query: {diff}")
     runs = sum(v[0] for v in got.values())
     return f"{len(got)} tasks, {runs} runs in the window, equal to the bare query's"
+
+
+def verify_metrics(commands: Commands) -> str:
+    """`agency-cron metrics`'s runs_total against the bare grouped count."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    result = checked(
+        subprocess.run(commands.metrics(), env=commands.env, capture_output=True, check=False),
+        "metrics",
+    )
+    got = {}
+    for family in text_string_to_metric_families(result.stdout.decode()):
+        for sample in family.samples:
+            if sample.name == "agency_cron_runs_total" and sample.value:
+                got[(sample.labels["task"], sample.labels["status"])] = int(sample.value)
+    sql = METRICS_BARE_SQL.split(";")[0]
+    bare = checked(
+        subprocess.run(
+            [commands.sqlite3, "-batch", "-init", "/dev/null", commands.db, sql],
+            env=commands.env,
+            capture_output=True,
+            check=False,
+        ),
+        "sqlite3",
+    )
+    expected = {}
+    for line in bare.stdout.decode().splitlines():
+        task, status, count = line.split("|")
+        if status != "running":
+            expected[(task, status)] = int(count)
+    if got != expected:
+        diff = sorted(set(got.items()) ^ set(expected.items()))[:5]
+        sys.exit(f"bench: metrics disagrees with the bare query: {diff}")
+    return f"{len({t for t, _ in got})} tasks, {sum(got.values())} rows counted, equal to the bare query's"
 
 
 # ---------------------------------------------------------------- profile
@@ -744,6 +855,7 @@ def report(sizes: list[int], figures: dict[int, dict], since: str) -> None:
         " log_summary() in a process that imports only\n  reports, config and manifest (the"
         " table's in-proc s), a second call there, and those imports."
     )
+    report_metrics(sizes, figures)
     print("the same with gc.freeze() right after the imports (what-if; nothing else changed), ms:")
     for size in sizes:
         f = figures[size]
@@ -753,11 +865,47 @@ def report(sizes: list[int], figures: dict[int, dict], since: str) -> None:
         )
 
 
+def report_metrics(sizes: list[int], figures: dict[int, dict]) -> None:
+    print("\nagency-cron metrics (100 tasks): median of each, seconds (MB for the peak)")
+    head = (
+        f"{'rows':>9} {'cli s':>8} {'sqlite3 s':>10} {'cli/bare':>9} {'first call s':>13}"
+        f" {'call/bare':>10} {'warm call s':>12} {'history read s':>15} {'cli MB':>7}"
+    )
+    print(head)
+    print("-" * len(head))
+    for size in sizes:
+        f = figures[size]
+        print(
+            f"{size:>9} {f['metrics']:>8.3f} {f['metrics_bare']:>10.4f}"
+            f" {f['metrics'] / f['metrics_bare']:>8.1f}x {f['m_call']:>13.4f}"
+            f" {f['m_call'] / f['metrics_bare']:>9.1f}x {f['m_warm']:>12.4f}"
+            f" {f['m_read']:>15.4f} {f['metrics_mb']:>7.1f}"
+        )
+    for size in sizes:
+        f = figures[size]
+        print(
+            f"  {size:>9} rows: CPU (user+sys, median) cli {f['metrics_cpu']:.3f} s, sqlite3"
+            f" {f['metrics_bare_cpu']:.4f} s, ratio {f['metrics_cpu'] / max(f['metrics_bare_cpu'], 1e-4):.1f}x"
+        )
+    print(
+        "  first call: metrics.exposition() once, prometheus_client's import included; warm"
+        " call: a second one;\n  history read: its own figure"
+        " (agency_cron_metrics_scrape_duration_seconds) in that process."
+    )
+
+
 def summarise(results: dict[str, list]) -> dict:
     inproc = [figures for _, figures in results["in-process"] + results["main"]]
     keys = {key for figures in inproc for key in figures}
     frozen = [figures for _, figures in results["main frozen"]]
+    in_metrics = [figures for _, figures in results["metrics in-process"]]
     return {
+        "metrics": median([w for w, _ in results["metrics"]]),
+        "metrics_bare": median([w for w, _ in results["metrics bare"]]),
+        "metrics_cpu": median([c for _, c in results["metrics"]]),
+        "metrics_bare_cpu": median([c for _, c in results["metrics bare"]]),
+        "metrics_mb": median([p for _, p in results["metrics rss"]]),
+        **{k: median([f[k] for f in in_metrics]) for k in ("m_call", "m_warm", "m_read")},
         "frozen_exit": median([f["exit"] for f in frozen]),
         "frozen_process": median([f["process"] for f in frozen]),
         "cli": median([w for w, _ in results["cli"]]),
@@ -800,6 +948,7 @@ def main() -> None:
             )
             commands = Commands(site, args.since, folder)
             print(f"  check: {verify(commands)}")
+            print(f"  check: {verify_metrics(commands)}")
             figures[size] = summarise(measure(commands, args.repeat))
         report(sizes, figures, args.since)
         if not args.no_profile:

@@ -41,8 +41,14 @@ def build(context, host: str, insecure_localhost: bool):
         )
     if insecure_localhost and not is_loopback(host):
         raise UsageError(f"--insecure-localhost: {host} is not a loopback address")
+    if settings.metrics_public and not is_loopback(host):
+        raise ConfigError(
+            "METRICS_PUBLIC: true opens /metrics without a token, on loopback only;"
+            f" {host} is not a loopback address (give the scraper ADMIN_READ_TOKEN instead)"
+        )
     refusals = RefusalLog(settings)
     app = create_app(context, tokens, limits.max_body, refusals)
+    app.state.metrics_public = settings.metrics_public
     return BodyLimit(app, limits.max_body), limits, refusals
 
 

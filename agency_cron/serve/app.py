@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -43,7 +43,11 @@ log = logging.getLogger("agency_cron.serve")
 PROBLEM = "application/problem+json"
 TOKEN_PARAMETERS = {"token", "access_token", "api_key", "apikey", "key", "auth", "bearer"}
 STATES = Literal["running", "completed", "disabled", "failing", "ok", "never-run"]
-RUN_STATUSES = Literal["success", "failed", "timeout", "skipped", "killed", "retry-scheduled"]
+# statuses.ALL (tests/unit/test_statuses.py holds them equal); running and lost included: a
+# run is in history from its start.
+RUN_STATUSES = Literal[
+    "success", "failed", "timeout", "skipped", "killed", "retry-scheduled", "running", "lost"
+]
 NAME = Annotated[str, Path(description="Task name", max_length=200)]
 
 
@@ -173,6 +177,7 @@ def create_app(
     )
     app.state.context, app.state.tokens = context, tokens
     app.state.max_body, app.state.refusals = max_body, refusals
+    app.state.metrics_public = False  # serve.build() sets it from METRICS_PUBLIC
     app.router.lifespan_context = _lifespan
     _add_error_handlers(app)
     _add_authorization(app)
@@ -270,12 +275,21 @@ def _add_authorization(app: FastAPI) -> None:
     async def authorize(request: Request, call_next):
         try:
             _same_site_only(request)
-            if request.url.path not in PUBLIC_PATHS:
+            if request.url.path not in PUBLIC_PATHS and not _public(request):
                 request.state.actor = _actor(request, write=request.method not in READS)
         except HTTPException as exc:
             _audit_refusal(request, exc)
             return _http_problem(exc)
         return await call_next(request)
+
+
+def _public(request: Request) -> bool:
+    """/metrics without a token: METRICS_PUBLIC=true, which serve allows only on a loopback
+    address, and a loopback Host (a page elsewhere cannot read it through DNS rebinding)."""
+    if request.url.path != "/metrics" or not request.app.state.metrics_public:
+        return False
+    host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+    return request.method in READS and is_loopback(host)
 
 
 TASK_PATH = re.compile(r"^/api/tasks/([^/]{1,200})")
@@ -445,6 +459,20 @@ def _routes():
         overdue = reports.overdue_tasks(settings, manifest)
         body = {"healthy": not overdue, "overdue": overdue}
         return JSONResponse(body, status_code=503 if overdue else 200)
+
+    @router.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["reports"],
+        dependencies=[Depends(bearer)],
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text 0.0.4"}},
+    )
+    def metrics_export(request: Request):
+        # A read-only token is enough; METRICS_PUBLIC=true opens it on loopback (_public).
+        from agency_cron import metrics
+
+        settings, manifest, _ = request.app.state.context.load()
+        return Response(metrics.exposition(settings, manifest), media_type=metrics.CONTENT_TYPE)
 
     @router.get("/api/summary", response_model=dict[str, Any], tags=["reports"])
     def summary(

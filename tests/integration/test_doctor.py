@@ -31,8 +31,10 @@ CHECKS = {
     "config-permissions",
     "alert-urls",
     "ping-urls",  # heartbeat ping URLs parse and resolve (issue 12)
+    "failure-delivery",
     "commands",
     "overrides",  # says where enable/disable differ from the manifest (issue 9, point 7)
+    "metrics-textfile",
 }
 
 MANIFEST = """\

@@ -48,9 +48,7 @@ def interpreter(tmp_path_factory, monkeypatch):
     fake.write_text(RECORDER)
     fake.chmod(0o755)
     monkeypatch.setenv("AGENCY_CRON_PYTHON", str(fake))
-    render.python_executable.cache_clear()
     yield fake
-    render.python_executable.cache_clear()
 
 
 def run_wrapper(text: str, folder: Path, *args: str) -> tuple[list[str], dict[str, str]]:
