@@ -190,6 +190,48 @@ def body(header: str, tail: bytes) -> bytes:
     return first + tail.decode("utf-8", "ignore").encode("utf-8")
 
 
+# --- sending: what the runner calls ------------------------------------------------------
+
+
+class RunPings:
+    """A run's pings: start() once it holds its lock, end() when it is over, lost() for an
+    earlier run found dead; all within one PING_TIMEOUT budget. Never raises: a ping is
+    never worth a run."""
+
+    def __init__(self, url: str, run_id: str, timeout: float):
+        self.url, self.budget = url, Budget(timeout)
+        self.rid = rid_of(run_id)
+        self.pinger = Pinger(url, run_id, self.budget)
+
+    def start(self) -> None:
+        try:
+            self.pinger.start()
+        except Exception:  # noqa: BLE001 - finish() then reports the helper missing
+            self.pinger.pid = None
+
+    def end(self, status: str, code: int | None, data: bytes) -> tuple[str, str]:
+        """The final ping of this run; (the signal sent, its outcome)."""
+        action = signal_of(status, code)
+        return action, _guarded(lambda: self.pinger.finish(action, data))
+
+    def lost(self, run_id: str, data: bytes) -> str:
+        """/fail for an earlier run whose runner died, with that run's own rid."""
+        return _guarded(lambda: Pinger(self.url, run_id, self.budget).finish("fail", data))
+
+    def close(self) -> None:
+        try:
+            self.pinger.close()
+        except Exception:  # noqa: BLE001, S110 - the helper ends with us anyway
+            pass
+
+
+def _guarded(send) -> str:
+    try:
+        return send()
+    except Exception as exc:  # noqa: BLE001 - an outcome, never a crash of the run
+        return f"failed ({type(exc).__name__}: {exc})"[:300]
+
+
 # --- sending: a helper process per run --------------------------------------------------
 
 
