@@ -409,7 +409,7 @@ class Attempt:
         env.update(self.spec["env"])
         env["AGENCY_CRON_TASK"] = self.spec["name"]
         env["AGENCY_CRON_RUN_ID"] = self.run_id
-        for private in ("AGENCY_CRON_REPORT_FD", "AGENCY_CRON_CRON_LOG"):
+        for private in ("AGENCY_CRON_REPORT_FD", "AGENCY_CRON_CRON_LOG", "AGENCY_CRON_PING_URL"):
             env.pop(private, None)
         if self.lock_fd is not None:
             env["AGENCY_CRON_LOCK_FD"] = str(self.lock_fd)
@@ -840,6 +840,7 @@ class Run:
         self.attempts = int(spec["retries"]) + 1
         self.alert_urls = _alert_urls(spec)
         self.secrets = _secrets(spec, self.alert_urls)
+        self.pings = _pings(spec, self.run_id, self.secrets)
         self.output = Output(spec["log"], self.secrets, echo)
         from agency_cron.history import writer_path  # its own user's database
 
@@ -848,7 +849,6 @@ class Run:
         self.lock: Lock | None = None
         self.warned: set[str] = set()
         self._db: object = None
-        self.pings = _pings(spec, self.run_id)
 
     def db(self):
         if self._db is None:
@@ -1257,14 +1257,19 @@ def _own_identity() -> str | None:
     return _IDENTITY[0]
 
 
-def _pings(spec: dict, run_id: str):
-    """The run's heartbeat pings (ping.RunPings) when the spec names a URL; else None and
-    ping.py is never imported: runs without pings pay nothing for them."""
-    if not spec.get("ping_url"):
+def _pings(spec: dict, run_id: str, secrets: list[str]):
+    """The run's heartbeat pings (ping.RunPings) when the spec names a URL, or, from a
+    Kubernetes Secret, AGENCY_CRON_PING_URL does (its secrets join `secrets`: the spec's
+    redaction list never saw it); else None and ping.py is never imported: runs without
+    pings pay nothing for them."""
+    url = spec.get("ping_url") or os.environ.get("AGENCY_CRON_PING_URL", "").strip()
+    if not url:
         return None
     from agency_cron import ping
 
-    return ping.RunPings(spec["ping_url"], run_id, float(spec.get("ping_timeout", 10)))
+    if not spec.get("ping_url"):
+        secrets += [s for s in ping.secrets_of(url, spec["name"]) if s not in secrets]
+    return ping.RunPings(url, run_id, float(spec.get("ping_timeout", ping.DEFAULT_TIMEOUT)))
 
 
 SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")

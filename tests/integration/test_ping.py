@@ -49,13 +49,13 @@ def task(name: str, command: str, **fields) -> dict:
     return {"name": name, "schedule": "*/5 * * * *", "command": command, **fields}
 
 
-def start(env, name: str) -> subprocess.Popen:
+def start(env, name: str, **environ: str) -> subprocess.Popen:
     return subprocess.Popen(
         [str(env.agency_root / "scripts" / "cronjobs" / f"{name}.sh")],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "AGENCY_CRON_SCHEDULED": "cron"},
+        env={**os.environ, "AGENCY_CRON_SCHEDULED": "cron", **environ},
     )
 
 
@@ -227,6 +227,18 @@ def test_ping_url_none_opts_out_and_a_task_url_wins(env, pinged, http_recorder):
     assert "ping:" not in log(env, "quiet") and rows(env, "quiet")[0]["ping"] is None
     assert run(env, "mine")[0] == 0
     assert calls(http_recorder) == [("GET", f"/own/{CHECK}/start"), ("POST", f"/own/{CHECK}")]
+
+
+def test_a_ping_url_from_the_environment_kubernetes_style(env, pinged, http_recorder):
+    """export kubernetes hands the URL over from a Secret as AGENCY_CRON_PING_URL."""
+    url = f"{http_recorder.url}/ping/{CHECK}"
+    command = 'echo "seen:${AGENCY_CRON_PING_URL:-unset}"; echo "copy:$COPY"'
+    pinged(task("pod", command, env={"COPY": CHECK}, ping_url="none"))
+    process = start(env, "pod", AGENCY_CRON_PING_URL=url)
+    assert finish(process) == 0
+    assert calls(http_recorder) == [("GET", f"/ping/{CHECK}/start"), ("POST", f"/ping/{CHECK}")]
+    body = http_recorder.requests[1].body.decode()
+    assert "seen:unset" in body and "copy:***" in body and CHECK not in log(env, "pod")
 
 
 def test_no_secret_reaches_a_ping(env, pinged, http_recorder):

@@ -155,3 +155,31 @@ def test_api_definitions_mask_the_ping_url_and_keep_it_when_sent_back():
     assert admin.unmasked(shown, document)["ping_url"] == document["ping_url"]
     edited = {**shown, "ping_url": "https://hc-ping.com/***/other"}
     assert admin.unmasked(edited, document)["ping_url"] == "https://hc-ping.com/***/other"
+
+
+def test_kubernetes_keeps_the_ping_url_out_of_the_configmap(env):
+    import yaml
+
+    from agency_cron.backends import kubernetes as k8s
+
+    configure(env, PING_URL=f"https://hc-ping.com/{KEY}/{{name}}", PING_TIMEOUT="7")
+    env.write_manifest(MANIFEST)
+    settings, manifest = loaded(env)
+    enabled = [(task, task.enabled) for task in manifest.tasks]
+    text = k8s.export(settings, enabled, "registry.example/agency:1", "ops")
+    assert KEY not in text and CHECK not in text
+    documents = list(yaml.safe_load_all(text))
+    specs = {k: json.loads(v) for k, v in documents[0]["data"].items()}
+    assert "ping_url" not in specs["backup.json"] and specs["backup.json"]["ping_timeout"] == 7
+    jobs = {d["metadata"]["name"]: d for d in documents if d["kind"] == "CronJob"}
+
+    def env_of(name: str) -> dict:
+        pod = jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        return {item["name"]: item for item in pod["containers"][0]["env"]}
+
+    ref = env_of("backup")["AGENCY_CRON_PING_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "agency-cron-secrets", "key": "PING_URL.backup", "optional": True}
+    assert "AGENCY_CRON_PING_URL" not in env_of("quiet")
+    deadline = jobs["backup"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    quiet = jobs["quiet"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert deadline["activeDeadlineSeconds"] - quiet["activeDeadlineSeconds"] == 7
