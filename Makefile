@@ -93,7 +93,7 @@ system-deps:
 	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron logrotate:logrotate"
 
 test-deps:
-	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3 git:git"
+	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3 git:git faketime:faketime msmtp:msmtp-mta"
 
 need:
 	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \

@@ -15,12 +15,14 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, unquote
 
+from agency_cron import statuses
+
 REDACTED = "***"
 
-# A failed run and a timed-out run both deserve an alert; "killed" was a deliberate stop.
-FAILURE_STATUSES = frozenset({"failed", "timeout"})
+# A failed, timed-out or lost run deserves an alert; "killed" was a deliberate stop.
+FAILURE_STATUSES = frozenset(statuses.ALERTING)
 # What --alert reports: any run that did not finish by itself, a kill included.
-FORCED_STATUSES = FAILURE_STATUSES | {"killed"}
+FORCED_STATUSES = frozenset(statuses.FAILURES)
 POLICIES = ("never", "on_failure", "on_change", "always")
 
 # Query keys whose values are credentials (matched as substrings: access_token, apikey...).

@@ -150,6 +150,7 @@ def install(
     settings, loaded, path = _load(config, manifest, crontab, strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run or check)
     _show_plan(plan, dry_run or check, json_)
+    _warn_undelivered_failures(settings, loaded, plan)
     if check:
         if plan.changes and not json_:
             out.print("check: install would change something (exit 1)")
@@ -177,6 +178,15 @@ def uninstall(
 
 
 FULL_TABLE_MAX = 50  # past this many tasks, unchanged ones are counted, not listed
+
+
+def _warn_undelivered_failures(settings, loaded, plan: Plan) -> None:
+    """One line on stderr when a failed run would reach neither an alert target nor cron mail."""
+    from agency_cron.doctor import check_failure_delivery
+
+    for finding in check_failure_delivery(settings, loaded, plan):
+        if not finding.ok:
+            err.print(f"agency-cron: warning: {finding.detail}; {finding.fix}")
 
 
 def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
@@ -444,17 +454,27 @@ def _seconds(value) -> str:
 
 
 @app.command()
-def kill(name: str, config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
-    """End a running task's whole process tree (recorded as killed). Exit 1 if none runs.
+def kill(
+    name: str,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Only this run (its run id, as in history).")
+    ] = None,
+    config: ConfigOpt = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """End a task's runs in progress, each with its whole process tree (recorded as
+    killed); waits until the trees are gone. Exit 1 if none runs.
 
-    Example: agency-cron kill backup-verify
+    Example: agency-cron kill backup-verify --run 3f2a9c01b7de
     """
     from agency_cron.plan import select
 
     settings, loaded, _ = _load(config, manifest, None)
     select(loaded, [name])
-    pid = reports.kill_task(settings, name)
-    out.print(f"{name}: sent SIGTERM to runner {pid}")
+    for ended in reports.kill_task(settings, name, run):
+        who = f"runner {ended['pid']}" if ended["pid"] else "left by a dead runner"
+        state = "stopped" if ended["stopped"] else "still ending"
+        out.print(f"{name}: run {ended['run_id']} ({who}): {state}")
 
 
 @app.command("next")

@@ -88,6 +88,7 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     findings += check_logrotate(settings)
     findings += check_config_permissions(settings)
     findings += check_alert_urls(settings, manifest)
+    findings += check_failure_delivery(settings, manifest, plan)
     findings += check_commands(settings, manifest)
     findings += check_overrides(settings, manifest)
     findings += check_task_users(settings, manifest, plan)
@@ -797,3 +798,62 @@ def _textfile_problem(path: Path) -> tuple[str | None, str | None]:
     if not readable:
         return f"{path} is not readable by node_exporter", f"chmod 644 {shlex.quote(str(path))}"
     return None, None
+
+
+# --- failures reach a person --------------------------------------------------------------
+
+SENDMAIL = "/usr/sbin/sendmail"  # what Debian's cron runs to mail a job's output
+MAILTO = re.compile(r"^\s*MAILTO\s*=\s*(.*?)\s*$")
+
+
+def check_failure_delivery(
+    settings: Settings, manifest: Manifest, plan: Plan | None
+) -> list[Finding]:
+    """Does a failed run reach someone? Through an alert target, or else through cron's mail
+    (the wrapper's report on cron's stdout): that needs a cron target, a non-empty MAILTO
+    and an MTA at /usr/sbin/sendmail."""
+    silent = [task.name for task in manifest.tasks if not _alerts_reach(settings, task)]
+    if not silent:
+        return [Finding("failure-delivery", True, "failures go to the alert targets")]
+    why = cron_mail_problem(settings, plan.crontab_after if plan else "")
+    if why is None:
+        return [
+            Finding(
+                "failure-delivery",
+                True,
+                "failures without an alert target go to cron's mail (MAILTO)",
+            )
+        ]
+    names = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5 else "")
+    return [
+        Finding(
+            "failure-delivery",
+            False,
+            f"a failure of {names} reaches nobody: no alert target, and {why}",
+            "set ALERT_URLS and ALERT_ON_FAILURE=true in config.env, or let cron mail"
+            " (an MTA such as `apt-get install msmtp-mta`, and MAILTO not empty)",
+        )
+    ]
+
+
+def _alerts_reach(settings: Settings, task: Task) -> bool:
+    urls = [*settings.alert_urls, *task.alert_urls]
+    return bool(urls) and settings.alert_on_failure and task.alert != "never"
+
+
+def cron_mail_problem(settings: Settings, crontab_text: str) -> str | None:
+    """Why cron would not mail a job's output, or None when it would."""
+    if settings.crontab.startswith("systemd:"):
+        return "systemd timers do not mail a job's output"
+    if not os.access(SENDMAIL, os.X_OK):
+        return f"cron cannot mail ({SENDMAIL} is missing: no MTA)"
+    mailto = None
+    for line in crontab_text.splitlines():
+        if "# agency-cron:" in line:
+            break  # cron gives each line the variables set above it
+        found = MAILTO.match(line)
+        if found:
+            mailto = found.group(1).strip("'\"")
+    if mailto == "":
+        return "MAILTO is empty in the crontab (cron mails nothing)"
+    return None

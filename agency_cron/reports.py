@@ -5,13 +5,14 @@ Functions return plain dicts (the --json form); the CLI turns them into tables.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 from datetime import datetime
 from functools import lru_cache
 
-from agency_cron import history, layout
+from agency_cron import history, layout, statuses
 from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
 from agency_cron.manifest import Manifest, Task
@@ -61,9 +62,13 @@ def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
     """Root's history and each user's (history.connect_all); empty when none exists yet.
     Every query below runs on each and the answers are combined (_sum, _max, _newest)."""
     try:
-        return history.connect_all(str(settings.state_dir))
+        return history.connect_all(str(settings.state_dir))  # lost runs shown as lost
     except sqlite3.Error:
         return []
+
+
+FAILED_SQL = statuses.sql(statuses.FAILURES)
+ERROR_SQL = statuses.sql((*statuses.FAILURES, statuses.RETRY_SCHEDULED))
 
 
 def _close(conns: list[sqlite3.Connection]) -> None:
@@ -86,14 +91,14 @@ def _newest(conns: list[sqlite3.Connection], sql: str, params: tuple) -> tuple |
     return max(rows, key=lambda row: row[0]) if rows else None
 
 
-STATUS_SQL = """
+STATUS_SQL = f"""
 SELECT
   COUNT(DISTINCT CASE WHEN status != 'retry-scheduled' THEN run_id END) AS runs,
   SUM(status = 'success') AS successes,
-  SUM(status IN ('failed', 'timeout', 'killed')) AS failures,
+  SUM(status IN {FAILED_SQL}) AS failures,
   MAX(started_at) AS last_run,
   MAX(CASE WHEN status = 'success' THEN started_at END) AS last_success,
-  MAX(CASE WHEN status IN ('failed', 'timeout', 'killed') THEN started_at END) AS last_failure
+  MAX(CASE WHEN status IN {FAILED_SQL} THEN started_at END) AS last_failure
 FROM runs WHERE task = ? AND status != 'skipped'
 """
 
@@ -148,7 +153,7 @@ def _figures(conns: list[sqlite3.Connection], name: str) -> dict:
     error = _newest(
         conns,
         "SELECT started_at, output_tail, note, exit_code FROM runs WHERE task = ?"
-        " AND status IN ('failed', 'timeout', 'killed', 'retry-scheduled')"
+        f" AND status IN {ERROR_SQL}"
         " ORDER BY started_at DESC, id DESC LIMIT 1",
         (name,),
     )
@@ -164,13 +169,13 @@ def _error_text(row) -> str:
 
 
 def _state(settings: Settings, name: str, enabled: bool, figures: dict) -> str:
-    if running_pid(settings, name):
+    if running_pid(settings, name) or figures["last_status"] == statuses.RUNNING:
         return "running"
     if layout.completed_path(settings, name).exists():
         return "completed"
     if not enabled:
         return "disabled"
-    if figures["last_status"] in ("failed", "timeout", "killed"):
+    if figures["last_status"] in statuses.FAILURES:
         return "failing"
     return "ok" if figures["last_status"] == "success" else "never-run"
 
@@ -250,21 +255,121 @@ def running_pid(settings: Settings, name: str) -> int | None:
     return None
 
 
-def kill_task(settings: Settings, name: str) -> int:
-    """SIGTERM the task's runner: it ends the task's whole tree and records `killed`."""
-    pid = running_pid(settings, name)
-    if pid is None:
-        raise CheckFailed(f"{name}: not running")
-    os.kill(pid, signal.SIGTERM)
-    return pid
+KILL_WAIT_S = 20.0  # the runner's grace (10 s) before SIGKILL, and time to spare
+
+
+def kill_task(settings: Settings, name: str, run_id: str | None = None) -> list[dict]:
+    """End the task's runs in progress (every one: `overlap: allow` may have several) or
+    only `run_id`, each with its whole process tree; returns once the trees are gone or the
+    wait ran out: [{"run_id", "pid", "stopped"}].
+
+    A live runner gets SIGTERM and ends its tree itself (SIGKILL after its grace), records
+    `killed` and exits. The processes a dead runner left (a `lost` run; they hold the task's
+    lock, or carry its run id) are ended here the same way. CheckFailed when none runs.
+    """
+    from agency_cron import runner
+
+    runners = _live_runners(settings, name)
+    orphans = _orphans(settings, name, {pid for _, pid in runners})
+    if run_id is not None:
+        runners = [(r, p) for r, p in runners if r == run_id]
+        orphans = {r: pids for r, pids in orphans.items() if r == run_id}
+    if not runners and not orphans:
+        which = f"run {run_id} of {name}" if run_id else name
+        raise CheckFailed(f"{which}: not running")
+    identities = {pid: history.process_identity(pid) for _, pid in runners}
+    for _, pid in runners:
+        _signal(pid, signal.SIGTERM)
+    ended = {r: runner.end_processes(pids, runner.KILL_GRACE_S) for r, pids in orphans.items()}
+    results = [
+        {"run_id": r, "pid": pid, "stopped": _wait_gone(pid, identities[pid])} for r, pid in runners
+    ]
+    results += [{"run_id": r, "pid": None, "stopped": ended[r]} for r in orphans]
+    return results
+
+
+def _live_runners(settings: Settings, name: str) -> list[tuple[str, int]]:
+    """(run_id, runner pid) of the task's runs in progress: from history, and the lock's
+    holder (found even when history could not be written)."""
+    found: dict[int, str] = {}
+    conns = _open_histories(settings)
+    try:
+        for conn in history.holding(conns, name):
+            for row in history.running_rows(conn, name):
+                if row["host"] == os.uname().nodename:
+                    found[row["pid"]] = row["run_id"]
+    except sqlite3.Error:
+        pass
+    finally:
+        _close(conns)
+    holder = running_pid(settings, name)
+    if holder is not None and holder not in found:
+        found[holder] = "?"
+    return [(run, pid) for pid, run in found.items()]
+
+
+def _orphans(settings: Settings, name: str, runners: set[int]) -> dict[str, set[int]]:
+    """Processes left by dead runners, by run id: those carrying the run id of one of the
+    task's recent lost runs, and those holding the task's lock while no live runner does."""
+    from agency_cron import runner
+
+    lost_runs = _recent_lost_runs(settings, name)
+    found: dict[str, set[int]] = {}
+    for run in lost_runs:
+        marked = runner.marked_processes(f"AGENCY_CRON_RUN_ID={run}") - runners
+        if marked:
+            found[run] = marked
+    lock = settings.state_dir / "locks" / f"{name}.lock"
+    holding = set(runner.processes_holding(str(lock))) if lock.exists() else set()
+    if holding and not holding & runners:
+        rest = holding - set().union(*found.values()) - {os.getpid()}
+        if rest:
+            key = lost_runs[0] if lost_runs else "?"
+            found[key] = found.get(key, set()) | rest
+    return found
+
+
+def _recent_lost_runs(settings: Settings, name: str) -> list[str]:
+    conns = _open_histories(settings)
+    rows: list[tuple] = []
+    try:
+        for conn in history.holding(conns, name):
+            rows += conn.execute(
+                "SELECT started_at, run_id FROM runs WHERE task = ? AND status = 'lost'"
+                " ORDER BY started_at DESC LIMIT 5",
+                (name,),
+            ).fetchall()
+    except sqlite3.Error:
+        pass
+    finally:
+        _close(conns)
+    return list(dict.fromkeys(run for _, run in sorted(rows, reverse=True)))[:5]
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def _wait_gone(pid: int, identity: str | None, timeout: float = KILL_WAIT_S) -> bool:
+    """Wait until the process `pid` (the one with `identity`) has ended."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        now = history.process_identity(pid)
+        if now is None or (identity is not None and now != identity):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 # --- log-summary and overdue detection -------------------------------------------------
 
-SUMMARY_SQL = """
+SUMMARY_SQL = f"""
 SELECT
   SUM(status NOT IN ('retry-scheduled', 'skipped')) AS runs,
-  SUM(status IN ('failed', 'timeout', 'killed')) AS failures,
+  SUM(status IN {FAILED_SQL}) AS failures,
   SUM(status = 'skipped') AS skipped
 FROM runs WHERE task = ? AND started_at >= ?
 """
@@ -274,9 +379,9 @@ WHERE task = ? AND status NOT IN ('retry-scheduled', 'skipped')
 ORDER BY started_at DESC LIMIT 1
 """
 LAST_SUCCESS_SQL = "SELECT MAX(started_at) FROM runs WHERE task = ? AND status = 'success'"
-LAST_ERROR_SQL = """
+LAST_ERROR_SQL = f"""
 SELECT started_at, output_tail, note, exit_code FROM runs
-WHERE task = ? AND status IN ('failed', 'timeout', 'killed', 'retry-scheduled')
+WHERE task = ? AND status IN {ERROR_SQL}
 ORDER BY started_at DESC LIMIT 1
 """
 ERROR_LINES = 5

@@ -9,10 +9,16 @@ are measurable against it. The spec was resolved by `install` (and written in ma
 form beside the JSON), so nothing is parsed or validated here. Apprise is imported by
 alerts.py only when an alert is sent; cronsim only for a zoned task started by cron.
 
-One run: take the task's lock (overlap), then for each attempt start the command in its
-own process group, stream its output (redacted) to the task log and to our stdout (the
-cron log), enforce the timeout on the whole group, record the attempt in history, and
-retry with backoff; after the last attempt decide on an alert.
+One run: mark earlier runs whose runner died as `lost` (and tell someone), take the
+task's lock (overlap), then for each attempt insert its `running` row, start the command
+in its own process group with default signal dispositions, stream its output (redacted)
+to the task log and to our stdout (the cron log), enforce the timeout and any stop on the
+whole tree, complete the row, and retry with backoff; after the last attempt decide on an
+alert, or write a failure report for cron's mail when no alert target would take it.
+
+Supervision never ends early: a log that cannot be written (full disk, I/O error, folder
+gone) only drops bytes, counted and noted; a STATE_DIR that cannot be written (lock,
+history) costs one warning on stderr, never the run. README "Reliability" has the list.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import os
 import select
 import sys
 import time
+
+from agency_cron.statuses import ALERTING as ALERTING_STATUSES
+from agency_cron.statuses import FAILURES, NOT_FINAL, RETRYABLE, RUNNING
 
 try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
     import _signal as signal
@@ -33,7 +42,6 @@ KILL_GRACE_S = 10.0
 CHUNK = 1 << 20
 TAIL_BYTES = 16 * 1024
 TAIL_LINES = 20
-FAILURES = ("failed", "timeout")
 
 
 class RunnerError(Exception):
@@ -90,17 +98,117 @@ class Redactor:
         return data if self.pattern is None else self.pattern.sub(b"***", data)
 
 
+ROTATION_CHECK_S = 0.1
+
+
+class LogFile:
+    """A log opened by path for append, that never raises on a write and follows logrotate.
+
+    Following: at most every ROTATION_CHECK_S, one stat() of the path against the inode we
+    write; when the path names another file (logrotate renamed ours and created a new one),
+    we reopen it, so a run that spans rotations never writes into a file that the next
+    rotation compresses and removes. A file deleted under us (LOG_DIR removed) is created
+    again at the next check, and what went into the deleted file since the previous check
+    is counted as dropped; a path missing at two checks in a row is created again too.
+
+    Failures (ENOSPC, EIO, EROFS, a folder gone): the bytes are counted as dropped and the
+    first error kept; writing is tried again on every chunk, so a disk that frees up gets
+    the rest. The task is never slowed or stopped by its log.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd: int | None = None
+        self.inode: tuple[int, int] | None = None
+        self.error: str | None = None
+        self.dropped = 0
+        self.next_check = 0.0
+        self.missing = False
+        self.unchecked = 0  # bytes written since the last check of the path
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            info = os.fstat(fd)
+        except OSError as exc:
+            self.error = self.error or exc.strerror or str(exc)
+            return
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd, self.inode = fd, (info.st_dev, info.st_ino)
+        self.next_check = time.monotonic() + ROTATION_CHECK_S
+
+    def _follow(self, now: float) -> None:
+        self.next_check = now + ROTATION_CHECK_S
+        unchecked, self.unchecked = self.unchecked, 0
+        if self.fd is None:
+            return self._open()
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            info = None
+        if info is not None and (info.st_dev, info.st_ino) == self.inode:
+            self.missing = False
+            return
+        if os.fstat(self.fd).st_nlink == 0:
+            # Deleted, not renamed: what went there since the last check is gone. Say so.
+            self.dropped += unchecked
+            self.error = self.error or "the log file was deleted during the run"
+            return self._open()
+        if info is None and not self.missing:
+            self.missing = True  # renamed, and logrotate is about to create the new file
+            return
+        self.missing = False
+        self._open()
+
+    def write(self, data: bytes) -> None:
+        if time.monotonic() >= self.next_check:
+            self._follow(time.monotonic())
+        if self.fd is None:
+            self.dropped += len(data)
+            return
+        self.unchecked += len(data)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            self.dropped += len(view)
+            self.error = self.error or exc.strerror or str(exc)
+
+    def problem(self, since: int = 0) -> str | None:
+        """ "log write failed: REASON; 12.3 MB dropped" when bytes were lost after `since`."""
+        if self.dropped <= since:
+            return None
+        return f"log write failed: {self.error}; {human_bytes(self.dropped - since)} dropped"
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def human_bytes(count: int) -> str:
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
 class Output:
-    """Where a run's output goes: the task log (append), our stdout, and a tail in memory."""
+    """Where a run's output goes: the task log (append), the cron log (our stdout), a tail."""
 
     def __init__(self, log_path: str, secrets: list[str], echo: bool = True):
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        # Opened for append on every run: after logrotate renames the log, the next run
-        # creates and writes the new file; a run in flight keeps writing the renamed one.
-        self.log_fd = os.open(
-            log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
-        )
-        self.echo = _echo_target() if echo else None
+        self.log = LogFile(log_path)
+        self.cron_log = _cron_log() if echo else None
+        if self.cron_log is not None:
+            self.echo = self.cron_log.write
+        elif echo:
+            self.echo = _echo_target()
+        else:
+            self.echo = _discard
         self.redactor = Redactor(secrets)
         self.tail = b""
         self.at_line_start = True
@@ -123,12 +231,11 @@ class Output:
         if not data:
             return
         self.at_line_start = data.endswith(b"\n")
-        _write_all(self.log_fd, data)
-        if self.echo is not None:
-            try:
-                self.echo(data)
-            except (OSError, ValueError):
-                self.echo = None  # a closed terminal must not stop the run
+        self.log.write(data)
+        try:
+            self.echo(data)
+        except (OSError, ValueError):
+            self.echo = _discard  # a closed terminal or a full cron log must not stop the run
         if keep_tail:
             self.tail = (self.tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
 
@@ -139,7 +246,23 @@ class Output:
         return "\n".join(lines)
 
     def close(self) -> None:
-        os.close(self.log_fd)
+        self.log.close()
+        if self.cron_log is not None:
+            self.cron_log.close()
+
+
+def _discard(data: bytes) -> None:
+    """The echo of a run that prints nothing (the admin API's, or after stdout failed)."""
+
+
+def _cron_log() -> LogFile | None:
+    """The cron log by path when the wrapper sent our stdout there (AGENCY_CRON_CRON_LOG), so
+    that our copy of the output follows logrotate as the task log does."""
+    path = os.environ.get("AGENCY_CRON_CRON_LOG")
+    if not path:
+        return None
+    log = LogFile(path)
+    return log if log.fd is not None else None
 
 
 def _echo_target():
@@ -161,29 +284,64 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class Signals:
-    """SIGTERM, SIGINT and SIGHUP to the runner are passed on to the task's process group.
+    """SIGTERM, SIGINT and SIGHUP to the runner stop the run: the attempt in progress ends
+    its whole tree as a timeout does (SIGTERM now, SIGKILL after the grace; a second signal
+    does not wait for the grace), and the run is `killed` with exit 128+N.
+
+    The handlers only take note; the wake-up fd makes the supervising poll return at once
+    (Python retries an interrupted poll after running the handler, so without it a task
+    that ignores SIGTERM would be noticed only at its timeout).
 
     SIGUSR1 is the admin API's reset-retries: a run waiting between attempts gets its
     full retry budget back and tries again at once; at any other time it is ignored.
     """
 
-    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
     def __init__(self):
         self.received: int | None = None
-        self.group: int | None = None
+        self.count = 0
         self.reset_retries = False
+        self.wake_fd: int | None = None
+        self.previous: dict[int, object] = {}
+        self.previous_wakeup: int | None = None
+        try:
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            os.set_blocking(write_fd, False)
+            self.previous_wakeup = signal.set_wakeup_fd(write_fd)
+            self.wake_fd, self.wake_write = read_fd, write_fd
+        except (OSError, ValueError):  # not the main thread: the poll then checks every 0.1 s
+            pass
         for signum in self.HANDLED:
-            signal.signal(signum, self._handle)
-        signal.signal(signal.SIGUSR1, self._reset)
+            self.previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        self.received = signum
-        if self.group:
-            _signal_group(self.group, signum)
+        if signum == signal.SIGUSR1:
+            self.reset_retries = True
+            return
+        if self.received is None:
+            self.received = signum
+        self.count += 1
 
-    def _reset(self, signum, frame) -> None:
-        self.reset_retries = True
+    def drain(self) -> None:
+        if self.wake_fd is None:
+            return
+        try:
+            while os.read(self.wake_fd, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        """Put back what was there (an in-process `agency-cron run` goes on afterwards)."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        if self.wake_fd is not None:
+            signal.set_wakeup_fd(self.previous_wakeup if self.previous_wakeup is not None else -1)
+            os.close(self.wake_fd)
+            os.close(self.wake_write)
+            self.wake_fd = None
 
 
 def _signal_group(group: int, signum: int) -> None:
@@ -213,13 +371,22 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-class Attempt:
-    """One execution of the command: spawn, pump output, enforce the deadline."""
+# Every signal back to its default action and none blocked in the task, as cron starts a
+# job: Python ignores SIGPIPE and SIGXFSZ, and whoever started us may have ignored or
+# blocked others (SIGINT in a background job, SIGHUP under nohup). An ignored SIGPIPE makes
+# `yes | head -n1` print "Broken pipe" and loop on EPIPE instead of ending.
+DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 
-    def __init__(self, spec: dict, output: Output, signals: Signals, run_id: str):
+
+class Attempt:
+    """One execution of the command: spawn, pump output, enforce the deadline and stops."""
+
+    def __init__(self, spec: dict, output: Output, signals: Signals, run_id: str, lock_fd=None):
         self.spec, self.output, self.signals = spec, output, signals
         self.run_id = run_id
+        self.lock_fd = lock_fd
         self.timed_out = False
+        self.stop: TreeStop | None = None
 
     def run(self) -> int:
         read_fd, write_fd = os.pipe()
@@ -227,13 +394,13 @@ class Attempt:
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, CHUNK)
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size for this user: keep the default
-        pid = self._spawn(write_fd)
-        os.close(write_fd)
-        self.signals.group = pid
+        try:
+            pid = self._spawn(write_fd)
+        finally:
+            os.close(write_fd)
         try:
             return self._supervise(pid, read_fd)
         finally:
-            self.signals.group = None
             os.close(read_fd)
 
     def _spawn(self, write_fd: int) -> int:
@@ -241,41 +408,46 @@ class Attempt:
         env.update(self.spec["env"])
         env["AGENCY_CRON_TASK"] = self.spec["name"]
         env["AGENCY_CRON_RUN_ID"] = self.run_id
-        return os.posix_spawn(
-            "/bin/sh",
-            ["/bin/sh", "-c", self.spec["command"]],
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, write_fd, 1),
-                (os.POSIX_SPAWN_DUP2, write_fd, 2),
-            ],
-            setsid=True,  # its own session and process group: the timeout ends all of it
-        )
+        for private in ("AGENCY_CRON_REPORT_FD", "AGENCY_CRON_CRON_LOG"):
+            env.pop(private, None)
+        if self.lock_fd is not None:
+            env["AGENCY_CRON_LOCK_FD"] = str(self.lock_fd)
+        # Caught signals (ours, Python's SIGINT) go back to their default at exec by
+        # themselves; the ignored ones (Python's SIGPIPE and SIGXFSZ, whatever our parent
+        # ignored) are reset in the child: usually two system calls, not sixty.
+        ignored = [s for s in DEFAULT_SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+        pid = os.fork()
+        if pid == 0:
+            argv = ["/bin/sh", "-c", self.spec["command"]]
+            _exec_task(argv, env, write_fd, self.lock_fd, ignored)
+        return pid
 
     def _supervise(self, pid: int, read_fd: int) -> int:
-        """Copy output until the command exits, enforcing the deadline.
+        """Copy output until the command exits, enforcing the deadline and any stop.
 
-        The poll waits on the pipe and on a pidfd of the command, so the exit is noticed at
-        once (no sleep-and-retry); without pidfd support it checks every 10 ms.
+        The poll waits on the pipe, on a pidfd of the command (its exit is noticed at once,
+        no sleep-and-retry; without pidfd support it checks every 10 ms) and on the signal
+        wake-up fd. Output keeps flowing into the log while a stop is under way.
         """
         deadline = time.monotonic() + self.spec["timeout"]
         exit_fd = _pidfd(pid)
         poller = select.poll()
         poller.register(read_fd, select.POLLIN | select.POLLHUP)
-        if exit_fd is not None:
-            poller.register(exit_fd, select.POLLIN)
+        for fd in (exit_fd, self.signals.wake_fd):
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
         status, open_pipe = None, True
         try:
             while status is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return self._expire(pid, read_fd)
-                wait = remaining if exit_fd is not None else min(remaining, 0.01)
-                for fd, _ in poller.poll(wait * 1000):
+                wait = self._next_step(pid, deadline)
+                if exit_fd is None or self.signals.wake_fd is None:
+                    wait = min(wait, 0.01)
+                for fd, _ in poller.poll(max(wait, 0) * 1000):
                     if fd == read_fd and not self._read(read_fd):
                         poller.unregister(read_fd)
                         open_pipe = False
+                    elif fd == self.signals.wake_fd:
+                        self.signals.drain()
                 status = _reap(pid)
         finally:
             if exit_fd is not None:
@@ -283,10 +455,38 @@ class Attempt:
         if open_pipe:
             self._drain(read_fd)
         self.output.finish_stream()
-        if self.signals.received is not None:
-            # The shell is gone, but background jobs ignore SIGINT: end what is left.
-            stop_tree(pid, KILL_GRACE_S, self.run_id)
-        return status
+        if self.stop is None and self.signals.received is not None:
+            self._begin_stop(pid, "stopped: SIGTERM to what is left of the process tree", False)
+        if self.stop is not None:
+            self.stop.finish(self.output)  # the shell is gone: end what is left of the tree
+        return EXIT_TIMEOUT if self.timed_out else status
+
+    def _next_step(self, pid: int, deadline: float) -> float:
+        """Start or escalate a stop when one is due; seconds until the next thing to do."""
+        now = time.monotonic()
+        stop = self.stop
+        if stop is None:
+            if self.signals.received is not None:
+                name = _signal_name(self.signals.received)
+                stop = self._begin_stop(
+                    pid, f"{name} to the runner: SIGTERM to the task's process tree"
+                )
+            elif now >= deadline:
+                self.timed_out = True
+                stop = self._begin_stop(
+                    pid, f"timeout after {self.spec['timeout']}s: SIGTERM to the process tree"
+                )
+            else:
+                return deadline - now
+        if not stop.killed and (now >= stop.kill_at or self.signals.count > 1):
+            stop.kill(self.output)
+        return 1.0 if stop.killed else stop.kill_at - now
+
+    def _begin_stop(self, pid: int, note: str, leader_alive: bool = True) -> TreeStop:
+        self.output.finish_stream()
+        self.output.line(note)
+        self.stop = TreeStop(pid, self.run_id, KILL_GRACE_S, leader_alive)
+        return self.stop
 
     def _read(self, read_fd: int) -> bool:
         """Copy one chunk from the pipe; False at end of file."""
@@ -303,13 +503,133 @@ class Attempt:
         while poller.poll(100) and self._read(read_fd):
             pass
 
-    def _expire(self, pid: int, read_fd: int) -> int:
-        self.timed_out = True
-        self.output.finish_stream()
-        self.output.line(f"timeout after {self.spec['timeout']}s: SIGTERM to the process group")
-        stop_tree(pid, KILL_GRACE_S, self.run_id)
-        _reap(pid, block=True)
-        return EXIT_TIMEOUT
+
+def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAULT_SIGNALS) -> None:
+    """In the forked child: the state cron gives a job, then exec; never returns.
+
+    Its own session and process group (the timeout and stops end all of it), stdin from
+    /dev/null, stdout and stderr into our pipe, the lock descriptor inherited, every signal
+    at its default and none blocked. os.fork rather than posix_spawn: glibc's posix_spawn
+    leaves its two internal signals (32, 33) ignored in the child, and an ignored signal
+    stays ignored across exec. The runner has no other thread at this point.
+    """
+    try:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(write_fd, 1)
+        os.dup2(write_fd, 2)
+        if lock_fd is not None:
+            os.set_inheritable(lock_fd, True)
+        os.execve(argv[0], argv, env)
+    except BaseException as exc:  # noqa: BLE001 - nothing may escape into a second runner
+        try:
+            os.write(2, f"agency-cron: cannot start {argv[0]}: {exc}\n".encode())
+        finally:
+            os._exit(127)
+
+
+def _signal_name(signum: int) -> str:
+    names = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGHUP: "SIGHUP"}
+    return names.get(signum, f"signal {signum}")
+
+
+class TreeStop:
+    """Ending a task's whole tree: SIGTERM to all of it at once, SIGKILL to whatever is left
+    after `grace` seconds, then wait (boundedly) until it is gone.
+
+    The tree is the process group, every descendant by parent links, and every process
+    whose environment carries this run's AGENCY_CRON_RUN_ID: that last one catches a
+    grandchild that called setsid and was reparented to init when its parent exited.
+    Found only when stopping, so the success path pays nothing for it.
+    """
+
+    GONE_WAIT_S = 5.0
+
+    def __init__(self, pid: int, run_id: str, grace: float, leader_alive: bool = True):
+        self.pid, self.run_id = pid, run_id
+        self.members = _tree(pid, run_id, leader_alive)
+        self.kill_at = time.monotonic() + grace
+        self.killed = False
+        _signal_group(pid, signal.SIGTERM)
+        for member in self.members:
+            _kill(member, signal.SIGTERM)
+
+    def kill(self, output: Output | None = None) -> None:
+        self.members |= _tree(self.pid, self.run_id, leader_alive=_alive(self.pid))
+        if output is not None and any(_alive(m) for m in self.members):
+            output.line("SIGKILL to what is left of the process tree")
+        _signal_group(self.pid, signal.SIGKILL)
+        for member in self.members:
+            _kill(member, signal.SIGKILL)
+        self.killed = True
+
+    def finish(self, output: Output | None = None) -> bool:
+        """After the leader was reaped: the rest gets the grace, then SIGKILL. True once no
+        process of the tree is left."""
+        self.members |= _tree(self.pid, self.run_id, leader_alive=False)
+        while not self.killed and time.monotonic() < self.kill_at and self._left():
+            time.sleep(0.05)
+        if not self.killed and self._left():
+            self.kill(output)
+        end = time.monotonic() + self.GONE_WAIT_S
+        while self._left() and time.monotonic() < end:
+            time.sleep(0.02)
+        return not self._left()
+
+    def _left(self) -> bool:
+        return any(_alive(m) for m in self.members if m != self.pid) or _group_alive(self.pid)
+
+
+def end_processes(pids: set[int], grace: float) -> bool:
+    """End processes that no runner supervises any more (what a dead runner left): SIGTERM
+    to them and their process groups, SIGKILL after `grace`; True once they are gone."""
+    groups = {g for g in map(_group_of, pids) if g and g > 1}
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for group in groups:
+            _signal_group(group, signum)
+        for pid in pids:
+            _kill(pid, signum)
+        end = time.monotonic() + (grace if signum == signal.SIGTERM else TreeStop.GONE_WAIT_S)
+        while time.monotonic() < end and _any_left(pids, groups):
+            time.sleep(0.05)
+        if not _any_left(pids, groups):
+            return True
+    return False
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _any_left(pids: set[int], groups: set[int]) -> bool:
+    return any(_alive(p) for p in pids) or any(_group_alive(g) for g in groups)
+
+
+def _group_alive(group: int) -> bool:
+    """Is a live (not zombie) process left in the process group? killpg(0) answers for
+    zombies too, which a PID 1 that never reaps (some containers) keeps forever."""
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _pidfd(pid: int) -> int | None:
@@ -319,30 +639,14 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def stop_tree(pid: int, grace: float, run_id: str) -> None:
-    """SIGTERM the whole tree, then SIGKILL whatever is left after `grace`.
-
-    The tree is the process group, every descendant by parent links, and every process
-    whose environment carries this run's AGENCY_CRON_RUN_ID: that last one catches a
-    grandchild that called setsid and was reparented to init when its parent exited.
-    Found only when stopping, so the success path pays nothing for it.
-    """
-    members = _tree(pid, run_id)
-    _signal_group(pid, signal.SIGTERM)
-    for member in members:
-        _kill(member, signal.SIGTERM)
-    end = time.monotonic() + grace
-    while time.monotonic() < end and any(_alive(m) for m in members):
-        _reap(pid)
-        time.sleep(0.05)
-    members |= _tree(pid, run_id)
-    _signal_group(pid, signal.SIGKILL)
-    for member in members:
-        _kill(member, signal.SIGKILL)
-
-
-def _tree(pid: int, run_id: str) -> set[int]:
-    return set(descendants(pid)) | {pid} | marked_processes(f"AGENCY_CRON_RUN_ID={run_id}")
+def _tree(pid: int, run_id: str, leader_alive: bool = True) -> set[int]:
+    """The leader (while it lives), its descendants, and the run's marked processes. Once
+    the leader is reaped its pid may name another process: it and its "descendants" are
+    then left out."""
+    found = marked_processes(f"AGENCY_CRON_RUN_ID={run_id}")
+    if leader_alive:
+        found |= set(descendants(pid)) | {pid}
+    return found
 
 
 def marked_processes(marker: str) -> set[int]:
@@ -395,11 +699,21 @@ def _normalise_code(code: int) -> int:
 class Lock:
     """The task's overlap lock: an flock on STATE_DIR/locks/NAME.lock holding the runner's pid.
 
-    The kernel drops an flock when its holder dies, so a runner killed with SIGKILL never
-    blocks the next run.
+    The task inherits the locked descriptor (its number is in AGENCY_CRON_LOCK_FD), so the
+    flock lasts as long as any process of the run's tree holds it, as with flock(1). When
+    the runner is killed with SIGKILL (the OOM killer, kill -9, a container stop) the tree
+    it leaves keeps the lock: the next run of an `overlap: skip` task is `skipped` (and says
+    why) until that tree ends, `agency-cron kill NAME` ends it, or a run finds it past the
+    task's timeout and ends it (Run._take_lock), instead of running beside it. Chosen over ending the tree with its runner: PR_SET_PDEATHSIG reaches only the
+    direct child, never the grandchildren, and a watcher process dies with the runner when
+    the OOM killer or a container stop takes both, while costing a process on every run.
+    A task that starts a daemon meant to outlive it should close that descriptor for it
+    (`daemon {fd}>&-` in bash, or `setsid -f daemon 3>&-` for the usual fd 3), or every
+    later run is skipped while the daemon lives.
     """
 
     def __init__(self, state_dir: str, name: str):
+        """Raises OSError when STATE_DIR/locks cannot be created or opened."""
         folder = os.path.join(state_dir, "locks")
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, f"{name}.lock")
@@ -410,8 +724,11 @@ class Lock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             return False
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # a full STATE_DIR: the flock holds all the same, only the pid is not shown
         return True
 
     def holder(self) -> int | None:
@@ -422,6 +739,80 @@ class Lock:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def processes_holding(path: str) -> list[int]:
+    """Processes with `path` open (by /proc/PID/fd): who holds a lock file, our own included.
+    Only asked when a run is skipped or killed, never on the success path."""
+    target = os.path.realpath(path)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") == target:
+                    found.append(int(entry))
+                    break
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def orphans_of(lock: Lock) -> list[int]:
+    """Processes that hold the lock while the runner named in it is gone (the tree a runner
+    killed with SIGKILL left); [] when a live runner holds it. Asked only when it is busy."""
+    holder = lock.holder()
+    others = [p for p in processes_holding(lock.path) if p != os.getpid()]
+    if holder is not None and (holder in others or not others):
+        return []
+    return others
+
+
+def holder_note(lock: Lock, orphans: list[int], name: str) -> str:
+    """Why the lock is busy: a live runner, or the tree a dead runner left behind."""
+    if not orphans:
+        return f"previous run still running (pid {lock.holder()})"
+    shown = ", ".join(map(str, orphans[:8])) + (", ..." if len(orphans) > 8 else "")
+    return (
+        f"the previous run's runner (pid {lock.holder()}) is gone but its processes still"
+        f" hold the lock (pid {shown}): they end by themselves, at the task's timeout, or"
+        f" with `agency-cron kill {name}`"
+    )
+
+
+def _epoch(stamp: str) -> float:
+    """now_iso()'s UTC form back to seconds since the epoch."""
+    import calendar
+
+    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+
+
+def once_completed(spec: dict) -> bool:
+    """A one-time task that already ran (runner.mark_completed wrote its mark)."""
+    return (
+        bool(spec["schedule"])
+        and all(s.startswith("once ") for s in spec["schedule"])
+        and (os.path.exists(os.path.join(spec["state_dir"], "completed", spec["name"])))
+    )
+
+
+def _report_fd() -> int | None:
+    """cron's own stdout, kept by the wrapper as AGENCY_CRON_REPORT_FD when it sent ours to
+    the cron log: a failure report written there reaches cron's mail. Never inherited by
+    the task (a daemon it leaves would keep cron waiting for the end of the mail)."""
+    raw = os.environ.get("AGENCY_CRON_REPORT_FD", "")
+    if not raw.isdigit():
+        return None
+    try:
+        os.set_inheritable(int(raw), False)
+    except OSError:
+        return None
+    return int(raw)
 
 
 def retry_delay(spec: dict, attempt: int) -> float:
@@ -452,7 +843,10 @@ class Run:
         from agency_cron.history import writer_path  # its own user's database
 
         self.history_path = writer_path(spec["state_dir"])
-        self._db = None
+        self.report_fd = _report_fd()
+        self.lock: Lock | None = None
+        self.warned: set[str] = set()
+        self._db: object = None
 
     def db(self):
         if self._db is None:
@@ -462,45 +856,173 @@ class Run:
         return self._db
 
     def execute(self) -> int:
-        lock = None
+        signals = Signals()
         try:
-            if self.spec["overlap"] != "allow":
-                lock = Lock(self.spec["state_dir"], self.spec["name"])
-                if not lock.acquire(wait=self.spec["overlap"] == "wait"):
-                    return self._skip(lock.holder())
-            return self._attempts()
+            return self._execute(signals)
         finally:
-            if lock:
-                lock.close()
+            signals.close()
+            if self.lock is not None:
+                self.lock.close()
             self.output.close()
 
-    def _skip(self, holder: int | None) -> int:
-        note = f"previous run still running (pid {holder})"
+    def _execute(self, signals: Signals) -> int:
+        self._notice_lost()
+        if self.spec["overlap"] != "allow":
+            self.lock = self._open_lock()
+            busy = self._take_lock(self.lock, signals) if self.lock else None
+            if busy:
+                return self._skip(busy)
+        if once_completed(self.spec):
+            return self._skip("once task already completed")
+        code = self._attempts(signals)
+        self._mark_completed()
+        return code
+
+    def _take_lock(self, lock: Lock, signals: Signals) -> str | None:
+        """Take the overlap lock (waiting for it with `overlap: wait`); the reason to skip
+        the run when it cannot be had.
+
+        The tree of a runner killed with SIGKILL keeps the lock (class Lock): it is left
+        alone until its run is past the task's timeout, then ended here, as its runner
+        would have ended it. A wait for such a tree polls, so that its timeout still counts.
+        """
+        wait, ended = self.spec["overlap"] == "wait", False
+        while not lock.acquire(wait=False):
+            orphans = orphans_of(lock)
+            if orphans and not ended and self._past_timeout():
+                self.output.line(
+                    f"the processes left by a lost run (pid {', '.join(map(str, orphans[:8]))})"
+                    f" are past the task's timeout of {self.spec['timeout']}s: ending them"
+                )
+                end_processes(set(orphans), KILL_GRACE_S)
+                ended = True  # once: a process that SIGKILL cannot end is not waited for again
+                continue
+            if not wait:
+                return holder_note(lock, orphans, self.spec["name"])
+            if not orphans:
+                lock.acquire(wait=True)  # a live runner: it ends by its own timeout
+                return None
+            if not _sleep_unless_signalled(0.5, signals):
+                return "stopped while waiting for the lock"
+        return None
+
+    def _past_timeout(self) -> bool:
+        """Did the task's latest lost run start longer ago than its timeout?"""
+        name = self.spec["name"]
+        found = self._history(
+            lambda conn: conn.execute(
+                "SELECT MAX(started_at) FROM runs WHERE task = ? AND status = 'lost'", (name,)
+            ).fetchone()[0]
+        )
+        return bool(found) and time.time() - _epoch(found) > float(self.spec["timeout"])
+
+    def _open_lock(self) -> Lock | None:
+        try:
+            return Lock(self.spec["state_dir"], self.spec["name"])
+        except OSError as exc:
+            where = exc.filename or os.path.join(self.spec["state_dir"], "locks")
+            self._warn(
+                "lock", f"could not lock the run ({where}: {exc.strerror}); it runs unlocked"
+            )
+            return None
+
+    def _warn(self, kind: str, text: str) -> None:
+        """One line on stderr (and in the task log, and in cron's mail when cron started us)
+        per kind of STATE_DIR trouble."""
+        if kind in self.warned:
+            return
+        self.warned.add(kind)
+        self.output.log.write(f"{now_iso()} agency-cron: warning: {text}\n".encode())
+        line = f"agency-cron: warning: {self.spec['name']}: {text}\n"
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        if self.report_fd is not None:  # started by cron: its mail reaches a person
+            try:
+                _write_all(self.report_fd, line.encode())
+            except OSError:
+                pass
+
+    def _history(self, work):
+        """work(conn) on the history; None, and one warning, when it cannot be written (a
+        full or read-only STATE_DIR): history must never change the task's exit code."""
+        for wait in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 0):
+            try:
+                return work(self.db())
+            except Exception as exc:  # noqa: BLE001 - sqlite3, OSError, a newer schema
+                # SQLite can answer "locked" without waiting (a first run creating the
+                # database while another converts it to WAL): retry briefly, then warn.
+                if wait and "locked" in str(exc):
+                    self._db = None
+                    time.sleep(wait)
+                    continue
+                self._warn("record", f"could not record the run in {self.history_path}: {exc}")
+                return None
+        return None
+
+    def _mark_completed(self) -> None:
+        try:
+            mark_completed(self.spec)
+        except OSError as exc:
+            self._warn("completed", f"could not mark the one-time task completed: {exc}")
+
+    def _skip(self, note: str) -> int:
         self.output.line(f"skipped task={self.spec['name']} run={self.run_id}: {note}")
         started = now_iso()
         self._record(1, started, started, 0.0, 0, "skipped", "", note)
         return 0
 
-    def _attempts(self) -> int:
-        signals = Signals()
+    def _notice_lost(self) -> None:
+        """Earlier runs of this task whose runner died: mark them `lost`, and tell someone."""
+        from agency_cron import history
+
+        name = self.spec["name"]
+        for row in self._history(lambda conn: history.lost_to_tell(conn, name)) or []:
+            note = row["note"] or history.lost_note(row)
+            self.output.line(
+                f"lost task={name} run={row['run_id']} started={row['started_at']}: {note}"
+            )
+            outcome = self._maybe_alert("lost", None, row["attempt"], note, 0.0, row["id"])
+            told = self._report("lost", None, row["attempt"], note, outcome, row["run_id"])
+            if outcome is None:  # marked, so that the next run does not tell it again
+                mark = "reported to cron mail" if told else "not sent: no alert target"
+                if not told and self._alert_target():
+                    mark = "not sent: the alert policy asked for none"
+                self._history(lambda conn, i=row["id"], m=mark: history.set_alert(conn, i, m))
+
+    def _attempts(self, signals: Signals) -> int:
         problem = _enter_working_dir(self.spec["working_dir"])
         if problem:
             return self._cannot_start(problem)
-        attempt = 0
+        attempt, waited = 0, None
         while True:
             attempt += 1
             signals.reset_retries = False  # only a reset asked for during the wait counts
-            code, status, row_id, tail, duration = self._one(attempt, signals)
-            if status in FAILURES and attempt < self.attempts and signals.received is None:
+            code, status, row_id, tail, duration = self._one(attempt, signals, waited)
+            waited = None
+            if status in RETRYABLE and attempt < self.attempts and signals.received is None:
                 delay = retry_delay(self.spec, attempt)
                 self.output.line(
                     f"retry in {delay:.1f}s (attempt {attempt + 1} of {self.attempts})"
                 )
+                # The `retry-scheduled` row stays open (it keeps our identity) during the
+                # wait: a runner killed now is found `lost` like one killed mid-attempt.
                 if _sleep_unless_signalled(delay, signals):
                     self._after_reset(attempt, signals)
+                    waited = row_id
                     continue
+                code, status = 128 + (signals.received or 0), "killed"
+                end = {
+                    "status": status,
+                    "exit_code": code,
+                    "note": "stopped while waiting to retry",
+                }
+                self._close_wait(row_id, end)
             break
-        self._maybe_alert(status, code, attempt, tail, duration, row_id)
+        outcome = self._maybe_alert(status, code, attempt, tail, duration, row_id)
+        self._report(status, code, attempt, tail, outcome, self.run_id)
         return code
 
     def _after_reset(self, attempt: int, signals: Signals) -> None:
@@ -514,68 +1036,122 @@ class Run:
         self.output.line(f"error task={self.spec['name']} run={self.run_id}: {problem}")
         started = now_iso()
         row_id = self._record(1, started, started, 0.0, 2, "failed", problem, problem)
-        self._maybe_alert("failed", 2, 1, problem, 0.0, row_id)
+        outcome = self._maybe_alert("failed", 2, 1, problem, 0.0, row_id)
+        self._report("failed", 2, 1, problem, outcome, self.run_id)
         return 2
 
-    def _one(self, attempt: int, signals: Signals):
+    def _one(self, attempt: int, signals: Signals, waited: int | None):
         spec = self.spec
-        started, clock = time.time(), time.monotonic()
+        started = time.time()
+        dropped = self.output.log.dropped
         self.output.line(
             f"start task={spec['name']} run={self.run_id} attempt={attempt}/{self.attempts} pid={os.getpid()}"
         )
-        runner = Attempt(spec, self.output, signals, self.run_id)
+        row_id = self._start_row(attempt, started)
+        self._close_wait(waited)  # the previous attempt's wait is over: this row took over
+        lock_fd = self.lock.fd if self.lock is not None else None
+        runner = Attempt(spec, self.output, signals, self.run_id, lock_fd)
+        clock = time.monotonic()  # the duration is the task's, not our bookkeeping's
         code = _normalise_code(runner.run())
+        if signals.received is not None and not runner.timed_out:
+            code = 128 + signals.received  # stopped: never the code the task chose on SIGTERM
         duration = time.monotonic() - clock
         final = _status(code, runner.timed_out, signals.received)
-        retrying = final in FAILURES and attempt < self.attempts and signals.received is None
+        retrying = final in RETRYABLE and attempt < self.attempts and signals.received is None
         shown = "retry-scheduled" if retrying else final
+        note = self.output.log.problem(dropped)
+        if note:
+            self.output.line(f"warning: {note}")
         self.output.line(
             f"end task={spec['name']} run={self.run_id} attempt={attempt}/{self.attempts}"
             f" duration={duration:.3f}s exit={code} status={shown}"
         )
         tail = self.output.take_tail()
-        row_id = self._record(attempt, now_iso(started), now_iso(), duration, code, shown, tail)
+        if note:
+            tail = f"{tail}\n[agency-cron: the log is incomplete: {note}]".lstrip("\n")
+        row_id = self._finish_row(row_id, attempt, started, duration, code, shown, tail, note)
         return code, final, row_id, tail, duration
 
-    def _record(
-        self, attempt, started, finished, duration, code, status, tail, note=None
-    ) -> int | None:
-        row = {
+    def _row(self, attempt, started, finished, duration, code, status, tail, note=None) -> dict:
+        return {
             "task": self.spec["name"],
             "run_id": self.run_id,
             "attempt": attempt,
             "attempts": self.attempts,
             "started_at": started,
             "finished_at": finished,
-            "duration_s": round(duration, 6),
+            "duration_s": None if duration is None else round(duration, 6),
             "exit_code": code,
             "status": status,
             "host": self.host,
             "pid": os.getpid(),
             "output_tail": tail,
             "note": note,
+            "runner": _own_identity(),
         }
-        for wait in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 0):
-            try:
-                from agency_cron import history
 
-                return history.record(self.db(), row)
-            except Exception as exc:  # history must never change the task's exit code
-                # SQLite can answer "locked" without waiting (a first run creating the
-                # database while another converts it to WAL): retry briefly, then warn.
-                if wait and "locked" in str(exc):
-                    self._db = None
-                    time.sleep(wait)
-                    continue
-                self.output.line(f"warning: could not record the run in {self.history_path}: {exc}")
-                return None
-        return None
+    def _start_row(self, attempt, started: float) -> int | None:
+        """The attempt's `running` row, inserted as it starts."""
+        from agency_cron import history
 
-    def _maybe_alert(self, status, code, attempt, tail, duration, row_id) -> None:
+        row = self._row(attempt, now_iso(started), None, None, None, "running", None)
+        return self._history(lambda conn: history.start_run(conn, row))
+
+    def _close_wait(self, row_id: int | None, end: dict | None = None) -> None:
+        if row_id is not None:
+            from agency_cron import history
+
+            self._history(lambda conn: history.close_wait(conn, row_id, end))
+
+    def _finish_row(self, row_id, attempt, started, duration, code, status, tail, note):
+        """Complete the attempt's row; insert it whole if its start could not be recorded."""
+        from agency_cron import history
+
+        row = self._row(attempt, now_iso(started), now_iso(), duration, code, status, tail, note)
+        if row_id is None:
+            return self._history(lambda conn: history.record(conn, row))
+        self._history(lambda conn: history.finish_run(conn, row_id, row))
+        return row_id
+
+    def _record(
+        self, attempt, started, finished, duration, code, status, tail, note=None
+    ) -> int | None:
+        from agency_cron import history
+
+        row = self._row(attempt, started, finished, duration, code, status, tail, note)
+        return self._history(lambda conn: history.record(conn, row))
+
+    def _alert_target(self) -> bool:
+        """Would a failure reach someone through an alert (URLs, and alerting on)?"""
+        enabled = self.force_alert or (
+            self.spec.get("alert_on_failure") and self.spec["alert"] != "never"
+        )
+        return bool(self.alert_urls) and bool(enabled)
+
+    def _report(self, status, code, attempt, tail, outcome, run_id) -> bool:
+        """The failure report cron mails (MAILTO), as chronic does: written on cron's own
+        stdout when the run failed and no alert target took it. Successes stay silent."""
+        if self.report_fd is None or status not in FAILURES:
+            return False
+        if self._alert_target() and (outcome is None or outcome.startswith("sent")):
+            return False  # the alert policy speaks for this run
+        text = failure_report(
+            self.spec, self.host, status, code, attempt, self.attempts, tail, run_id
+        )
+        if outcome and not outcome.startswith("sent"):
+            text += f"alert: {outcome}\n"
+        try:
+            _write_all(self.report_fd, self.output.redactor.replace(text.encode()))
+        except OSError:
+            return False
+        return True
+
+    def _maybe_alert(self, status, code, attempt, tail, duration, row_id) -> str | None:
+        """Send the alert the policy asks for; its outcome, or None when none was due."""
         from agency_cron import history
 
         if not self.force_alert and not self.spec.get("alert_on_failure"):
-            return  # the common case: no history query, no alerts import
+            return None  # the common case: no history query, no alerts import
         previous = None
         try:
             previous = _previous_status(self.db(), self.spec["name"], row_id)
@@ -583,7 +1159,7 @@ class Run:
             pass
         kind = _alert_kind(self.spec, status, previous, self.force_alert)
         if kind is None:
-            return
+            return None
         from agency_cron import alerts
 
         event = {
@@ -606,10 +1182,33 @@ class Run:
         )
         self.output.line(f"alert ({kind}): {outcome}")
         if row_id is not None:
-            try:
-                history.set_alert(self.db(), row_id, f"{kind}: {outcome}")
-            except Exception as exc:  # noqa: BLE001
-                self.output.line(f"warning: could not record the alert: {exc}")
+            self._history(lambda conn: history.set_alert(conn, row_id, f"{kind}: {outcome}"))
+        return outcome
+
+
+def failure_report(spec, host, status, code, attempt, attempts, tail, run_id) -> str:
+    """A few lines for a person: task, status, exit code, the last lines, the log."""
+    code_text = "unknown" if code is None else str(code)
+    lines = [
+        f"agency-cron: task {spec['name']} {status} on {host} (exit code {code_text};"
+        f" run {run_id}, attempt {attempt} of {attempts})",
+        f"log: {spec['log']}",
+    ]
+    shown = [line for line in (tail or "").splitlines() if line.strip()][-TAIL_LINES:]
+    lines += ["last lines:", *(f"  {line}" for line in shown)] if shown else ["no output"]
+    return "\n".join(lines) + "\n"
+
+
+_IDENTITY: list[str | None] = []
+
+
+def _own_identity() -> str | None:
+    """This runner's "BOOT_ID:START_TIME" (history.process_identity), read once."""
+    if not _IDENTITY:
+        from agency_cron import history
+
+        _IDENTITY.append(history.process_identity(os.getpid()))
+    return _IDENTITY[0]
 
 
 SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
@@ -641,7 +1240,7 @@ def _secrets(spec: dict, alert_urls: list[str]) -> list[str]:
 
 def _alert_kind(spec: dict, status: str, previous: str | None, force: bool) -> str | None:
     """Decide without importing alerts.py when no alert can be due (the common case)."""
-    if status == "success" and spec["alert"] != "always" and previous not in FAILURES:
+    if status == "success" and spec["alert"] != "always" and previous not in ALERTING_STATUSES:
         return None
     from agency_cron import alerts
 
@@ -649,9 +1248,10 @@ def _alert_kind(spec: dict, status: str, previous: str | None, force: bool) -> s
 
 
 def _previous_status(conn, task: str, current_row: int | None) -> str | None:
+    """How the task's run before `current_row` ended (runs still in progress left out)."""
     found = conn.execute(
         "SELECT status FROM runs WHERE task = ? AND id < ? AND status NOT IN"
-        " ('skipped', 'retry-scheduled') ORDER BY id DESC LIMIT 1",
+        f" ('{RUNNING}', '{NOT_FINAL[0]}', '{NOT_FINAL[1]}') ORDER BY id DESC LIMIT 1",
         (task, current_row if current_row is not None else 1 << 62),
     ).fetchone()
     return found[0] if found else None
@@ -784,9 +1384,8 @@ def scheduled_run(spec: dict, force_alert: bool, run_id: str | None = None) -> i
             import random
 
             time.sleep(random.uniform(0, float(spec["jitter"])))
-    code = run_spec(spec, force_alert, run_id=run_id)
-    mark_completed(spec)
-    return code
+    # A one-time task is marked completed by the run itself, inside its lock.
+    return run_spec(spec, force_alert, run_id=run_id)
 
 
 def _run_id_flag(flags: set[str]) -> tuple[str | None, set[str]]:

@@ -1,7 +1,7 @@
 """Runner benchmark: the wrapper's whole run of `true`, output throughput and peak memory.
 
     python bench/runner.py [--runs 200] [--sizes 10M,100M,1G] [--repeat 3]
-        [--no-throughput] [--no-profile]
+        [--no-throughput] [--no-profile] [--against GIT_REV]
 
 Run by hand, never in the tests. Everything is measured in one run:
 
@@ -21,6 +21,11 @@ Run by hand, never in the tests. Everything is measured in one run:
    the output size.
 3. Profile of the run of `true`: `python -X importtime -m agency_cron.runner SPEC`, in-runner
    attempt durations from history.db, and `strace -c -f` of the wrapper when strace exists.
+4. What each addition of the fault-tolerance work costs on every run, in-process: the
+   `running` row (insert + update against one insert), the lost-run look-up, the rotation
+   check, fork+exec with default signals against posix_spawn.
+5. With --against REV: the runner of that git revision and this one, whole runs of `true`
+   started as the wrapper starts them, interleaved with `chronic true`.
 """
 
 from __future__ import annotations
@@ -403,6 +408,119 @@ def strace_profile(site: Site, folder: Path) -> None:
     )
 
 
+# ---------------------------------------------------------------- 4. what each addition costs
+
+
+def addition_costs(folder: Path, rounds: int = 300) -> None:
+    """In-process costs of what the fault-tolerance work added to every run (medians, µs):
+    the `running` row (an insert at the start, an update at the end, against the one insert
+    there was), the look-up of lost runs, the rotation check, and fork+exec with default
+    signals against posix_spawn."""
+    from agency_cron import history, runner
+
+    db = folder / "costs.db"
+    conn = history.connect(str(db))
+    row = {"task": "t", "run_id": "r", "attempt": 1, "attempts": 1, "status": "running"}
+    row |= {"started_at": "2026-01-01T00:00:00.000+00:00", "host": os.uname().nodename}
+    row |= {"pid": os.getpid(), "runner": history.process_identity(os.getpid())}
+    done = {**row, "status": "success", "finished_at": row["started_at"], "exit_code": 0}
+
+    def one_insert():
+        history.record(conn, done)
+
+    def insert_then_update():
+        history.finish_run(conn, history.start_run(conn, row), done)
+
+    def lost_lookup():
+        history.sweep_lost(conn, "t")
+        history.unnotified_lost(conn, "t")
+
+    log = runner.LogFile(str(folder / "costs.log"))
+
+    def rotation_check():
+        log._follow(time.monotonic())
+
+    def spawn():
+        os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], os.environ), 0)
+
+    def fork_exec():
+        pid = os.fork()
+        if pid == 0:
+            runner._exec_task(["/bin/true"], dict(os.environ), 1, None)
+        os.waitpid(pid, 0)
+
+    cases = {
+        "history: one insert at the end (before)": one_insert,
+        "history: `running` insert + update at the end (now)": insert_then_update,
+        "history: lost-run look-up for the task (now)": lost_lookup,
+        "log: one rotation check (stat vs fstat; at most every 0.1 s)": rotation_check,
+        "spawn: posix_spawn of /bin/true (before)": spawn,
+        "spawn: fork + default signals + exec of /bin/true (now)": fork_exec,
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(rounds):
+        names = list(cases)
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - start)
+    log.close()
+    conn.close()
+    print(f"\nwhat each addition costs, in-process ({rounds} interleaved rounds, median µs)")
+    for name, values in times.items():
+        print(f"  {name:<62} {median(values) * 1e6:>9.1f}")
+
+
+# ---------------------------------------------------------------- 5. against an older runner
+
+
+def against(site: Site, folder: Path, rev: str, runs: int) -> None:
+    """The runner of `rev` (git archive of agency_cron/) and this one, each started as the
+    wrapper starts it (`python -S -P -c BOOTSTRAP SPEC`, own LOG_DIR and STATE_DIR), and
+    `chronic true`, interleaved: what the changes since `rev` cost a whole run of `true`."""
+    import marshal
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = marshal.loads(site.spec(TRUE_TASK).with_suffix(".marshal").read_bytes())
+    roots = {"this runner": Path(import_paths()[0]), f"runner at {rev}": folder / "old"}
+    (folder / "old").mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", rev, "agency_cron"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder / "old")], input=archive.stdout, check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder / "old")], check=True)
+    commands: dict[str, list[str]] = {
+        "chronic true": [shutil.which("chronic") or "chronic", "true"]
+    }
+    for name, root in roots.items():
+        state = folder / name.replace(" ", "-")
+        own = dict(spec, log=str(state / "log" / "t.log"), state_dir=str(state / "state"))
+        state.mkdir()
+        (state / "spec.marshal").write_bytes(marshal.dumps(own))
+        boot = f"import sys; sys.path[:0] = [{str(root)!r}]; from agency_cron.runner import main; sys.exit(main())"
+        commands[name] = [sys.executable, "-S", "-P", "-c", boot, str(state / "spec.json")]
+    env, names = cron_env(), list(commands)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs + 3):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, code, _ = spawn_wait(commands[name], env)
+            if code != 0:
+                sys.exit(f"bench: {name} exited {code}")
+            if i >= 3:  # the first rounds warm the page cache
+                times[name].append(wall)
+    print(f"\nthis runner against the one at {rev} ({runs} interleaved runs, wall ms)")
+    for name, values in times.items():
+        print(
+            f"  {name:<36} median {median(values) * 1000:8.2f}  p10 {percentile(values, 10) * 1000:8.2f}"
+        )
+    new, old = median(times["this runner"]), median(times[f"runner at {rev}"])
+    print(
+        f"  this / {rev}: {new / old:.3f}; this / chronic: {new / median(times['chronic true']):.3f}"
+    )
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -413,6 +531,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs per size")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--against", metavar="REV", help="also compare with the runner at REV")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -429,7 +548,10 @@ def main() -> int:
             attempt_durations(site)
         if not args.no_throughput:
             throughput(site, folder, sizes, args.repeat)
+        if args.against:
+            against(site, folder, args.against, args.runs)
         if not args.no_profile:
+            addition_costs(folder)
             import_profile(site)
             strace_profile(site, folder)
     load = os.getloadavg()

@@ -43,7 +43,11 @@ log = logging.getLogger("agency_cron.serve")
 PROBLEM = "application/problem+json"
 TOKEN_PARAMETERS = {"token", "access_token", "api_key", "apikey", "key", "auth", "bearer"}
 STATES = Literal["running", "completed", "disabled", "failing", "ok", "never-run"]
-RUN_STATUSES = Literal["success", "failed", "timeout", "skipped", "killed", "retry-scheduled"]
+# statuses.ALL (tests/unit/test_statuses.py holds them equal); running and lost included: a
+# run is in history from its start.
+RUN_STATUSES = Literal[
+    "success", "failed", "timeout", "skipped", "killed", "retry-scheduled", "running", "lost"
+]
 NAME = Annotated[str, Path(description="Task name", max_length=200)]
 
 

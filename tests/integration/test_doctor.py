@@ -30,6 +30,7 @@ CHECKS = {
     "logrotate",
     "config-permissions",
     "alert-urls",
+    "failure-delivery",
     "commands",
     "overrides",  # says where enable/disable differ from the manifest (issue 9, point 7)
     "metrics-textfile",
