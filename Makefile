@@ -88,12 +88,15 @@ dashboard-update: installed
 	$(AGENCY_CRON) run dashboard-update
 
 # cron and logrotate: installed with apt-get when run as root, else say what to install.
-# The tests also need systemd-analyze (systemd), a browser (chromium) and git (to clone).
+# The tests also need systemd-analyze (systemd), a browser (chromium), git (to clone),
+# faketime, an MTA (msmtp-mta), Prometheus with node_exporter, and chronic for the benches.
+# A policy-rc.d that refuses keeps the packages' own services from starting on install.
 system-deps:
 	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron logrotate:logrotate"
 
 test-deps:
-	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3 git:git faketime:faketime msmtp:msmtp-mta"
+	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3 git:git faketime:faketime msmtp:msmtp-mta \
+	  promtool:prometheus prometheus-node-exporter:prometheus-node-exporter chronic:moreutils"
 
 need:
 	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \
@@ -103,8 +106,11 @@ need:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends $$missing; \
+	    made=""; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	      chmod 755 /usr/sbin/policy-rc.d; made=1; }; \
+	    rc=0; { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing; } || rc=$$?; \
+	    [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; [ $$rc = 0 ] || exit $$rc; \
 	  else \
 	    echo "missing:$$missing -- install them first: sudo apt-get install$$missing" >&2; exit 1; \
 	  fi; \
