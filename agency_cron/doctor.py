@@ -516,13 +516,18 @@ def check_ping_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
     """Every task's ping URL (its ping_url, else PING_URL) parses and its host resolves; a
     healthchecks.io slug URL must end in a lowercase slug. Never pings: a ping from doctor
     would tell the monitor that the task ran. URLs are shown masked."""
-    urls = {task.name: render.ping_url(task, settings) for task in manifest.tasks}
-    urls = {name: url for name, url in urls.items() if url}
+    urls: dict[str, str] = {}
+    for task in manifest.tasks:
+        if url := render.ping_url(task, settings):
+            urls[task.name] = url
     if not urls:
         return [Finding("ping-urls", True, "no ping URLs configured (PING_URL, ping_url)")]
-    findings = [_ping_finding(settings, manifest, name, url) for name, url in urls.items()]
-    findings = [finding for finding in findings if finding is not None]
-    hosts = sorted({_host(url) for url in urls.values()} - {None})
+    findings = [
+        found
+        for name, url in urls.items()
+        if (found := _ping_finding(settings, manifest, name, url)) is not None
+    ]
+    hosts = sorted({host for url in urls.values() if (host := _host(url))})
     findings += [
         Finding("ping-urls", False, f"ping host {host} does not resolve", _DNS_FIX)
         for host in hosts
@@ -536,7 +541,7 @@ def check_ping_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
 _DNS_FIX = "check the host in PING_URL or ping_url, and the host's DNS (/etc/resolv.conf)"
 
 
-def _ping_finding(settings: Settings, manifest: Manifest, name: str, url: str):
+def _ping_finding(settings: Settings, manifest: Manifest, name: str, url: str) -> Finding | None:
     task = manifest.get(name)
     if task is not None and task.ping_url is None:
         where = f"PING_URL in {settings.config_path or 'the environment'}"

@@ -40,6 +40,8 @@ USER_AGENT = "agency-cron"
 FIRST_BACKOFF_S = 0.25
 # The helper aims to report before the runner stops waiting for it.
 REPORT_MARGIN_S = 0.1
+# Failures that asking again cannot cure (by class name: ssl is imported only for https).
+PERMANENT_ERRORS = ("SSLCertVerificationError", "CertificateError")
 MIN_SECRET_LEN = 4
 SECRET_QUERY_WORDS = ("token", "key", "secret", "pass", "auth")
 # A path segment this long made of letters and digits (an hc ping key is 22) is a key.
@@ -310,6 +312,8 @@ class Pinger:
         os.close(up_write)
 
     def _end_helper(self) -> None:
+        if self.pid is None:
+            return
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -422,6 +426,8 @@ def _deliver(method: str, url: str, data: bytes | None, deadline: float, interru
                 return last  # the URL or the request is wrong: asking again changes nothing
         except Exception as exc:  # noqa: BLE001 - any failure is an outcome, never a crash
             last = _tried(_reason(exc), tries)
+            if type(exc).__name__ in PERMANENT_ERRORS:
+                return last  # a certificate that does not verify will not verify in 1 s
         wait = min(pause, deadline - time.monotonic())
         if wait <= 0:
             return last
@@ -529,6 +535,8 @@ def _tried(reason: str, tries: int) -> str:
 
 def _reason(exc: BaseException) -> str:
     """A short reason without the URL (it carries the check's secret)."""
+    if getattr(exc, "verify_message", None):  # ssl.SSLCertVerificationError
+        return f"certificate verify failed: {exc.verify_message}"  # type: ignore[attr-defined]
     reason = getattr(exc, "reason", None) or exc
     if isinstance(reason, TimeoutError) or "timed out" in str(reason):
         return "no answer in time"

@@ -194,16 +194,18 @@ DRIVER = textwrap.dedent(
 )
 
 
-def drive(**args) -> dict:
+def drive(environ: dict | None = None, **args) -> dict:
     """Run the pinger in a fresh process; its report (helper pid, outcome, seconds)."""
     args.setdefault("run_id", "a1b2c3d4e5f6")
     args.setdefault("budget", 5)
+    quiet = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     done = subprocess.run(
         [sys.executable, "-c", DRIVER, json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env={**quiet, **(environ or {})},
     )
     assert done.returncode == (-9 if args.get("die") else 0), done.stderr
     report: dict = {}
@@ -310,6 +312,100 @@ def test_the_helper_holds_none_of_the_runners_descriptors(http_recorder, tmp_pat
     assert str(lock) not in fds
     assert sum(target.startswith("pipe:") for target in fds) == 2  # its two, nothing else
     assert fds.count("/dev/null") == 3
+
+
+def test_credentials_in_the_url_go_as_basic_auth(http_recorder):
+    url = http_recorder.url.replace("http://", "http://ops:s%40cret@") + "/p"
+    assert drive(url=url, start=False)["outcome"] == "ok"
+    [only] = http_recorder.requests
+    assert only.header("Authorization") == "Basic b3BzOnNAY3JldA=="  # ops:s@cret
+    assert only.header("Host") == f"127.0.0.1:{http_recorder.port}"
+
+
+def test_a_proxy_in_the_environment_is_used(http_recorder):
+    # The recorder stands in for the proxy: the target's name never resolves.
+    report = drive(
+        environ={"http_proxy": http_recorder.url},
+        url="http://nonexistent.invalid/p",
+        action="fail",
+    )
+    assert report["outcome"] == "ok"
+    assert [(r.method, r.path) for r in http_recorder.requests] == [
+        ("GET", "/p/start"),
+        ("POST", "/p/fail"),
+    ]
+    assert http_recorder.requests[0].header("Host") == "nonexistent.invalid"
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate: (url, cert, paths)."""
+    import http.server
+    import ssl
+    import threading
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            paths.append(self.path.split("?")[0])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert, paths
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_with_a_trusted_certificate(tls_server):
+    url, cert, paths = tls_server
+    report = drive(environ={"SSL_CERT_FILE": str(cert)}, url=f"{url}/p", action="3")
+    assert report["outcome"] == "ok"
+    assert paths == ["/p/start", "/p/3"]
+
+
+def test_https_with_an_untrusted_certificate_fails_at_once(tls_server):
+    url, _, paths = tls_server
+    report = drive(url=f"{url}/p", start=False, budget=5)
+    assert report["outcome"].startswith("failed (") and "certificate" in report["outcome"]
+    assert "tries" not in report["outcome"]  # not retried: it would not verify later either
+    assert paths == []
 
 
 def _alive(pid: int) -> bool:
