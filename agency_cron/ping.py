@@ -266,10 +266,14 @@ class Pinger:
 
     def start(self) -> None:
         """Fork the helper and let it send the start ping; never raises."""
-        self._spawn(with_start=True)
+        if self.budget.left() > REPORT_MARGIN_S:  # else finish() says why nothing was sent
+            self._spawn(with_start=True)
 
     def finish(self, action: str, data: bytes) -> str:
         """Send the final ping (`action`: success, fail or an exit code); the outcome."""
+        if self.budget.left() <= REPORT_MARGIN_S:  # earlier pings (of lost runs) spent it
+            self.close()
+            return f"not sent: PING_TIMEOUT ({self.budget.seconds:g}s) spent on earlier pings"
         if self.pid is None:
             self._spawn(with_start=False)
         if self.pid is None:

@@ -329,6 +329,33 @@ def test_a_lost_run_is_pinged_fail_by_the_next_run_with_its_own_rid(env, pinged,
     assert [m for m, _ in calls(http_recorder)] == ["GET", "POST"]
 
 
+def _lost_rows(env, *run_ids: str) -> None:
+    """`running` rows of runners that are gone, as a SIGKILL leaves them."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with contextlib.closing(sqlite3.connect(env.state_dir / "history.db")) as conn:
+        for run_id in run_ids:
+            conn.execute(
+                "INSERT INTO runs (task, run_id, attempt, attempts, started_at, status, host,"
+                " pid, runner) VALUES ('jam', ?, 1, 1, '2020-01-01T00:00:00.000+00:00',"
+                " 'running', ?, ?, 'x:1')",
+                (run_id, os.uname().nodename, dead.pid),
+            )
+        conn.commit()
+
+
+def test_pings_for_lost_runs_share_the_runs_budget(env, pinged, http_recorder):
+    pinged(task("jam", "exit 6"), timeout="2")
+    assert run(env, "jam")[0] == 6  # creates the history
+    _lost_rows(env, "dead00000001", "dead00000002")
+    http_recorder.hang()
+    code, seconds = run(env, "jam")
+    assert code == 6 and seconds < 2 + MARGIN_S
+    outcomes = [r["ping"] for r in rows(env, "jam")]
+    assert outcomes[1].startswith("failed (")  # the first lost run took the whole budget
+    assert outcomes[2:] == ["not sent: PING_TIMEOUT (2s) spent on earlier pings"] * 2
+
+
 def test_the_ping_helper_does_not_outlive_a_runner_killed_with_sigkill(
     env, pinged, http_recorder, marker
 ):
