@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agency_cron import apply, layout, reports
-from agency_cron.config import Settings, is_secret_name
+from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError, UsageError
 from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
 from agency_cron.manifest import NAME_PATTERN, Manifest, Task, api_may_replace, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
+from agency_cron.secrets import MARKER as REDACTED
+from agency_cron.secrets import is_secret_name, masked_url, redact
 
 FILE_MODE = 0o600  # an API task may carry secrets in its env
-REDACTED = "***"
 RACY_NS = 2 * 10**9
 
 
@@ -152,12 +153,9 @@ def masked(document: dict) -> dict:
     return result
 
 
-def _masked_url(url):
-    from agency_cron.alerts import redact, secrets_of_urls
-
-    if not isinstance(url, str):
-        return url
-    return redact(url, [s for s in secrets_of_urls([url]) if s != url])
+def _masked_url(url: object) -> object:
+    """An alert URL of a document with its credentials masked; anything else as it is."""
+    return masked_url(url) if isinstance(url, str) else url
 
 
 def unmasked(body: dict, previous: dict) -> dict:
@@ -178,7 +176,6 @@ def unmasked(body: dict, previous: dict) -> dict:
 
 def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -> dict:
     """A task as the API shows it: its definition (secrets masked) and its state."""
-    from agency_cron.alerts import redact
     from agency_cron.render import redaction_list
 
     # The operator's tasks are shown expanded: a ${CRM_TOKEN} in a command is a secret's

@@ -44,7 +44,6 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 # The seed lets DASHBOARD_UPDATE_INTERVAL be a bare word; cron wants the @ form.
 INTERVAL_WORDS = {"hourly", "daily", "weekly", "monthly", "yearly", "annually", "midnight"}
-SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
 # make setup-cronjobs writes AGENCY_ROOT into the runtime venv it creates (AGENCY_ROOT/venv).
 ROOT_MARKER = "agency-cron-root"
 CRONTAB_TARGET = re.compile(r"^(user|user:[a-z_][a-z0-9_.-]*\$?|file:/.+|system:/.+|systemd:/.+)$")
@@ -78,11 +77,6 @@ class Settings:
     @property
     def metrics_public(self) -> bool:
         return self.get("METRICS_PUBLIC").strip().lower() in TRUE_WORDS
-
-
-def is_secret_name(name: str) -> bool:
-    """True for variable names whose values must never be shown."""
-    return name.upper().endswith(SECRET_SUFFIXES)
 
 
 # Task fields that are stored in clear (wrappers, specs, unit files, a ConfigMap) or shown

@@ -32,16 +32,16 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from agency_cron import layout, render
-from agency_cron.alerts import redact, secrets_of_urls
 from agency_cron.backends.crontab import Target, entry_line, installed_entries
-from agency_cron.config import Settings, is_secret_name, read_config_file, split_urls
+from agency_cron.config import Settings, read_config_file, split_urls
 from agency_cron.errors import AgencyCronError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
 from agency_cron.plan import UNCHANGED, Plan, build_plan, log_owner
+from agency_cron.secrets import is_secret_name, masked_url, secrets_of_urls, url_credentials
 
 JSON_VERSION = 1
 INSTALL = "agency-cron install"
@@ -445,20 +445,9 @@ def check_config_permissions(settings: Settings) -> list[Finding]:
 def secret_keys(values: dict[str, str]) -> list[str]:
     """Names of keys that carry a secret: *_TOKEN/_PASSWORD/_SECRET/_KEY, credentialed URLs."""
     found = [key for key, value in values.items() if is_secret_name(key) and value]
-    if any(_url_credentials(url) for url in split_urls(values.get("ALERT_URLS", ""))):
+    if any(url_credentials(url) for url in split_urls(values.get("ALERT_URLS", ""))):
         found.append("ALERT_URLS")
     return sorted(found)
-
-
-def _url_credentials(url: str) -> list[str]:
-    # secrets_of_urls always lists the whole URL; the credentials are the parts inside it.
-    whole = {url, unquote(url)}
-    return [secret for secret in secrets_of_urls([url]) if secret not in whole]
-
-
-def redacted_url(url: str) -> str:
-    """The URL with its credentials masked, for a message (the scheme and host stay)."""
-    return redact(url, _url_credentials(url))
 
 
 # --- alert URLs ------------------------------------------------------------------------
@@ -475,7 +464,7 @@ def check_alert_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
         Finding(
             "alert-urls",
             False,
-            f"Apprise cannot parse {redacted_url(url)}",
+            f"Apprise cannot parse {masked_url(url)}",
             _url_fix(settings, task),
             task,
         )

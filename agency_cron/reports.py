@@ -18,6 +18,7 @@ from agency_cron.errors import CheckFailed
 from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import effective_enabled, override_of, read_overrides
 from agency_cron.schedule import next_runs, zone_of
+from agency_cron.secrets import secret_values
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -565,9 +566,5 @@ def alert_overdue(settings: Settings, overdue: list[dict]) -> str:
         "run_id": "-",
         "output_tail": "\n".join(f"{i['name']}: {i['reason']}" for i in overdue),
     }
-    secrets = [
-        v
-        for k, v in settings.values.items()
-        if k.endswith(("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")) and len(v) >= 4
-    ]
+    secrets = secret_values(settings.values)
     return alerts.send(list(settings.alert_urls), "failure", event, secrets, settings.alert_timeout)

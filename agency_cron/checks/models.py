@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agency_cron.checks.common import redact_url
 from agency_cron.manifest import NAME_PATTERN, _did_you_mean, _UnsetVariable, expand, parse_duration
+from agency_cron.secrets import without_password
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
@@ -56,7 +56,7 @@ def parse_size(value: object) -> int:
 
 def _http_url(value: str) -> str:
     """An http(s) URL with a host; the error shows the URL without its password."""
-    shown = redact_url(value)
+    shown = without_password(value)
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError(f"must not contain spaces or control characters: {shown!r}")
     try:
