@@ -298,15 +298,16 @@ def _body_name(body: dict, expected: str | None) -> str:
     name = body.get("name")
     if expected is not None and name is not None and name != expected:
         raise ConfigError(f"request body: name: {name!r} does not match the URL's {expected!r}")
-    if expected is None:
-        if not isinstance(name, str):
-            raise ConfigError("request body: name: required (a string)")
-        if not NAME_PATTERN.match(name):
-            raise ConfigError(
-                "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
-                f" a letter or digit (got {name!r})"
-            )
-    return expected or name
+    if expected is not None:
+        return expected
+    if not isinstance(name, str):
+        raise ConfigError("request body: name: required (a string)")
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(
+            "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
+            f" a letter or digit (got {name!r})"
+        )
+    return name
 
 
 def _writable(settings: Settings, manifest: Manifest, name: str) -> None:
@@ -398,7 +399,7 @@ def reset_retries(context: Context, name: str, actor: dict) -> dict:
         _task(manifest, name)
         pid = reports.running_pid(settings, name)
         waiting = _waiting_run(settings, name) if pid else None
-        if waiting is None:
+        if waiting is None or pid is None:
             raise Conflict(f"task {name!r}: no run is waiting for a retry")
     os.kill(pid, signal.SIGUSR1)
     audit(settings, actor, "reset-retries", name, "done", {"run_id": waiting})

@@ -122,7 +122,7 @@ def _plan(settings, manifest, manifest_path) -> tuple[Plan | None, Exception | N
 
 def cron_daemon_pids() -> list[int]:
     """Live processes named cron or crond (/proc/PID/comm), zombies left out."""
-    found = []
+    found: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -248,7 +248,7 @@ def _lines_from_spec(settings, target: Target, name: str) -> list[str] | None:
     """The lines the last install wrote, rebuilt from the task spec it left in STATE_DIR."""
     data = read_bytes(layout.spec_path(settings, name))
     try:
-        spec = json.loads(data) if data else None
+        spec = json.loads(data) if data else {}
         schedules, enabled = list(spec["schedule"]), bool(spec["enabled"])
     except (ValueError, TypeError, KeyError):
         return None
@@ -274,8 +274,8 @@ def _with_ok_summaries(findings: list[Finding], plan: Plan, installed) -> list[F
 def check_wrappers(settings: Settings, manifest: Manifest, plan: Plan | None) -> list[Finding]:
     """Each task's wrapper exists, is 0755 and matches what install renders (with its spec)."""
     rendered = {change.path: change.content for change in plan.files} if plan else {}
-    findings = [_wrapper_finding(settings, task, rendered) for task in manifest.tasks]
-    findings = [finding for finding in findings if finding is not None]
+    found = [_wrapper_finding(settings, task, rendered) for task in manifest.tasks]
+    findings = [finding for finding in found if finding is not None]
     if plan is not None:
         findings += _leftover_files(settings, manifest)
     if not findings:
@@ -455,7 +455,7 @@ def secret_keys(values: dict[str, str]) -> list[str]:
 
 def check_alert_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
     """Every Apprise URL (ALERT_URLS and each task's alert_urls) is one Apprise accepts."""
-    sources = [(url, None) for url in settings.alert_urls]
+    sources: list[tuple[str, str | None]] = [(url, None) for url in settings.alert_urls]
     sources += [(url, task.name) for task in manifest.tasks for url in task.alert_urls]
     if not sources:
         return [Finding("alert-urls", True, "no alert URLs configured")]
@@ -499,8 +499,8 @@ def _apprise_accepts(url: str) -> bool:
 def check_commands(settings: Settings, manifest: Manifest) -> list[Finding]:
     """Each `command:` starts with a word /bin/sh finds under the PATH the wrapper sets."""
     tasks = [task for task in manifest.tasks if task.command is not None]
-    findings = [_command_finding(settings, task) for task in tasks]
-    findings = [finding for finding in findings if finding is not None]
+    found = [_command_finding(settings, task) for task in tasks]
+    findings = [finding for finding in found if finding is not None]
     return findings or [
         Finding("commands", True, f"{len(tasks)} command(s) resolve under cron's PATH")
     ]
@@ -512,6 +512,8 @@ def cron_path(task: Task) -> str:
 
 
 def _command_finding(settings: Settings, task: Task) -> Finding | None:
+    if task.command is None:  # a script task: its file is checked elsewhere
+        return None
     try:
         word = first_word(task.command)
     except ValueError as exc:

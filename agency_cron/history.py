@@ -137,6 +137,7 @@ def record(conn: sqlite3.Connection, row: dict) -> int:
     cursor = conn.execute(
         f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({placeholders})", values
     )
+    assert cursor.lastrowid is not None  # set by every INSERT into a rowid table
     return cursor.lastrowid
 
 

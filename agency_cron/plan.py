@@ -183,11 +183,12 @@ def select(manifest: Manifest, names: list[str] | None) -> list[Task]:
     """The tasks named (all when none); an unknown name is a usage error."""
     if not names:
         return list(manifest.tasks)
-    unknown = [n for n in names if manifest.get(n) is None]
+    found = {name: manifest.get(name) for name in dict.fromkeys(names)}
+    unknown = [name for name, task in found.items() if task is None]
     if unknown:
         known = ", ".join(t.name for t in manifest.tasks) or "none"
         raise UsageError(f"unknown task {unknown[0]!r} (tasks in the manifest: {known})")
-    return [manifest.get(n) for n in dict.fromkeys(names)]
+    return [task for task in found.values() if task is not None]
 
 
 def build_plan(
@@ -305,7 +306,7 @@ def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:
     installed = installed_entries(before)
     stale = set(installed) | _rendered_tasks(settings)
     changes = _removals(settings, stale, purge) if purge else []
-    if target.kind == "systemd":
+    if target.kind == "systemd" and target.path is not None:  # a systemd: target names its dir
         from agency_cron.backends import systemd
 
         units = sorted(systemd.installed_units(target.path))

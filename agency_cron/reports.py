@@ -11,6 +11,7 @@ import signal
 import sqlite3
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from agency_cron import history, layout, statuses
 from agency_cron.config import Settings
@@ -56,7 +57,8 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
 def upcoming(task: Task, count: int, settings: Settings | None = None) -> list[str]:
     if settings is not None and layout.is_completed(settings, task):
         return []
-    return [iso(moment) for moment in next_runs(task.schedule, count, zone=zone_of(task.timezone))]
+    moments = next_runs(task.schedule, count, zone=zone_of(task.timezone))
+    return [moment.isoformat() for moment in moments]
 
 
 def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
@@ -426,7 +428,7 @@ def log_summary(
 
 
 def _summary_row(conns: list[sqlite3.Connection], task: Task, window_start: str) -> dict:
-    row = {
+    row: dict[str, Any] = {
         "name": task.name,
         "last_run": None,
         "last_status": None,
