@@ -21,7 +21,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import ConfigError
 
 DEFAULTS = {"API_MAX_BODY": "1M", "API_HEADER_TIMEOUT": "30", "API_MAX_CONNECTIONS": "100"}
-SIZE = re.compile(r"^(\d+)\s*([KMG]?)i?B?$", re.IGNORECASE)
+SIZE = re.compile(r"^([0-9]+)\s*([KMG]?)i?B?$", re.IGNORECASE)
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 PROBLEM = b"application/problem+json"
 
