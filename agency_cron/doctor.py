@@ -563,7 +563,11 @@ def check_overrides(settings: Settings, manifest: Manifest) -> list[Finding]:
     said, so that a manifest change that is not taking effect is explained."""
     from agency_cron.overrides import override_of, read_overrides
 
-    overrides = read_overrides(settings)
+    try:
+        overrides = read_overrides(settings)
+    except AgencyCronError as exc:  # every command refuses it; doctor says so among the rest
+        remove = f"rm {shlex.quote(str(layout.overrides_path(settings)))}"
+        return [Finding("overrides", False, str(exc), f"{remove}, then enable/disable again")]
     findings = []
     for task in manifest.tasks:
         override = override_of(task, overrides)
