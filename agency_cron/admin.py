@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agency_cron import apply, layout, reports
-from agency_cron.config import Settings, is_secret_name
+from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError, UsageError
 from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
 from agency_cron.manifest import NAME_PATTERN, Manifest, Task, api_may_replace, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
+from agency_cron.secrets import MARKER as REDACTED
+from agency_cron.secrets import is_secret_name, masked_url, redact
 
 FILE_MODE = 0o600  # an API task may carry secrets in its env
-REDACTED = "***"
 RACY_NS = 2 * 10**9
 
 
@@ -152,12 +153,9 @@ def masked(document: dict) -> dict:
     return result
 
 
-def _masked_url(url):
-    from agency_cron.alerts import redact, secrets_of_urls
-
-    if not isinstance(url, str):
-        return url
-    return redact(url, [s for s in secrets_of_urls([url]) if s != url])
+def _masked_url(url: object) -> object:
+    """An alert URL of a document with its credentials masked; anything else as it is."""
+    return masked_url(url) if isinstance(url, str) else url
 
 
 def unmasked(body: dict, previous: dict) -> dict:
@@ -178,7 +176,6 @@ def unmasked(body: dict, previous: dict) -> dict:
 
 def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -> dict:
     """A task as the API shows it: its definition (secrets masked) and its state."""
-    from agency_cron.alerts import redact
     from agency_cron.render import redaction_list
 
     # The operator's tasks are shown expanded: a ${CRM_TOKEN} in a command is a secret's
@@ -301,15 +298,16 @@ def _body_name(body: dict, expected: str | None) -> str:
     name = body.get("name")
     if expected is not None and name is not None and name != expected:
         raise ConfigError(f"request body: name: {name!r} does not match the URL's {expected!r}")
-    if expected is None:
-        if not isinstance(name, str):
-            raise ConfigError("request body: name: required (a string)")
-        if not NAME_PATTERN.match(name):
-            raise ConfigError(
-                "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
-                f" a letter or digit (got {name!r})"
-            )
-    return expected or name
+    if expected is not None:
+        return expected
+    if not isinstance(name, str):
+        raise ConfigError("request body: name: required (a string)")
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(
+            "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
+            f" a letter or digit (got {name!r})"
+        )
+    return name
 
 
 def _writable(settings: Settings, manifest: Manifest, name: str) -> None:
@@ -401,7 +399,7 @@ def reset_retries(context: Context, name: str, actor: dict) -> dict:
         _task(manifest, name)
         pid = reports.running_pid(settings, name)
         waiting = _waiting_run(settings, name) if pid else None
-        if waiting is None:
+        if waiting is None or pid is None:
             raise Conflict(f"task {name!r}: no run is waiting for a retry")
     os.kill(pid, signal.SIGUSR1)
     audit(settings, actor, "reset-retries", name, "done", {"run_id": waiting})

@@ -29,6 +29,7 @@ import select
 import sys
 import time
 
+from agency_cron.secrets import Redactor, secret_values, secrets_of_urls, worth_masking
 from agency_cron.statuses import ALERTING as ALERTING_STATUSES
 from agency_cron.statuses import FAILURES, NOT_FINAL, RETRYABLE, RUNNING
 
@@ -53,49 +54,6 @@ def now_iso(moment: float | None = None) -> str:
     moment = time.time() if moment is None else moment
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
     return f"{stamp}.{int(moment % 1 * 1000):03d}+00:00"
-
-
-class Redactor:
-    """Replaces secret values in a byte stream, including ones split across two chunks.
-
-    The last len(longest secret) - 1 bytes are held back until the next chunk, and only
-    matches that start before that tail are replaced, longest first: a short secret inside
-    a longer one split by a chunk boundary must not be masked early, or the rest of the
-    longer one would get through.
-    """
-
-    def __init__(self, secrets: list[str]):
-        values = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
-        self.keep = max((len(s) for s in values), default=1) - 1
-        self.pattern = None
-        if values:
-            import re
-
-            self.pattern = re.compile(b"|".join(re.escape(v) for v in values))
-        self.carry = b""
-
-    def feed(self, data: bytes) -> bytes:
-        if self.pattern is None:
-            return data
-        buffer = self.carry + data
-        cut = max(0, len(buffer) - self.keep)
-        pieces, position = [], 0
-        for match in self.pattern.finditer(buffer):
-            if match.start() >= cut:
-                break
-            pieces += [buffer[position : match.start()], b"***"]
-            position = match.end()
-        end = max(position, cut)
-        pieces.append(buffer[position:end])
-        self.carry = buffer[end:]
-        return b"".join(pieces)
-
-    def flush(self) -> bytes:
-        rest, self.carry = self.carry, b""
-        return self.replace(rest)
-
-    def replace(self, data: bytes) -> bytes:
-        return data if self.pattern is None else self.pattern.sub(b"***", data)
 
 
 ROTATION_CHECK_S = 0.1
@@ -1211,9 +1169,6 @@ def _own_identity() -> str | None:
     return _IDENTITY[0]
 
 
-SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
-
-
 def _alert_urls(spec: dict) -> list[str]:
     """The spec's alert URLs, plus ALERT_URLS from the environment (how a Kubernetes
     Secret or a systemd credential hands them over without writing them in a file)."""
@@ -1227,15 +1182,10 @@ def _alert_urls(spec: dict) -> list[str]:
 def _secrets(spec: dict, alert_urls: list[str]) -> list[str]:
     """What to mask: the spec's list, secret-named variables of our environment, and the
     credentials in every alert URL (the spec may come from a host without them)."""
-    found = set(spec.get("secrets", []))
-    found |= {
-        v for k, v in os.environ.items() if k.upper().endswith(SECRET_SUFFIXES) and len(v) >= 4
-    }
+    found = [*spec.get("secrets", []), *secret_values(os.environ)]
     if set(alert_urls) - set(spec.get("alert_urls", [])):
-        from agency_cron.alerts import secrets_of_urls
-
-        found |= {s for s in secrets_of_urls(alert_urls) if len(s) >= 4}
-    return sorted(found)
+        found += secrets_of_urls(alert_urls)
+    return worth_masking(found)
 
 
 def _alert_kind(spec: dict, status: str, previous: str | None, force: bool) -> str | None:
