@@ -374,10 +374,11 @@ class Attempt:
         # themselves; the ignored ones (Python's SIGPIPE and SIGXFSZ, whatever our parent
         # ignored) are reset in the child: usually two system calls, not sixty.
         ignored = [s for s in DEFAULT_SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+        internal = _ignored_internal_signals()
         pid = os.fork()
         if pid == 0:
             argv = ["/bin/sh", "-c", self.spec["command"]]
-            _exec_task(argv, env, write_fd, self.lock_fd, ignored)
+            _exec_task(argv, env, write_fd, self.lock_fd, ignored, internal)
         return pid
 
     def _supervise(self, pid: int, read_fd: int) -> int:
@@ -462,7 +463,44 @@ class Attempt:
             pass
 
 
-def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAULT_SIGNALS) -> None:
+# glibc's own signals (SIGCANCEL, SIGSETXID): its sigaction() refuses them, so the signal
+# module cannot reset them, yet a parent started by posix_spawn (GNU make, Python's
+# subprocess) can leave them ignored, and an ignored signal stays ignored across exec.
+GLIBC_INTERNAL_SIGNALS = (32, 33)
+# rt_sigaction's number, where the kernel's struct sigaction is known to be all words.
+RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
+
+
+def _ignored_internal_signals() -> tuple[int, ...]:
+    """Those of GLIBC_INTERNAL_SIGNALS that we have ignored (one read of /proc/self/status)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"SigIgn:"):
+                    mask = int(line.split()[1], 16)
+                    return tuple(s for s in GLIBC_INTERNAL_SIGNALS if mask >> (s - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return ()
+
+
+def _reset_internal_signals(signums: tuple[int, ...]) -> None:
+    """In the child: SIG_DFL for glibc's signals through the raw system call (ctypes is
+    imported only in a child that needs it, i.e. hardly ever under cron)."""
+    number = RT_SIGACTION.get(os.uname().machine)
+    if not signums or number is None:
+        return
+    import ctypes
+
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+    default = (ctypes.c_ulong * 4)()  # handler SIG_DFL, no flags, no restorer, empty mask
+    for signum in signums:
+        syscall(ctypes.c_long(number), ctypes.c_int(signum), ctypes.byref(default), None, 8)
+
+
+def _exec_task(
+    argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAULT_SIGNALS, internal=()
+) -> None:
     """In the forked child: the state cron gives a job, then exec; never returns.
 
     Its own session and process group (the timeout and stops end all of it), stdin from
@@ -474,6 +512,7 @@ def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAU
     try:
         for signum in ignored:
             signal.signal(signum, signal.SIG_DFL)
+        _reset_internal_signals(internal)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.setsid()
         null = os.open("/dev/null", os.O_RDONLY)
