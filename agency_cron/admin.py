@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agency_cron import apply, layout, reports
-from agency_cron.config import Settings, is_secret_name
+from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError, UsageError
 from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
 from agency_cron.manifest import NAME_PATTERN, Manifest, Task, api_may_replace, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
+from agency_cron.secrets import MARKER as REDACTED
+from agency_cron.secrets import is_secret_name, masked_ping_url, masked_url, redact
 
 FILE_MODE = 0o600  # an API task may carry secrets in its env
-REDACTED = "***"
 RACY_NS = 2 * 10**9
 
 
@@ -150,18 +151,13 @@ def masked(document: dict) -> dict:
     if isinstance(result.get("alert_urls"), list):
         result["alert_urls"] = [_masked_url(u) for u in result["alert_urls"]]
     if isinstance(result.get("ping_url"), str):
-        from agency_cron import ping
-
-        result["ping_url"] = ping.masked(result["ping_url"], result.get("name"))
+        result["ping_url"] = masked_ping_url(result["ping_url"], result.get("name"))
     return result
 
 
-def _masked_url(url):
-    from agency_cron.alerts import redact, secrets_of_urls
-
-    if not isinstance(url, str):
-        return url
-    return redact(url, [s for s in secrets_of_urls([url]) if s != url])
+def _masked_url(url: object) -> object:
+    """An alert URL of a document with its credentials masked; anything else as it is."""
+    return masked_url(url) if isinstance(url, str) else url
 
 
 def unmasked(body: dict, previous: dict) -> dict:
@@ -177,18 +173,18 @@ def unmasked(body: dict, previous: dict) -> dict:
     if isinstance(urls, list):
         originals = {_masked_url(u): u for u in previous.get("alert_urls") or []}
         result["alert_urls"] = [originals.get(u, u) if REDACTED in str(u) else u for u in urls]
-    if REDACTED in str(result.get("ping_url", "")) and isinstance(previous.get("ping_url"), str):
-        from agency_cron import ping
-
-        # Only the masked form of the previous URL stands for it: an edited one is new.
-        if ping.masked(previous["ping_url"], previous.get("name")) == result["ping_url"]:
-            result["ping_url"] = previous["ping_url"]
+    before_url = previous.get("ping_url")
+    # Only the masked form of the previous URL stands for it: an edited one is new.
+    shown = (
+        masked_ping_url(before_url, previous.get("name")) if isinstance(before_url, str) else None
+    )
+    if shown is not None and REDACTED in shown and result.get("ping_url") == shown:
+        result["ping_url"] = before_url
     return result
 
 
 def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -> dict:
     """A task as the API shows it: its definition (secrets masked) and its state."""
-    from agency_cron.alerts import redact
     from agency_cron.render import redaction_list
 
     # The operator's tasks are shown expanded: a ${CRM_TOKEN} in a command is a secret's
@@ -311,15 +307,16 @@ def _body_name(body: dict, expected: str | None) -> str:
     name = body.get("name")
     if expected is not None and name is not None and name != expected:
         raise ConfigError(f"request body: name: {name!r} does not match the URL's {expected!r}")
-    if expected is None:
-        if not isinstance(name, str):
-            raise ConfigError("request body: name: required (a string)")
-        if not NAME_PATTERN.match(name):
-            raise ConfigError(
-                "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
-                f" a letter or digit (got {name!r})"
-            )
-    return expected or name
+    if expected is not None:
+        return expected
+    if not isinstance(name, str):
+        raise ConfigError("request body: name: required (a string)")
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(
+            "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
+            f" a letter or digit (got {name!r})"
+        )
+    return name
 
 
 def _writable(settings: Settings, manifest: Manifest, name: str) -> None:
@@ -411,7 +408,7 @@ def reset_retries(context: Context, name: str, actor: dict) -> dict:
         _task(manifest, name)
         pid = reports.running_pid(settings, name)
         waiting = _waiting_run(settings, name) if pid else None
-        if waiting is None:
+        if waiting is None or pid is None:
             raise Conflict(f"task {name!r}: no run is waiting for a retry")
     os.kill(pid, signal.SIGUSR1)
     audit(settings, actor, "reset-retries", name, "done", {"run_id": waiting})

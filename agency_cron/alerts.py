@@ -10,77 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from agency_cron import statuses
-
-REDACTED = "***"
+from agency_cron.secrets import RecordRedactor, redact, secrets_of_urls
 
 # A failed, timed-out or lost run deserves an alert; "killed" was a deliberate stop.
 FAILURE_STATUSES = frozenset(statuses.ALERTING)
 # What --alert reports: any run that did not finish by itself, a kill included.
 FORCED_STATUSES = frozenset(statuses.FAILURES)
 POLICIES = ("never", "on_failure", "on_change", "always")
-
-# Query keys whose values are credentials (matched as substrings: access_token, apikey...).
-SECRET_KEY_WORDS = ("token", "key", "secret", "pass", "auth")
-MIN_SECRET_LEN = 4
-# Apprise puts tokens in the path; shorter segments are ids or words, not credentials.
-MIN_PATH_SECRET_LEN = 8
 OUTPUT_TAIL_CHARS = 2000
 TITLES = {"failure": "FAILED", "recovery": "RECOVERED", "success": "OK"}
 # At DEBUG, Apprise and urllib3 log request URLs with the tokens in them (api.telegram.org/bot...).
 CHATTY_LOGGERS = ("apprise", "urllib3.connectionpool")
-
-
-def _with_decoded(values: list[str]) -> list[str]:
-    """Each value and its percent-decoded form: output may show either."""
-    return [form for value in values for form in {value, unquote(value)}]
-
-
-def _netloc_secrets(netloc: str) -> list[str]:
-    """The user and password of `user:pass@`, and a host that is really a token.
-
-    Apprise URLs such as tgram://BOTID:TOKEN/CHAT put the token where a host would be;
-    a real host name or IP address has a dot (or brackets) and is not a secret.
-    """
-    userinfo, _, hostport = netloc.rpartition("@")
-    found = list(userinfo.partition(":")[::2]) if userinfo else []
-    host = re.sub(r":\d{1,5}$", "", hostport)  # a port number is no secret
-    if "." not in host and not host.startswith("[") and host != "localhost":
-        found += [host, *host.split(":")]
-    return found
-
-
-def secrets_of_urls(urls: list[str]) -> list[str]:
-    """Substrings of Apprise URLs that are credentials and must be redacted anywhere they appear:
-    the whole URL, the password and user of the userinfo part (user:pass@), query values of keys
-    like token/key/secret/password/pass/apikey, and path segments of 8+ chars (Apprise puts tokens
-    in the path, e.g. tgram://BOTTOKEN/CHATID, discord://webhook_id/webhook_token).
-    Only strings of length >= 4. Stdlib only (urllib.parse)."""
-    found: list[str] = []
-    for url in urls:
-        # Split by hand: Apprise URLs are not always valid for urlsplit (tokens with ':').
-        rest = url.partition("://")[2] or url
-        rest, _, query = rest.split("#", 1)[0].partition("?")
-        netloc, _, path = rest.partition("/")
-        found += [url, *_netloc_secrets(netloc)]
-        found += [seg for seg in path.split("/") if len(seg) >= MIN_PATH_SECRET_LEN]
-        pairs = parse_qsl(query, keep_blank_values=True)
-        found += [v for k, v in pairs if any(w in k.lower() for w in SECRET_KEY_WORDS)]
-    unique = {s for s in _with_decoded(found) if len(s) >= MIN_SECRET_LEN}
-    return sorted(unique, key=lambda s: (-len(s), s))
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every occurrence of each secret (longest first) with ***."""
-    # Longest first, so a secret containing another is masked whole, not left half-visible.
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 def _policy_alert(policy: str, status: str, previous: str | None) -> str | None:
@@ -189,26 +134,10 @@ def _deliver(urls: list[str], kind: str, title: str, body: str, per_request: flo
     return f"failed: {bad}; sent to the others" if bad else f"sent to {len(urls)} target(s)"
 
 
-class _RedactingFilter(logging.Filter):
-    """Masks secrets in the log records of the libraries an alert goes through."""
-
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a library's bad format string must not break the send
-            message = str(record.msg)
-        record.msg, record.args = redact(message, self.secrets), ()
-        return True
-
-
 @contextlib.contextmanager
 def _redacted_logs(secrets: list[str]) -> Iterator[None]:
     """Redact what Apprise logs while it sends: the runner's log handlers may be at DEBUG."""
-    masks = [(logging.getLogger(name), _RedactingFilter(secrets)) for name in CHATTY_LOGGERS]
+    masks = [(logging.getLogger(name), RecordRedactor(secrets)) for name in CHATTY_LOGGERS]
     for logger, mask in masks:
         logger.addFilter(mask)
     try:

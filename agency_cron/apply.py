@@ -55,6 +55,7 @@ def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
         if change.action == REMOVED:
             change.path.unlink(missing_ok=True)
         elif change.action != UNCHANGED:
+            assert change.content is not None  # only a removal has no content
             write_if_changed(change.path, change.content, change.mode, durable=False)
     for path, user in plan.owners:
         undo.remember(path)

@@ -48,7 +48,6 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 # The seed lets DASHBOARD_UPDATE_INTERVAL be a bare word; cron wants the @ form.
 INTERVAL_WORDS = {"hourly", "daily", "weekly", "monthly", "yearly", "annually", "midnight"}
-SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
 # make setup-cronjobs writes AGENCY_ROOT into the runtime venv it creates (AGENCY_ROOT/venv).
 ROOT_MARKER = "agency-cron-root"
 CRONTAB_TARGET = re.compile(r"^(user|user:[a-z_][a-z0-9_.-]*\$?|file:/.+|system:/.+|systemd:/.+)$")
@@ -93,11 +92,6 @@ class Settings:
     @property
     def metrics_public(self) -> bool:
         return self.get("METRICS_PUBLIC").strip().lower() in TRUE_WORDS
-
-
-def is_secret_name(name: str) -> bool:
-    """True for variable names whose values must never be shown."""
-    return name.upper().endswith(SECRET_SUFFIXES)
 
 
 # Task fields that are stored in clear (wrappers, specs, unit files, a ConfigMap) or shown
@@ -195,8 +189,8 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
             fail(key, f"must be an absolute path, got {values[key]!r}")
         elif "\n" in values[key] or "\0" in values[key]:
             fail(key, "must not contain a newline or NUL")
-        elif path_problem(values[key]):
-            fail(key, path_problem(values[key]))
+        elif problem := path_problem(values[key]):
+            fail(key, problem)
     crontab = values["CRONTAB"].strip()
     if not CRONTAB_TARGET.match(crontab) or "\n" in crontab:
         fail(
@@ -211,8 +205,8 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
         except ConfigError as exc:
             fail("CRONTAB", exc.problems[0].split(": ", 1)[-1])
         kind, _, rest = crontab.partition(":")
-        if kind in ("file", "system", "systemd") and path_problem(rest):
-            fail("CRONTAB", path_problem(rest))
+        if kind in ("file", "system", "systemd") and (problem := path_problem(rest)):
+            fail("CRONTAB", problem)
     flag = values["ALERT_ON_FAILURE"].strip().lower()
     if flag not in TRUE_WORDS | FALSE_WORDS:
         fail("ALERT_ON_FAILURE", f"expected true or false, got {values['ALERT_ON_FAILURE']!r}")
@@ -227,7 +221,7 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
         fail("ALERT_TIMEOUT", f"expected seconds > 0, got {values['ALERT_TIMEOUT']!r}")
     _check_pings(values, fail)
     _check_metrics(values, fail)
-    if problems:
+    if problems or retention is None or alert_timeout is None:
         raise ConfigError(*problems)
     return Settings(
         config_path=path.resolve() if path else None,
@@ -311,10 +305,13 @@ def split_urls(text: str) -> tuple[str, ...]:
 
 def _positive_int(text: str) -> int | None:
     text = text.strip()
-    return int(text) if text.isdigit() and int(text) >= 1 else None
+    # isdigit() alone takes other scripts' digits ("٥"), which int() would read as 5.
+    return int(text) if text.isascii() and text.isdigit() and int(text) >= 1 else None
 
 
 def _positive_float(text: str) -> float | None:
+    if not text.isascii():  # float() reads other scripts' digits too
+        return None
     try:
         number = float(text)
     except ValueError:

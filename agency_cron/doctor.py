@@ -32,16 +32,23 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from agency_cron import layout, ping, render
-from agency_cron.alerts import redact, secrets_of_urls
 from agency_cron.backends.crontab import Target, entry_line, installed_entries
-from agency_cron.config import Settings, is_secret_name, read_config_file, split_urls
+from agency_cron.config import Settings, read_config_file, split_urls
 from agency_cron.errors import AgencyCronError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
 from agency_cron.plan import UNCHANGED, Plan, build_plan, log_owner
+from agency_cron.secrets import (
+    is_secret_name,
+    masked_ping_url,
+    masked_url,
+    ping_url_secrets,
+    secrets_of_urls,
+    url_credentials,
+)
 
 JSON_VERSION = 1
 INSTALL = "agency-cron install"
@@ -123,7 +130,7 @@ def _plan(settings, manifest, manifest_path) -> tuple[Plan | None, Exception | N
 
 def cron_daemon_pids() -> list[int]:
     """Live processes named cron or crond (/proc/PID/comm), zombies left out."""
-    found = []
+    found: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -249,7 +256,7 @@ def _lines_from_spec(settings, target: Target, name: str) -> list[str] | None:
     """The lines the last install wrote, rebuilt from the task spec it left in STATE_DIR."""
     data = read_bytes(layout.spec_path(settings, name))
     try:
-        spec = json.loads(data) if data else None
+        spec = json.loads(data) if data else {}
         schedules, enabled = list(spec["schedule"]), bool(spec["enabled"])
     except (ValueError, TypeError, KeyError):
         return None
@@ -275,8 +282,8 @@ def _with_ok_summaries(findings: list[Finding], plan: Plan, installed) -> list[F
 def check_wrappers(settings: Settings, manifest: Manifest, plan: Plan | None) -> list[Finding]:
     """Each task's wrapper exists, is 0755 and matches what install renders (with its spec)."""
     rendered = {change.path: change.content for change in plan.files} if plan else {}
-    findings = [_wrapper_finding(settings, task, rendered) for task in manifest.tasks]
-    findings = [finding for finding in findings if finding is not None]
+    found = [_wrapper_finding(settings, task, rendered) for task in manifest.tasks]
+    findings = [finding for finding in found if finding is not None]
     if plan is not None:
         findings += _leftover_files(settings, manifest)
     if not findings:
@@ -446,22 +453,11 @@ def check_config_permissions(settings: Settings) -> list[Finding]:
 def secret_keys(values: dict[str, str]) -> list[str]:
     """Names of keys that carry a secret: *_TOKEN/_PASSWORD/_SECRET/_KEY, credentialed URLs."""
     found = [key for key, value in values.items() if is_secret_name(key) and value]
-    if any(_url_credentials(url) for url in split_urls(values.get("ALERT_URLS", ""))):
+    if any(url_credentials(url) for url in split_urls(values.get("ALERT_URLS", ""))):
         found.append("ALERT_URLS")
-    if len(ping.secrets_of(values.get("PING_URL", "").strip())) > 1:  # more than itself
+    if len(ping_url_secrets(values.get("PING_URL", "").strip())) > 1:  # more than itself
         found.append("PING_URL")
     return sorted(found)
-
-
-def _url_credentials(url: str) -> list[str]:
-    # secrets_of_urls always lists the whole URL; the credentials are the parts inside it.
-    whole = {url, unquote(url)}
-    return [secret for secret in secrets_of_urls([url]) if secret not in whole]
-
-
-def redacted_url(url: str) -> str:
-    """The URL with its credentials masked, for a message (the scheme and host stay)."""
-    return redact(url, _url_credentials(url))
 
 
 # --- alert URLs ------------------------------------------------------------------------
@@ -469,7 +465,7 @@ def redacted_url(url: str) -> str:
 
 def check_alert_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
     """Every Apprise URL (ALERT_URLS and each task's alert_urls) is one Apprise accepts."""
-    sources = [(url, None) for url in settings.alert_urls]
+    sources: list[tuple[str, str | None]] = [(url, None) for url in settings.alert_urls]
     sources += [(url, task.name) for task in manifest.tasks for url in task.alert_urls]
     if not sources:
         return [Finding("alert-urls", True, "no alert URLs configured")]
@@ -478,7 +474,7 @@ def check_alert_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
         Finding(
             "alert-urls",
             False,
-            f"Apprise cannot parse {redacted_url(url)}",
+            f"Apprise cannot parse {masked_url(url)}",
             _url_fix(settings, task),
             task,
         )
@@ -559,7 +555,7 @@ def _ping_finding(settings: Settings, manifest: Manifest, name: str, url: str) -
     slug = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
     if slug == name and name != name.lower():
         detail = (
-            f"{name}: {ping.masked(url, name)} ends in the task's name, but healthchecks.io"
+            f"{name}: {masked_ping_url(url, name)} ends in the task's name, but healthchecks.io"
             " slugs are lowercase (a-z, 0-9, - and _): no check will be found"
         )
         fix = f"give task {name} its own ping_url ending in {name.lower()}, then {INSTALL}"
@@ -602,8 +598,8 @@ def _resolves(host: str) -> bool:
 def check_commands(settings: Settings, manifest: Manifest) -> list[Finding]:
     """Each `command:` starts with a word /bin/sh finds under the PATH the wrapper sets."""
     tasks = [task for task in manifest.tasks if task.command is not None]
-    findings = [_command_finding(settings, task) for task in tasks]
-    findings = [finding for finding in findings if finding is not None]
+    found = [_command_finding(settings, task) for task in tasks]
+    findings = [finding for finding in found if finding is not None]
     return findings or [
         Finding("commands", True, f"{len(tasks)} command(s) resolve under cron's PATH")
     ]
@@ -615,6 +611,8 @@ def cron_path(task: Task) -> str:
 
 
 def _command_finding(settings: Settings, task: Task) -> Finding | None:
+    if task.command is None:  # a script task: its file is checked elsewhere
+        return None
     try:
         word = first_word(task.command)
     except ValueError as exc:
@@ -664,7 +662,11 @@ def check_overrides(settings: Settings, manifest: Manifest) -> list[Finding]:
     said, so that a manifest change that is not taking effect is explained."""
     from agency_cron.overrides import override_of, read_overrides
 
-    overrides = read_overrides(settings)
+    try:
+        overrides = read_overrides(settings)
+    except AgencyCronError as exc:  # every command refuses it; doctor says so among the rest
+        remove = f"rm {shlex.quote(str(layout.overrides_path(settings)))}"
+        return [Finding("overrides", False, str(exc), f"{remove}, then enable/disable again")]
     findings = []
     for task in manifest.tasks:
         override = override_of(task, overrides)

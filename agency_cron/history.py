@@ -14,7 +14,7 @@ try:  # the C module: the `sqlite3` package adds datetime adapters that nothing 
 except ImportError:  # another Python implementation
     import sqlite3  # type: ignore[no-redef]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = (
     "task",
@@ -93,9 +93,13 @@ MIGRATIONS = {
         "ALTER TABLE runs ADD COLUMN runner TEXT",
         f"CREATE INDEX IF NOT EXISTS runs_open ON runs (task) WHERE {OPEN}",
     ),
+    # `status` counts a task's distinct run ids over its whole history: run_id second makes
+    # that an index-only scan met in run_id order (100,000 rows, 100 tasks: 211 -> 59 ms;
+    # (task, status, started_at, run_id) gave 134 ms).
+    5: ("CREATE INDEX IF NOT EXISTS runs_task_run ON runs (task, run_id, status, started_at)",),
     # Heartbeat pings (ping.py): the outcome of a run's final ping ("ok", "failed (HTTP
     # 404)", ...), on the row of the run's last attempt, as `alert` holds the alert's.
-    5: ("ALTER TABLE runs ADD COLUMN ping TEXT",),
+    6: ("ALTER TABLE runs ADD COLUMN ping TEXT",),
 }
 
 
@@ -141,6 +145,7 @@ def record(conn: sqlite3.Connection, row: dict) -> int:
     cursor = conn.execute(
         f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({placeholders})", values
     )
+    assert cursor.lastrowid is not None  # set by every INSERT into a rowid table
     return cursor.lastrowid
 
 

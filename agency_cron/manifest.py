@@ -19,12 +19,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agency_cron import layout
-from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem, is_secret_name
+from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem
 from agency_cron.errors import SHOWN_MAX, ConfigError, shown
 from agency_cron.schedule import ScheduleError, normalise_list
+from agency_cron.secrets import is_secret_name
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+DURATION = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 VARIABLE = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOP_LEVEL_KEYS = ("defaults", "tasks", "components", "integrations")
@@ -231,8 +232,6 @@ class Task(BaseModel):
 
     @property
     def secret_values(self) -> tuple[str, ...]:
-        from agency_cron.config import is_secret_name
-
         return tuple(v for k, v in self.env.items() if is_secret_name(k) and v)
 
 

@@ -10,21 +10,42 @@ import json
 
 from agency_cron import layout
 from agency_cron.config import Settings
-from agency_cron.errors import ConfigError
+from agency_cron.errors import ConfigError, shown
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Task
 
 
 def read_overrides(settings: Settings) -> dict[str, bool]:
-    """{task: enabled} as `agency-cron enable/disable` recorded it."""
-    data = read_bytes(layout.overrides_path(settings))
+    """{task: enabled} as `agency-cron enable/disable` recorded it.
+
+    A malformed file is refused whole (ConfigError naming it), never half-read: guessing
+    could run a task the operator disabled, or skip one they enabled.
+    """
+    path = layout.overrides_path(settings)
+    data = read_bytes(path)
     if not data:
         return {}
     try:
         loaded = json.loads(data)
     except ValueError as exc:
-        raise ConfigError(f"{layout.overrides_path(settings)}: not valid JSON: {exc}") from None
-    return {str(k): bool(v) for k, v in loaded.get("enabled", {}).items()}
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    problem = _shape_problem(loaded)
+    if problem:
+        raise ConfigError(f"{path}: {problem} (fix it, or remove it to follow the manifest)")
+    return dict(loaded.get("enabled", {}))
+
+
+def _shape_problem(loaded: object) -> str | None:
+    """What is wrong with a parsed overrides.json, or None: {"enabled": {TASK: true|false}}."""
+    if not isinstance(loaded, dict):
+        return f'expected an object like {{"enabled": {{"TASK": false}}}}, got {shown(loaded)}'
+    enabled = loaded.get("enabled", {})
+    if not isinstance(enabled, dict):
+        return f"enabled: expected an object of task names, got {shown(enabled)}"
+    for name, choice in enabled.items():
+        if not isinstance(choice, bool):
+            return f"enabled: {name}: expected true or false, got {shown(choice)}"
+    return None
 
 
 def effective_enabled(task: Task, overrides: dict[str, bool]) -> bool:

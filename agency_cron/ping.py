@@ -12,8 +12,9 @@ finds a run `lost` pings its /fail with the same RID.
 Standard library only, and cheap to import: the runner imports this module only for a
 task that pings. The pings themselves are sent by a helper process forked at the run's
 start (Pinger): the runner stays single-threaded (it forks the task afterwards, and a fork
-beside a thread may deadlock the child), urllib's import (~45 ms) is paid there, and the
-start ping travels while the command runs. PING_TIMEOUT bounds how long the run waits for
+beside a thread may deadlock the child), and the start ping travels while the command
+runs. The helper writes its requests over a plain socket (`_socket`; `ssl` for https;
+urllib, ~40 ms to import, only behind a proxy). PING_TIMEOUT bounds how long the run waits for
 all its pings together; the helper is killed when that time is spent, so a server that
 never answers, or a name that never resolves, costs the run at most PING_TIMEOUT and never
 changes its exit code.
@@ -24,6 +25,8 @@ from __future__ import annotations
 import os
 import select
 import time
+
+from agency_cron.secrets import masked_ping_url
 
 try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
     import _signal as signal
@@ -42,10 +45,6 @@ FIRST_BACKOFF_S = 0.25
 REPORT_MARGIN_S = 0.1
 # Failures that asking again cannot cure (by class name: ssl is imported only for https).
 PERMANENT_ERRORS = ("SSLCertVerificationError", "CertificateError")
-MIN_SECRET_LEN = 4
-SECRET_QUERY_WORDS = ("token", "key", "secret", "pass", "auth")
-# A path segment this long made of letters and digits (an hc ping key is 22) is a key.
-KEY_SEGMENT_LEN = 16
 
 
 # --- configuration: templates, validation, masking --------------------------------------
@@ -65,85 +64,23 @@ def problem(template: str) -> str | None:
     if text.lower() == NONE:
         return None
     if any(c.isspace() or not c.isprintable() for c in text):
-        return f"must not contain spaces or control characters, got {masked(text)}"
+        return f"must not contain spaces or control characters, got {masked_ping_url(text)}"
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(text.replace(PLACEHOLDER, "name"))
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
     except ValueError as exc:
-        return f"cannot parse {masked(text)}: {exc}"
+        return f"cannot parse {masked_ping_url(text)}: {exc}"
     if parts.scheme.lower() not in ("http", "https"):
-        return f"expected an http:// or https:// URL (or none), got {masked(text)}"
+        return f"expected an http:// or https:// URL (or none), got {masked_ping_url(text)}"
     if not parts.hostname:
-        return f"has no host: {masked(text)}"
+        return f"has no host: {masked_ping_url(text)}"
     if parts.fragment or "#" in text:
-        return f"must not have a #fragment: {masked(text)}"
+        return f"must not have a #fragment: {masked_ping_url(text)}"
     if "{" in text.replace(PLACEHOLDER, "") or "}" in text.replace(PLACEHOLDER, ""):
-        return f"the only placeholder is {PLACEHOLDER}, got {masked(text)}"
+        return f"the only placeholder is {PLACEHOLDER}, got {masked_ping_url(text)}"
     return None
-
-
-def secrets_of(url: str, name: str | None = None) -> list[str]:
-    """Substrings of a ping URL that are secrets, longest first: the whole URL, the user and
-    password of `user:pass@`, every UUID in it (hc-ping.com/UUID), the ping key of a slug
-    URL (hc-ping.com/PING_KEY/SLUG), other key-like path segments, and query values of
-    token/key/secret/pass/auth keys. Slugs, words and the task's name are not secrets:
-    masking them would mask every log line that names the task. Works on a URL that does
-    not parse too (a message quotes it)."""
-    import re
-    from urllib.parse import parse_qsl, unquote
-
-    whole = url.strip()
-    rest = whole.partition("://")[2] or whole
-    netloc, _, path = rest.partition("/")
-    path, _, query = path.partition("?")
-    found = [whole, *re.findall(UUID_PATTERN, whole)]
-    userinfo = netloc.rpartition("@")[0]
-    if userinfo:
-        found += userinfo.split(":", 1)
-    segments = [s for s in re.split(r"[/\s]+", path) if s]
-    found += [s for s in segments if _is_key(s, name)]
-    slug = len(segments) >= 2 and segments[-1] in (name, PLACEHOLDER)
-    if slug and len(segments[-2]) >= KEY_SEGMENT_LEN:
-        found.append(segments[-2])  # the project's ping key, before the slug
-    pairs = parse_qsl(query.partition("#")[0], keep_blank_values=True)
-    found += [v for k, v in pairs if any(w in k.lower() for w in SECRET_QUERY_WORDS)]
-    forms = {form for value in found for form in (value, unquote(value))}
-    unique = {s for s in forms if len(s) >= MIN_SECRET_LEN and s not in (name, PLACEHOLDER)}
-    return sorted(unique, key=lambda s: (-len(s), s))
-
-
-UUID_PATTERN = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
-
-
-def _is_key(segment: str, name: str | None) -> bool:
-    if segment in (name, PLACEHOLDER):
-        return False
-    if _is_uuid(segment.lower()):
-        return True
-    return (
-        len(segment) >= KEY_SEGMENT_LEN
-        and all(c.isalnum() or c in "-_" for c in segment)
-        and any(c.isdigit() for c in segment)
-        and any(c.isalpha() for c in segment)
-    )
-
-
-def _is_uuid(text: str) -> bool:
-    groups = text.split("-")
-    return [len(g) for g in groups] == [8, 4, 4, 4, 12] and all(
-        c in "0123456789abcdef" for c in text.replace("-", "")
-    )
-
-
-def masked(url: str, name: str | None = None) -> str:
-    """The URL as messages and listings show it: https://hc-ping.com/***."""
-    whole = url.strip()
-    for secret in secrets_of(url, name):
-        if secret != whole:
-            whole = whole.replace(secret, "***")
-    return whole
 
 
 # --- the run id healthchecks.io pairs the pings by -------------------------------------

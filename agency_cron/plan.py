@@ -24,6 +24,8 @@ from agency_cron.errors import ConfigError, UsageError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import describe, effective_enabled, override_of, read_overrides
+from agency_cron.secrets import MARKER as REDACTED
+from agency_cron.secrets import redact, secrets_of_urls, worth_masking
 
 ADDED, CHANGED, REMOVED, UNCHANGED = "added", "changed", "removed", "unchanged"
 EXECUTABLE, PUBLIC, PRIVATE = 0o755, 0o644, 0o600
@@ -144,8 +146,7 @@ def _masked(path: Path, text: str, secrets: list[str]) -> str:
     """`text` as a listing shows it: a task spec's secret-named env values and alert URL
     credentials as `***` (admin.masked, whatever their length), then every known secret
     value wherever else it appears (alerts.redact)."""
-    from agency_cron.admin import REDACTED, masked
-    from agency_cron.alerts import redact
+    from agency_cron.admin import masked
 
     if path.suffix == ".json" and text.startswith("{"):
         try:
@@ -162,13 +163,10 @@ def _masked(path: Path, text: str, secrets: list[str]) -> str:
 def plan_secrets(settings: Settings, tasks: list[Task]) -> tuple[str, ...]:
     """Every value a diff must mask: what the runner masks in each task's log (secret-named
     variables of the config and the task, alert URL credentials), the config's own too."""
-    from agency_cron.alerts import MIN_SECRET_LEN, secrets_of_urls
-
-    found = set(render.settings_secret_values(settings))
-    found |= set(secrets_of_urls(list(settings.alert_urls)))
+    found = [*render.settings_secret_values(settings), *secrets_of_urls(list(settings.alert_urls))]
     for task in tasks:
-        found |= set(render.redaction_list(task, settings))
-    return tuple(sorted(value for value in found if len(value) >= MIN_SECRET_LEN))
+        found += render.redaction_list(task, settings)
+    return tuple(worth_masking(found))
 
 
 def _diff(before: str, after: str, name: str) -> str:
@@ -185,11 +183,12 @@ def select(manifest: Manifest, names: list[str] | None) -> list[Task]:
     """The tasks named (all when none); an unknown name is a usage error."""
     if not names:
         return list(manifest.tasks)
-    unknown = [n for n in names if manifest.get(n) is None]
+    found = {name: manifest.get(name) for name in dict.fromkeys(names)}
+    unknown = [name for name, task in found.items() if task is None]
     if unknown:
         known = ", ".join(t.name for t in manifest.tasks) or "none"
         raise UsageError(f"unknown task {unknown[0]!r} (tasks in the manifest: {known})")
-    return [manifest.get(n) for n in dict.fromkeys(names)]
+    return [task for task in found.values() if task is not None]
 
 
 def build_plan(
@@ -307,7 +306,7 @@ def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:
     installed = installed_entries(before)
     stale = set(installed) | _rendered_tasks(settings)
     changes = _removals(settings, stale, purge) if purge else []
-    if target.kind == "systemd":
+    if target.kind == "systemd" and target.path is not None:  # a systemd: target names its dir
         from agency_cron.backends import systemd
 
         units = sorted(systemd.installed_units(target.path))

@@ -14,8 +14,9 @@ from functools import cache
 from pathlib import Path
 
 from agency_cron import layout
-from agency_cron.config import Settings, is_secret_name
+from agency_cron.config import Settings
 from agency_cron.manifest import Task
+from agency_cron.secrets import is_secret_name, ping_url_secrets, secrets_of_urls, worth_masking
 
 SPEC_VERSION = 1
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -223,29 +224,23 @@ def redaction_list(task: Task, settings: Settings) -> list[str]:
     Values shorter than 4 characters are left out: masking every "1" or "no" in the output
     would destroy the log and protect nothing.
     """
-    from agency_cron.alerts import secrets_of_urls
-
-    found = {*task.secret_values, *_config_secrets(settings)}
+    found = [*task.secret_values, *_config_secrets(settings)]
     if task.alert_urls:
-        found |= set(secrets_of_urls(list(task.alert_urls)))
-    found |= set(ping_secrets(task, settings))
-    return sorted(value for value in found if len(value) >= 4)
+        found += secrets_of_urls(list(task.alert_urls))
+    found += ping_secrets(task, settings)
+    return worth_masking(found)
 
 
 def ping_secrets(task: Task, settings: Settings) -> list[str]:
     """The secrets of the task's ping URL (its UUID, ping key, credentials, the whole URL)."""
-    from agency_cron import ping
-
     url = ping_url(task, settings)
-    return ping.secrets_of(url, task.name) if url else []
+    return ping_url_secrets(url, task.name) if url else []
 
 
 def _config_secrets(settings: Settings) -> tuple[str, ...]:
     """The config's share of every task's redaction list, worked out once per Settings."""
     cached = settings.__dict__.get("_config_secrets")
     if cached is None:
-        from agency_cron.alerts import secrets_of_urls
-
         found = {*settings_secret_values(settings), *secrets_of_urls(list(settings.alert_urls))}
         cached = tuple(found)
         object.__setattr__(settings, "_config_secrets", cached)  # a cache, not state

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from agency_cron import history, layout, statuses
 from agency_cron.config import Settings
@@ -18,6 +19,7 @@ from agency_cron.errors import CheckFailed
 from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import effective_enabled, override_of, read_overrides
 from agency_cron.schedule import next_runs, zone_of
+from agency_cron.secrets import secret_values
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -55,7 +57,8 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
 def upcoming(task: Task, count: int, settings: Settings | None = None) -> list[str]:
     if settings is not None and layout.is_completed(settings, task):
         return []
-    return [iso(moment) for moment in next_runs(task.schedule, count, zone=zone_of(task.timezone))]
+    moments = next_runs(task.schedule, count, zone=zone_of(task.timezone))
+    return [moment.isoformat() for moment in moments]
 
 
 def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
@@ -448,7 +451,7 @@ def log_summary(
 
 
 def _summary_row(conns: list[sqlite3.Connection], task: Task, window_start: str) -> dict:
-    row = {
+    row: dict[str, Any] = {
         "name": task.name,
         "last_run": None,
         "last_status": None,
@@ -588,9 +591,5 @@ def alert_overdue(settings: Settings, overdue: list[dict]) -> str:
         "run_id": "-",
         "output_tail": "\n".join(f"{i['name']}: {i['reason']}" for i in overdue),
     }
-    secrets = [
-        v
-        for k, v in settings.values.items()
-        if k.endswith(("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")) and len(v) >= 4
-    ]
+    secrets = secret_values(settings.values)
     return alerts.send(list(settings.alert_urls), "failure", event, secrets, settings.alert_timeout)

@@ -29,6 +29,7 @@ import select
 import sys
 import time
 
+from agency_cron.secrets import Redactor, secret_values, secrets_of_urls, worth_masking
 from agency_cron.statuses import ALERTING as ALERTING_STATUSES
 from agency_cron.statuses import FAILURES, NOT_FINAL, RETRYABLE, RUNNING
 
@@ -53,49 +54,6 @@ def now_iso(moment: float | None = None) -> str:
     moment = time.time() if moment is None else moment
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
     return f"{stamp}.{int(moment % 1 * 1000):03d}+00:00"
-
-
-class Redactor:
-    """Replaces secret values in a byte stream, including ones split across two chunks.
-
-    The last len(longest secret) - 1 bytes are held back until the next chunk, and only
-    matches that start before that tail are replaced, longest first: a short secret inside
-    a longer one split by a chunk boundary must not be masked early, or the rest of the
-    longer one would get through.
-    """
-
-    def __init__(self, secrets: list[str]):
-        values = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
-        self.keep = max((len(s) for s in values), default=1) - 1
-        self.pattern = None
-        if values:
-            import re
-
-            self.pattern = re.compile(b"|".join(re.escape(v) for v in values))
-        self.carry = b""
-
-    def feed(self, data: bytes) -> bytes:
-        if self.pattern is None:
-            return data
-        buffer = self.carry + data
-        cut = max(0, len(buffer) - self.keep)
-        pieces, position = [], 0
-        for match in self.pattern.finditer(buffer):
-            if match.start() >= cut:
-                break
-            pieces += [buffer[position : match.start()], b"***"]
-            position = match.end()
-        end = max(position, cut)
-        pieces.append(buffer[position:end])
-        self.carry = buffer[end:]
-        return b"".join(pieces)
-
-    def flush(self) -> bytes:
-        rest, self.carry = self.carry, b""
-        return self.replace(rest)
-
-    def replace(self, data: bytes) -> bytes:
-        return data if self.pattern is None else self.pattern.sub(b"***", data)
 
 
 ROTATION_CHECK_S = 0.1
@@ -417,10 +375,11 @@ class Attempt:
         # themselves; the ignored ones (Python's SIGPIPE and SIGXFSZ, whatever our parent
         # ignored) are reset in the child: usually two system calls, not sixty.
         ignored = [s for s in DEFAULT_SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+        internal = _ignored_internal_signals()
         pid = os.fork()
         if pid == 0:
             argv = ["/bin/sh", "-c", self.spec["command"]]
-            _exec_task(argv, env, write_fd, self.lock_fd, ignored)
+            _exec_task(argv, env, write_fd, self.lock_fd, ignored, internal)
         return pid
 
     def _supervise(self, pid: int, read_fd: int) -> int:
@@ -505,7 +464,44 @@ class Attempt:
             pass
 
 
-def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAULT_SIGNALS) -> None:
+# glibc's own signals (SIGCANCEL, SIGSETXID): its sigaction() refuses them, so the signal
+# module cannot reset them, yet a parent started by posix_spawn (GNU make, Python's
+# subprocess) can leave them ignored, and an ignored signal stays ignored across exec.
+GLIBC_INTERNAL_SIGNALS = (32, 33)
+# rt_sigaction's number, where the kernel's struct sigaction is known to be all words.
+RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
+
+
+def _ignored_internal_signals() -> tuple[int, ...]:
+    """Those of GLIBC_INTERNAL_SIGNALS that we have ignored (one read of /proc/self/status)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"SigIgn:"):
+                    mask = int(line.split()[1], 16)
+                    return tuple(s for s in GLIBC_INTERNAL_SIGNALS if mask >> (s - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return ()
+
+
+def _reset_internal_signals(signums: tuple[int, ...]) -> None:
+    """In the child: SIG_DFL for glibc's signals through the raw system call (ctypes is
+    imported only in a child that needs it, i.e. hardly ever under cron)."""
+    number = RT_SIGACTION.get(os.uname().machine)
+    if not signums or number is None:
+        return
+    import ctypes
+
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+    default = (ctypes.c_ulong * 4)()  # handler SIG_DFL, no flags, no restorer, empty mask
+    for signum in signums:
+        syscall(ctypes.c_long(number), ctypes.c_int(signum), ctypes.byref(default), None, 8)
+
+
+def _exec_task(
+    argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAULT_SIGNALS, internal=()
+) -> None:
     """In the forked child: the state cron gives a job, then exec; never returns.
 
     Its own session and process group (the timeout and stops end all of it), stdin from
@@ -517,6 +513,7 @@ def _exec_task(argv: list[str], env: dict, write_fd: int, lock_fd, ignored=DEFAU
     try:
         for signum in ignored:
             signal.signal(signum, signal.SIG_DFL)
+        _reset_internal_signals(internal)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.setsid()
         null = os.open("/dev/null", os.O_RDONLY)
@@ -1268,11 +1265,10 @@ def _pings(spec: dict, run_id: str, secrets: list[str]):
     from agency_cron import ping
 
     if not spec.get("ping_url"):
-        secrets += [s for s in ping.secrets_of(url, spec["name"]) if s not in secrets]
+        from agency_cron.secrets import ping_url_secrets
+
+        secrets += [s for s in ping_url_secrets(url, spec["name"]) if s not in secrets]
     return ping.RunPings(url, run_id, float(spec.get("ping_timeout", ping.DEFAULT_TIMEOUT)))
-
-
-SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_SECRET", "_KEY")
 
 
 def _alert_urls(spec: dict) -> list[str]:
@@ -1288,15 +1284,10 @@ def _alert_urls(spec: dict) -> list[str]:
 def _secrets(spec: dict, alert_urls: list[str]) -> list[str]:
     """What to mask: the spec's list, secret-named variables of our environment, and the
     credentials in every alert URL (the spec may come from a host without them)."""
-    found = set(spec.get("secrets", []))
-    found |= {
-        v for k, v in os.environ.items() if k.upper().endswith(SECRET_SUFFIXES) and len(v) >= 4
-    }
+    found = [*spec.get("secrets", []), *secret_values(os.environ)]
     if set(alert_urls) - set(spec.get("alert_urls", [])):
-        from agency_cron.alerts import secrets_of_urls
-
-        found |= {s for s in secrets_of_urls(alert_urls) if len(s) >= 4}
-    return sorted(found)
+        found += secrets_of_urls(alert_urls)
+    return worth_masking(found)
 
 
 def _alert_kind(spec: dict, status: str, previous: str | None, force: bool) -> str | None:

@@ -34,8 +34,8 @@ NAMES = {
     3: {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"},
     4: {"sun", "mon", "tue", "wed", "thu", "fri", "sat"},
 }
-EVERY = re.compile(r"^@every\s+(\d+)\s*([smhd])$")
-ONCE = re.compile(r"^once\s+(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})$")
+EVERY = re.compile(r"^@every\s+([0-9]+)\s*([smhd])$")
+ONCE = re.compile(r"^once\s+([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}):([0-9]{2})$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from rich import box
 from rich.cells import cell_len
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -36,7 +36,7 @@ FOLD_FLOOR = 12  # the narrowest a wrapping column gets when its longest words m
 class Column:
     header: str
     wrap: bool = False  # free text that may wrap; other columns keep their width
-    justify: str = "left"
+    justify: JustifyMethod = "left"
     key: bool = False  # on the key line in the stacked layout (the first column always is)
 
 
@@ -168,6 +168,7 @@ def _print_hybrid(console: Console, columns: list[Column], cells: list[list[Text
     rest, values = columns[1:], [row[1:] for row in cells]
     keys = [_longest_line(row[0]) for row in cells]
     # The other columns at full width if some keys still fit beside them, else narrowest.
+    fitting: list[int] = []
     for rest_widths in (natural_widths(rest, values), floor_widths(rest, values)):
         budget = console.width - sum(rest_widths) - GAP * len(rest)
         fitting = [width for width in keys if width <= budget]
@@ -177,7 +178,10 @@ def _print_hybrid(console: Console, columns: list[Column], cells: list[list[Text
     if not fitting or key_width > budget:
         return False  # no key would stay in its column: an empty column helps nobody
     room = console.width - key_width - GAP
-    widths = [key_width, *fit_widths(rest, values, room)]
+    shrunk = fit_widths(rest, values, room)
+    if shrunk is None:  # cannot happen (the chosen rest widths fit in room); stay safe
+        return False
+    widths = [key_width, *shrunk]
     console.print(_table(columns, [], widths))
     chunk: list[list[Text]] = []
     for row in cells:

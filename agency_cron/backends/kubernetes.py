@@ -19,7 +19,7 @@ AGENCY_ROOT, as on the host).
 - Logs and history go to /var/log/agency-cron and /var/lib/agency-cron on emptyDir volumes:
   the runner also echoes every line to stdout, so `kubectl logs` shows the task log; mount a
   PersistentVolumeClaim there to keep history across pods.
-- Secrets never appear in the output. Env variables with secret names (config.is_secret_name),
+- Secrets never appear in the output. Env variables with secret names (secrets.is_secret_name),
   any value that contains a known secret, and ALERT_URLS come from `Secret
   agency-cron-secrets` through `secretKeyRef` (key = the variable name; a task with its own
   alert_urls reads `ALERT_URLS.<task>`, which should hold the global URLs plus its own).
@@ -77,11 +77,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agency_cron import render
-from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem, is_secret_name
+from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem
 from agency_cron.errors import ConfigError
 from agency_cron.manifest import Task
 from agency_cron.runner import KILL_GRACE_S
 from agency_cron.schedule import REBOOT, cron_form, is_interval, is_once
+from agency_cron.secrets import is_secret_name
 
 # RFC 1123 label (Kubernetes' IsDNS1123Label): namespaces, and CronJob names by our choice.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -25,15 +25,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agency_cron.checks.common import CheckResult, url_secrets
+from agency_cron.checks.common import CheckResult
 from agency_cron.checks.models import Component, Integration
-from agency_cron.config import Settings, is_secret_name, load_settings
+from agency_cron.config import Settings, load_settings
 from agency_cron.errors import AgencyCronError, UsageError
+from agency_cron.secrets import password_of_url, secret_values, worth_masking
 
 JSON_VERSION = 1
 # Header names whose values are credentials (matched as substrings, case-insensitively).
 SECRET_HEADER = re.compile(r"auth|token|key|secret|pass|cookie|session", re.IGNORECASE)
-MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would mask ordinary words
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,11 +186,11 @@ def select(command_name: str, candidates: Sequence, text: str, source: str) -> l
 
 def secrets_for(settings: Settings, items: Sequence) -> list[str]:
     """Strings to mask: secret config values, URL passwords, credential header values."""
-    found = [value for key, value in settings.values.items() if is_secret_name(key)]
+    found = secret_values(settings.values)
     for spec in _http_specs(items):
-        found += url_secrets(spec.url)
+        found += password_of_url(spec.url)
         found += [value for name, value in spec.headers.items() if SECRET_HEADER.search(name)]
-    return sorted({s for s in found if len(s) >= MIN_SECRET_LEN}, key=len, reverse=True)
+    return sorted(worth_masking(found), key=len, reverse=True)
 
 
 def _http_specs(items: Sequence) -> list:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 # Enough of a command's output to say why it failed, short enough for one log line.
 OUTPUT_TAIL_CHARS = 300
@@ -114,29 +113,6 @@ def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
     """The last line(s) of output on one line, cut to `limit` characters from the end."""
     flat = " | ".join(line.strip() for line in text.splitlines() if line.strip())
     return flat if len(flat) <= limit else "..." + flat[-limit:]
-
-
-def redact_url(url: str) -> str:
-    """The URL with the password of user:password@ replaced by ***, for showing it."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def url_secrets(url: str) -> list[str]:
-    """The password in a URL's userinfo, plain and percent-encoded, for redacting output."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    raw = parts.netloc.rpartition("@")[0].partition(":")[2]
-    return [s for s in {raw, unquote(raw)} if s]
 
 
 def seconds(started: float) -> float:

@@ -16,15 +16,15 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agency_cron.checks.common import redact_url
 from agency_cron.manifest import NAME_PATTERN, _did_you_mean, _UnsetVariable, expand, parse_duration
+from agency_cron.secrets import without_password
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
 UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*$")  # no leading '-': not an option
 CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 HOST_NAME = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?$", re.IGNORECASE)
+SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(I?B)?$", re.IGNORECASE)
 # Powers of 1024, as du and ls -h count: for a minimum size the difference hardly matters.
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -56,7 +56,7 @@ def parse_size(value: object) -> int:
 
 def _http_url(value: str) -> str:
     """An http(s) URL with a host; the error shows the URL without its password."""
-    shown = redact_url(value)
+    shown = without_password(value)
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError(f"must not contain spaces or control characters: {shown!r}")
     try:

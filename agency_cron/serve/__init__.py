@@ -113,7 +113,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        option = BIND_OPTION.get(exc.errno, "--host/--port")
+        option = BIND_OPTION.get(exc.errno or 0, "--host/--port")
         why = (exc.strerror or str(exc)).lower()
         raise UsageError(f"{_address(host, port)}: {why} ({option})") from None
     return sockets

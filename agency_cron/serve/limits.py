@@ -21,7 +21,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import ConfigError
 
 DEFAULTS = {"API_MAX_BODY": "1M", "API_HEADER_TIMEOUT": "30", "API_MAX_CONNECTIONS": "100"}
-SIZE = re.compile(r"^(\d+)\s*([KMG]?)i?B?$", re.IGNORECASE)
+SIZE = re.compile(r"^([0-9]+)\s*([KMG]?)i?B?$", re.IGNORECASE)
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 PROBLEM = b"application/problem+json"
 
@@ -53,7 +53,7 @@ def load_limits(settings: Settings) -> Limits:
     connections = _number(value("API_MAX_CONNECTIONS"))
     if connections is None or connections != int(connections):
         fail("API_MAX_CONNECTIONS", "expected a whole number >= 1")
-    if problems:
+    if problems or body is None or timeout is None or connections is None:
         raise ConfigError(*problems)
     return Limits(body, timeout, int(connections))
 
@@ -67,6 +67,8 @@ def _size(text: str) -> int | None:
 
 
 def _number(text: str) -> float | None:
+    if not text.isascii():  # float() reads other scripts' digits too
+        return None
     try:
         number = float(text)
     except ValueError:

@@ -66,7 +66,7 @@ class GuardedH11Protocol(H11Protocol):
     _deadline = None  # the asyncio.TimerHandle that closes a connection too slow to send
     _phase = None  # what the deadline is for: (request cycle, client state)
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         if len(self.server_state.connections) >= self.max_connections:
             self.refused = True
             transport.write(OVERLOADED)

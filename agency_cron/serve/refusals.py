@@ -64,14 +64,14 @@ class RefusalLog:
         key = host if host in self.suppressed or len(self.suppressed) < SUMMARIZED else OTHERS
         self.suppressed[key] = self.suppressed.get(key, 0) + 1
         if self.timer is None:
-            self._arm(now)
+            self._arm(self.window_started + WINDOW_S - now)
 
-    def _arm(self, now: float) -> None:
+    def _arm(self, delay: float) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on the server's loop (a test): flush() writes the summary
             return
-        self.timer = loop.call_later(self.window_started + WINDOW_S - now, self.flush)
+        self.timer = loop.call_later(delay, self.flush)
 
     def flush(self) -> None:
         """End the current window: one "suppressed" line per client that had refusals left

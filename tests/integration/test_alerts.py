@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from agency_cron import alerts
+from agency_cron.secrets import MARKER
 
 SECRET = "s3cr3t-from-the-env"
 URL_PASSWORD = "hunter2pass"
@@ -151,7 +152,7 @@ def test_json_alert_carries_the_run_and_no_secret(http_target, caplog):
     headers = {k: v for k, v in request["headers"].items() if k.lower() != "authorization"}
     seen = request["line"] + json.dumps(headers) + request["body"].decode()
     assert_clean(seen, SECRET, URL_PASSWORD)
-    assert alerts.REDACTED in message  # the secret was there, masked
+    assert MARKER in message  # the secret was there, masked
     assert_clean(outcome + caplog.text, SECRET, URL_PASSWORD, "tok3n-in-the-path")
 
 

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agency_cron.alerts import REDACTED, decide, redact, secrets_of_urls
+from agency_cron.alerts import decide
+from agency_cron.secrets import MARKER as REDACTED
+from agency_cron.secrets import redact, secrets_of_urls
 
 STATUSES = ["success", "failed", "timeout", "skipped", "killed"]
 PREVIOUS = [None, *STATUSES]

@@ -8,10 +8,12 @@ import pytest
 import yaml
 
 from agency_cron.checks import cli
-from agency_cron.checks.common import CheckResult, redact_url, url_secrets
+from agency_cron.checks.common import CheckResult
 from agency_cron.checks.models import Component, Integration, parse_size, validate_section
 from agency_cron.config import load_settings
 from agency_cron.errors import UsageError
+from agency_cron.secrets import password_of_url as url_secrets
+from agency_cron.secrets import without_password as redact_url
 
 FILE = Path("tasks.yaml")
 

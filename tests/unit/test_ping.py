@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from agency_cron import ping
+from agency_cron import ping, secrets
 
 CANONICAL_UUID = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -82,40 +82,40 @@ def test_problem_names_what_is_wrong_and_masks_the_check(url, words):
 
 def test_a_check_uuid_is_a_secret_and_masked():
     url = f"https://hc-ping.com/{CHECK_UUID}"
-    assert set(ping.secrets_of(url)) == {url, CHECK_UUID}
-    assert ping.masked(url) == "https://hc-ping.com/***"
+    assert set(secrets.ping_url_secrets(url)) == {url, CHECK_UUID}
+    assert secrets.masked_ping_url(url) == "https://hc-ping.com/***"
     # Whatever the case: healthchecks.io accepts upper-case UUIDs too.
-    assert ping.masked(url.upper().replace("HTTPS://HC-PING.COM", "https://hc-ping.com")) == (
-        "https://hc-ping.com/***"
-    )
+    assert secrets.masked_ping_url(
+        url.upper().replace("HTTPS://HC-PING.COM", "https://hc-ping.com")
+    ) == ("https://hc-ping.com/***")
 
 
 def test_the_ping_key_of_a_slug_url_is_a_secret_the_slug_is_not():
     url = f"https://hc-ping.com/{PING_KEY}/nightly-database-backup"
-    found = ping.secrets_of(url, "nightly-database-backup")
+    found = secrets.ping_url_secrets(url, "nightly-database-backup")
     assert PING_KEY in found and "nightly-database-backup" not in found
-    assert ping.masked(url, "nightly-database-backup") == (
+    assert secrets.masked_ping_url(url, "nightly-database-backup") == (
         "https://hc-ping.com/***/nightly-database-backup"
     )
     template = f"https://hc-ping.com/{PING_KEY}/{{name}}"
-    assert ping.masked(template) == "https://hc-ping.com/***/{name}"
+    assert secrets.masked_ping_url(template) == "https://hc-ping.com/***/{name}"
 
 
 def test_credentials_and_query_tokens_are_secrets_words_are_not():
     url = "https://opsuser:s3cr%40t@hc.example.com/ping/backup?api_token=abcdef123&create=1"
-    found = ping.secrets_of(url, "backup")
+    found = secrets.ping_url_secrets(url, "backup")
     assert {"opsuser", "s3cr%40t", "s3cr@t", "abcdef123"} <= set(found)
     assert not {"ping", "backup", "create", "hc.example.com"} & set(found)
     assert (
-        ping.masked(url, "backup")
+        secrets.masked_ping_url(url, "backup")
         == "https://***:***@hc.example.com/ping/backup?api_token=***&create=1"
     )
 
 
 def test_a_local_url_without_secrets_masks_nothing_but_itself():
     url = "http://127.0.0.1:8000/ping/backup"
-    assert ping.secrets_of(url, "backup") == [url]
-    assert ping.masked(url, "backup") == url
+    assert secrets.ping_url_secrets(url, "backup") == [url]
+    assert secrets.masked_ping_url(url, "backup") == url
 
 
 # --- the run's UUID, the final ping -----------------------------------------------------
@@ -175,7 +175,7 @@ def test_body_keeps_the_header_and_the_last_whole_lines_within_the_limit():
 DRIVER = textwrap.dedent(
     """
     import json, os, sys, time
-    from agency_cron import ping
+    from agency_cron import ping, secrets
 
     args = json.loads(sys.argv[1])
     pinger = ping.Pinger(args["url"], args["run_id"], ping.Budget(args["budget"]))
@@ -295,7 +295,7 @@ def test_the_helper_holds_none_of_the_runners_descriptors(http_recorder, tmp_pat
     code = textwrap.dedent(
         f"""
         import fcntl, json, os, time
-        from agency_cron import ping
+        from agency_cron import ping, secrets
         fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX)
         pinger = ping.Pinger({http_recorder.url + "/p"!r}, "abc", ping.Budget(3))

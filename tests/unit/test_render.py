@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agency_cron import render
-from agency_cron.config import is_secret_name, load_settings
+from agency_cron.config import load_settings
 from agency_cron.manifest import Task
+from agency_cron.secrets import is_secret_name
 
 # Variables the wrapper sets itself; a task may override them, but not in the property.
 WRAPPER_KEYS = {"AGENCY_ROOT", "LOG_DIR", "STATE_DIR", "AGENCY_CRON_MANIFEST", "PATH"}
