@@ -96,7 +96,8 @@ system-deps:
 
 test-deps:
 	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3 git:git faketime:faketime msmtp:msmtp-mta \
-	  promtool:prometheus prometheus-node-exporter:prometheus-node-exporter chronic:moreutils"
+	  promtool:prometheus prometheus-node-exporter:prometheus-node-exporter chronic:moreutils \
+	  openssl:openssl curl:curl"
 
 need:
 	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \

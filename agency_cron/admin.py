@@ -27,7 +27,7 @@ from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
 from agency_cron.manifest import NAME_PATTERN, Manifest, Task, api_may_replace, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
 from agency_cron.secrets import MARKER as REDACTED
-from agency_cron.secrets import is_secret_name, masked_url, redact
+from agency_cron.secrets import is_secret_name, masked_ping_url, masked_url, redact
 
 FILE_MODE = 0o600  # an API task may carry secrets in its env
 RACY_NS = 2 * 10**9
@@ -150,6 +150,8 @@ def masked(document: dict) -> dict:
         }
     if isinstance(result.get("alert_urls"), list):
         result["alert_urls"] = [_masked_url(u) for u in result["alert_urls"]]
+    if isinstance(result.get("ping_url"), str):
+        result["ping_url"] = masked_ping_url(result["ping_url"], result.get("name"))
     return result
 
 
@@ -171,6 +173,13 @@ def unmasked(body: dict, previous: dict) -> dict:
     if isinstance(urls, list):
         originals = {_masked_url(u): u for u in previous.get("alert_urls") or []}
         result["alert_urls"] = [originals.get(u, u) if REDACTED in str(u) else u for u in urls]
+    before_url = previous.get("ping_url")
+    # Only the masked form of the previous URL stands for it: an edited one is new.
+    shown = (
+        masked_ping_url(before_url, previous.get("name")) if isinstance(before_url, str) else None
+    )
+    if shown is not None and REDACTED in shown and result.get("ping_url") == shown:
+        result["ping_url"] = before_url
     return result
 
 

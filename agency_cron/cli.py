@@ -390,6 +390,10 @@ def status(
         + [row["last_error"], _when(row["next_run"], wide)]
         for row in rows
     ]
+    if any(row["ping"] for row in rows):  # the column only where some task pings
+        columns.append(Column("ping", wrap=True))
+        for row, line in zip(rows, cells, strict=True):
+            line.append((row["last_ping"] or "none yet") if row["ping"] else "-")
     print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
     out.print(_metrics_line(settings), markup=False)
 
@@ -432,7 +436,7 @@ def history(
         _print_json(rows)
         return
     times = ("started_at", "finished_at") if wide else ("started_at",)
-    tail = ("note", "alert") if wide else ("note",)
+    tail = ("note", "alert", "ping") if wide else ("note",)
     columns = [Column("run id"), *(Column(key.split("_")[0]) for key in times)]
     columns += [Column("duration", justify="right"), Column("exit", justify="right")]
     columns += [Column("status"), Column("attempt", justify="right")]

@@ -34,6 +34,10 @@ DEFAULTS: dict[str, str] = {
     "ADMIN_READ_TOKEN": "",
     "ADMIN_READ_TOKEN_FILE": "",
     "API_EDITS_MANIFEST": "false",
+    # Heartbeat pings (healthchecks.io protocol): the URL template of every task that sets
+    # no ping_url ({name} is the task's name), and the seconds a run may wait for its pings.
+    "PING_URL": "",
+    "PING_TIMEOUT": "10",
     # Prometheus: the textfile the built-in metrics-export task writes every minute (for
     # node_exporter's textfile collector), and /metrics of `serve` without a token.
     "METRICS_TEXTFILE": "",
@@ -67,6 +71,17 @@ class Settings:
 
     def get(self, key: str) -> str:
         return self.values.get(key, DEFAULTS.get(key, ""))
+
+    @property
+    def ping_url(self) -> str | None:
+        """PING_URL, the template of every task without its own ping_url; None when unset."""
+        value = self.get("PING_URL").strip()
+        return value if value and value.lower() != "none" else None
+
+    @property
+    def ping_timeout(self) -> float:
+        """PING_TIMEOUT in seconds (validated by load_settings)."""
+        return _positive_float(self.get("PING_TIMEOUT")) or 10.0
 
     @property
     def metrics_textfile(self) -> Path | None:
@@ -204,6 +219,7 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
     alert_timeout = _positive_float(values["ALERT_TIMEOUT"])
     if alert_timeout is None:
         fail("ALERT_TIMEOUT", f"expected seconds > 0, got {values['ALERT_TIMEOUT']!r}")
+    _check_pings(values, fail)
     _check_metrics(values, fail)
     if problems or retention is None or alert_timeout is None:
         raise ConfigError(*problems)
@@ -220,6 +236,17 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
         log_retention_days=retention,
         values=values,
     )
+
+
+def _check_pings(values: dict[str, str], fail) -> None:
+    from agency_cron import ping
+
+    template = values["PING_URL"].strip()
+    if template and (problem := ping.problem(template)):
+        fail("PING_URL", problem)
+    seconds = _positive_float(values["PING_TIMEOUT"])
+    if seconds is None or seconds == float("inf"):
+        fail("PING_TIMEOUT", f"expected seconds > 0, got {values['PING_TIMEOUT']!r}")
 
 
 def _check_metrics(values: dict[str, str], fail) -> None:

@@ -141,6 +141,8 @@ def _task_row(
         "last_success": status["last_success"],
         "last_failure": status["last_failure"],
         "last_error": status["last_error"],
+        "ping": status.get("ping", False),
+        "last_ping": status.get("last_ping"),
         "log": task.log_name,
         "tags": list(task.tags),
     }

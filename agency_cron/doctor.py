@@ -6,7 +6,7 @@ the CLI shows the findings and exits 1 when one is not ok.
 
 Check names (stable, used by `--json` consumers):
   cron-daemon, crontab-entries, drift, wrappers, log-dirs, logrotate, config-permissions,
-  alert-urls, commands, overrides, task-users, metrics-textfile.
+  alert-urls, ping-urls, failure-delivery, commands, overrides, task-users, metrics-textfile.
 
 Decisions worth knowing:
 - Drift means a managed crontab line that differs from what `install` writes *and* from what
@@ -34,14 +34,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from agency_cron import layout, render
+from agency_cron import layout, ping, render
 from agency_cron.backends.crontab import Target, entry_line, installed_entries
 from agency_cron.config import Settings, read_config_file, split_urls
 from agency_cron.errors import AgencyCronError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
 from agency_cron.plan import UNCHANGED, Plan, build_plan, log_owner
-from agency_cron.secrets import is_secret_name, masked_url, secrets_of_urls, url_credentials
+from agency_cron.secrets import (
+    is_secret_name,
+    masked_ping_url,
+    masked_url,
+    ping_url_secrets,
+    secrets_of_urls,
+    url_credentials,
+)
 
 JSON_VERSION = 1
 INSTALL = "agency-cron install"
@@ -88,6 +95,7 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     findings += check_logrotate(settings)
     findings += check_config_permissions(settings)
     findings += check_alert_urls(settings, manifest)
+    findings += check_ping_urls(settings, manifest)
     findings += check_failure_delivery(settings, manifest, plan)
     findings += check_commands(settings, manifest)
     findings += check_overrides(settings, manifest)
@@ -447,6 +455,8 @@ def secret_keys(values: dict[str, str]) -> list[str]:
     found = [key for key, value in values.items() if is_secret_name(key) and value]
     if any(url_credentials(url) for url in split_urls(values.get("ALERT_URLS", ""))):
         found.append("ALERT_URLS")
+    if len(ping_url_secrets(values.get("PING_URL", "").strip())) > 1:  # more than itself
+        found.append("PING_URL")
     return sorted(found)
 
 
@@ -491,6 +501,95 @@ def _apprise_accepts(url: str) -> bool:
     # Apprise logs a rejected URL whole; a caller's log handler must not see the credentials.
     with _redacted_logs(secrets_of_urls([url])):
         return bool(apprise.Apprise().add(url))
+
+
+# --- ping URLs -------------------------------------------------------------------------
+
+RESOLVE_TIMEOUT_S = 5.0
+
+
+def check_ping_urls(settings: Settings, manifest: Manifest) -> list[Finding]:
+    """Every task's ping URL (its ping_url, else PING_URL) parses and its host resolves; a
+    healthchecks.io slug URL must end in a lowercase slug. Never pings: a ping from doctor
+    would tell the monitor that the task ran. URLs are shown masked."""
+    urls: dict[str, str] = {}
+    for task in manifest.tasks:
+        if url := render.ping_url(task, settings):
+            urls[task.name] = url
+    if not urls:
+        return [Finding("ping-urls", True, "no ping URLs configured (PING_URL, ping_url)")]
+    findings = [
+        found
+        for name, url in urls.items()
+        if (found := _ping_finding(settings, manifest, name, url)) is not None
+    ]
+    hosts = sorted({host for url in urls.values() if (host := _host(url))})
+    findings += [
+        Finding("ping-urls", False, f"ping host {host} does not resolve", _DNS_FIX)
+        for host in hosts
+        if not _resolves(host)
+    ]
+    return findings or [
+        Finding("ping-urls", True, f"{len(urls)} task(s) ping; their URLs parse and resolve")
+    ]
+
+
+_DNS_FIX = "check the host in PING_URL or ping_url, and the host's DNS (/etc/resolv.conf)"
+
+
+def _ping_finding(settings: Settings, manifest: Manifest, name: str, url: str) -> Finding | None:
+    task = manifest.get(name)
+    if task is not None and task.ping_url is None:
+        where = f"PING_URL in {settings.config_path or 'the environment'}"
+    else:
+        where = f"ping_url of task {name} in the manifest"
+    problem = ping.problem(url)
+    if problem is not None:
+        return Finding(
+            "ping-urls",
+            False,
+            f"{name}: ping URL {problem}",
+            f"correct {where}, then {INSTALL}",
+            name,
+        )
+    slug = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    if slug == name and name != name.lower():
+        detail = (
+            f"{name}: {masked_ping_url(url, name)} ends in the task's name, but healthchecks.io"
+            " slugs are lowercase (a-z, 0-9, - and _): no check will be found"
+        )
+        fix = f"give task {name} its own ping_url ending in {name.lower()}, then {INSTALL}"
+        return Finding("ping-urls", False, detail, fix, name)
+    return None
+
+
+def _host(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def _resolves(host: str) -> bool:
+    """getaddrinfo in a daemon thread, waited for RESOLVE_TIMEOUT_S at most (it has no
+    timeout of its own, and a broken resolver must not hang doctor)."""
+    import socket
+    import threading
+
+    answer: list[bool] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(bool(socket.getaddrinfo(host, None)))
+        except (OSError, UnicodeError):
+            answer.append(False)
+
+    worker = threading.Thread(target=lookup, daemon=True)
+    worker.start()
+    worker.join(RESOLVE_TIMEOUT_S)
+    return bool(answer and answer[0])
 
 
 # --- commands --------------------------------------------------------------------------

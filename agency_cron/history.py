@@ -14,7 +14,7 @@ try:  # the C module: the `sqlite3` package adds datetime adapters that nothing 
 except ImportError:  # another Python implementation
     import sqlite3  # type: ignore[no-redef]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = (
     "task",
@@ -32,6 +32,7 @@ COLUMNS = (
     "alert",
     "note",
     "runner",
+    "ping",
 )
 # The rows of runs still in progress (see migration 4); the text must stay identical to the
 # partial index's, for SQLite to use that index.
@@ -96,6 +97,9 @@ MIGRATIONS = {
     # that an index-only scan met in run_id order (100,000 rows, 100 tasks: 211 -> 59 ms;
     # (task, status, started_at, run_id) gave 134 ms).
     5: ("CREATE INDEX IF NOT EXISTS runs_task_run ON runs (task, run_id, status, started_at)",),
+    # Heartbeat pings (ping.py): the outcome of a run's final ping ("ok", "failed (HTTP
+    # 404)", ...), on the row of the run's last attempt, as `alert` holds the alert's.
+    6: ("ALTER TABLE runs ADD COLUMN ping TEXT",),
 }
 
 
@@ -167,6 +171,11 @@ def record_checks(conn: sqlite3.Connection, rows: list[dict]) -> None:
 
 def set_alert(conn: sqlite3.Connection, row_id: int, outcome: str) -> None:
     conn.execute("UPDATE runs SET alert = ? WHERE id = ?", (outcome, row_id))
+
+
+def set_ping(conn: sqlite3.Connection, row_id: int, outcome: str) -> None:
+    """The outcome of the run's final heartbeat ping, on its last attempt's row."""
+    conn.execute("UPDATE runs SET ping = ? WHERE id = ?", (outcome, row_id))
 
 
 def last_final_status(conn: sqlite3.Connection, task: str) -> str | None:

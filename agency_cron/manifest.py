@@ -80,6 +80,9 @@ class Task(BaseModel):
     jitter: int = 0
     # Run as this user (system:/cron.d and systemd targets; root there by default).
     user: str | None = None
+    # Heartbeat pings (healthchecks.io protocol) to this URL ({name}: the task's name);
+    # `none` opts out of PING_URL. See agency_cron/ping.py.
+    ping_url: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -101,6 +104,15 @@ class Task(BaseModel):
             )
         except ScheduleError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("ping_url")
+    @classmethod
+    def _ping_url(cls, value: str | None) -> str | None:
+        from agency_cron import ping
+
+        if value is not None and (problem := ping.problem(value)):
+            raise ValueError(problem)
+        return None if value is None else value.strip()
 
     @field_validator("timezone")
     @classmethod

@@ -16,7 +16,7 @@ from pathlib import Path
 from agency_cron import layout
 from agency_cron.config import Settings
 from agency_cron.manifest import Task
-from agency_cron.secrets import is_secret_name, secrets_of_urls, worth_masking
+from agency_cron.secrets import is_secret_name, ping_url_secrets, secrets_of_urls, worth_masking
 
 SPEC_VERSION = 1
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -162,7 +162,7 @@ def working_dir(task: Task, settings: Settings) -> str:
 
 def spec(task: Task, settings: Settings, enabled: bool) -> dict:
     """Everything the runner needs, resolved, so the run path reads JSON and nothing else."""
-    return {
+    found = {
         "version": SPEC_VERSION,
         "name": task.name,
         "description": task.description,
@@ -188,6 +188,25 @@ def spec(task: Task, settings: Settings, enabled: bool) -> dict:
         "timezone": task.timezone,
         "jitter": task.jitter,
     }
+    return _with_pings(task, settings, found)
+
+
+def ping_url(task: Task, settings: Settings) -> str | None:
+    """The URL the task's runs ping: its ping_url, else PING_URL, {name} filled in; None
+    when neither is set or the task says `ping_url: none`."""
+    from agency_cron import ping
+
+    template = task.ping_url if task.ping_url is not None else settings.ping_url
+    return ping.resolve(template, task.name)
+
+
+def _with_pings(task: Task, settings: Settings, found: dict) -> dict:
+    """The ping keys, only for a task that pings: the other specs stay as they were."""
+    url = ping_url(task, settings)
+    if url is not None:
+        found["ping_url"] = url
+        found["ping_timeout"] = settings.ping_timeout
+    return found
 
 
 def spec_run_now(task: Task, settings: Settings, enabled: bool, manifest: Path | str) -> dict:
@@ -208,7 +227,14 @@ def redaction_list(task: Task, settings: Settings) -> list[str]:
     found = [*task.secret_values, *_config_secrets(settings)]
     if task.alert_urls:
         found += secrets_of_urls(list(task.alert_urls))
+    found += ping_secrets(task, settings)
     return worth_masking(found)
+
+
+def ping_secrets(task: Task, settings: Settings) -> list[str]:
+    """The secrets of the task's ping URL (its UUID, ping key, credentials, the whole URL)."""
+    url = ping_url(task, settings)
+    return ping_url_secrets(url, task.name) if url else []
 
 
 def _config_secrets(settings: Settings) -> tuple[str, ...]:

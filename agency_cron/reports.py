@@ -124,6 +124,7 @@ def task_status(settings: Settings, manifest: Manifest, names: list[str] | None)
                 **figures,
                 "next_run": next_run(task, settings) if enabled else None,
                 "override": override_of(task, overrides),
+                **_ping_figures(settings, conns, task),
             }
         )
     _close(conns)
@@ -163,6 +164,27 @@ def _figures(conns: list[sqlite3.Connection], name: str) -> dict:
     figures["last_status"] = last[1] if last else None
     figures["last_error"] = _error_text(error[1:]) if error else None
     return figures
+
+
+# The newest ping outcome among the task's newest rows: a task that has just started to
+# ping must not make every status read walk its whole history looking for one.
+LAST_PING_SQL = """
+SELECT started_at, ping FROM (
+  SELECT started_at, id, ping FROM runs WHERE task = ? ORDER BY started_at DESC, id DESC LIMIT 100
+) WHERE ping IS NOT NULL ORDER BY started_at DESC, id DESC LIMIT 1
+"""
+
+
+def _ping_figures(settings: Settings, conns: list[sqlite3.Connection], task: Task) -> dict:
+    """`ping`: whether the task's runs ping (ping_url, else PING_URL); `last_ping`: the
+    outcome of the newest final ping ("ok", "failed (HTTP 404)"), None before the first."""
+    from agency_cron import ping
+
+    template = task.ping_url if task.ping_url is not None else settings.ping_url
+    if ping.resolve(template, task.name) is None:
+        return {"ping": False, "last_ping": None}
+    newest = _newest(history.holding(conns, task.name), LAST_PING_SQL, (task.name,))
+    return {"ping": True, "last_ping": newest[1] if newest else None}
 
 
 def _error_text(row) -> str:
@@ -209,6 +231,7 @@ def history_row(row: dict) -> dict:
         "attempts": row["attempts"],
         "note": row["note"],
         "alert": row["alert"],
+        "ping": row.get("ping"),
     }
 
 

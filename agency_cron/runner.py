@@ -169,6 +169,7 @@ class Output:
             self.echo = _discard
         self.redactor = Redactor(secrets)
         self.tail = b""
+        self.last_tail = b""  # the attempt's last TAIL_BYTES, for a heartbeat ping's body
         self.at_line_start = True
 
     def line(self, text: str) -> None:
@@ -200,7 +201,7 @@ class Output:
     def take_tail(self) -> str:
         """The last lines of the attempt's output, then start a new tail."""
         lines = self.tail.decode("utf-8", "replace").splitlines()[-TAIL_LINES:]
-        self.tail = b""
+        self.last_tail, self.tail = self.tail, b""
         return "\n".join(lines)
 
     def close(self) -> None:
@@ -366,7 +367,7 @@ class Attempt:
         env.update(self.spec["env"])
         env["AGENCY_CRON_TASK"] = self.spec["name"]
         env["AGENCY_CRON_RUN_ID"] = self.run_id
-        for private in ("AGENCY_CRON_REPORT_FD", "AGENCY_CRON_CRON_LOG"):
+        for private in ("AGENCY_CRON_REPORT_FD", "AGENCY_CRON_CRON_LOG", "AGENCY_CRON_PING_URL"):
             env.pop(private, None)
         if self.lock_fd is not None:
             env["AGENCY_CRON_LOCK_FD"] = str(self.lock_fd)
@@ -836,6 +837,7 @@ class Run:
         self.attempts = int(spec["retries"]) + 1
         self.alert_urls = _alert_urls(spec)
         self.secrets = _secrets(spec, self.alert_urls)
+        self.pings = _pings(spec, self.run_id, self.secrets)
         self.output = Output(spec["log"], self.secrets, echo)
         from agency_cron.history import writer_path  # its own user's database
 
@@ -858,6 +860,8 @@ class Run:
             return self._execute(signals)
         finally:
             signals.close()
+            if self.pings is not None:
+                self.pings.close()
             if self.lock is not None:
                 self.lock.close()
             self.output.close()
@@ -871,6 +875,8 @@ class Run:
                 return self._skip(busy)
         if once_completed(self.spec):
             return self._skip("once task already completed")
+        if self.pings is not None:  # a skipped run is not a run: it pings nothing
+            self.pings.start()
         code = self._attempts(signals)
         self._mark_completed()
         return code
@@ -988,6 +994,7 @@ class Run:
                 if not told and self._alert_target():
                     mark = "not sent: the alert policy asked for none"
                 self._history(lambda conn, i=row["id"], m=mark: history.set_alert(conn, i, m))
+            self._ping_lost(row, note)
 
     def _attempts(self, signals: Signals) -> int:
         problem = _enter_working_dir(self.spec["working_dir"])
@@ -1018,6 +1025,7 @@ class Run:
                 }
                 self._close_wait(row_id, end)
             break
+        self._ping_end(status, code, attempt, duration, row_id, self.output.last_tail)
         outcome = self._maybe_alert(status, code, attempt, tail, duration, row_id)
         self._report(status, code, attempt, tail, outcome, self.run_id)
         return code
@@ -1033,6 +1041,7 @@ class Run:
         self.output.line(f"error task={self.spec['name']} run={self.run_id}: {problem}")
         started = now_iso()
         row_id = self._record(1, started, started, 0.0, 2, "failed", problem, problem)
+        self._ping_end("failed", 2, 1, 0.0, row_id, problem.encode())
         outcome = self._maybe_alert("failed", 2, 1, problem, 0.0, row_id)
         self._report("failed", 2, 1, problem, outcome, self.run_id)
         return 2
@@ -1143,6 +1152,43 @@ class Run:
             return False
         return True
 
+    def _ping_end(self, status, code, attempt, duration, row_id, tail: bytes) -> None:
+        """The run's final heartbeat ping (before the alert, which may take ALERT_TIMEOUT):
+        its outcome in the log and on the last attempt's row, never in the exit code."""
+        if self.pings is None:
+            return
+        from agency_cron import ping
+
+        header = (
+            f"agency-cron: task {self.spec['name']} {status} on {self.host} (exit code {code},"
+            f" attempt {attempt} of {self.attempts}, {duration:.1f}s, run {self.run_id})"
+        )
+        data = self.output.redactor.replace(ping.body(header, tail))
+        action, outcome = self.pings.end(status, code, data)
+        self._ping_outcome(outcome, f"{action}, rid {self.pings.rid}", row_id)
+
+    def _ping_lost(self, row: dict, note: str) -> None:
+        """/fail for a lost run, with its own rid (whoever finds it pings; readers only mark)."""
+        if self.pings is None:
+            return
+        from agency_cron import ping
+
+        header = (
+            f"agency-cron: task {self.spec['name']} lost on {row['host']} (run {row['run_id']})"
+        )
+        data = self.output.redactor.replace(ping.body(header, note.encode()))
+        outcome = self.pings.lost(row["run_id"], data)
+        detail = f"fail, lost run {row['run_id']}, rid {ping.rid_of(row['run_id'])}"
+        self._ping_outcome(outcome, detail, row["id"])
+
+    def _ping_outcome(self, outcome: str, detail: str, row_id: int | None) -> None:
+        from agency_cron import history
+
+        outcome = self.output.redactor.replace(outcome.encode()).decode("utf-8", "replace")
+        self.output.line(f"ping: {outcome} ({detail})")
+        if row_id is not None:
+            self._history(lambda conn: history.set_ping(conn, row_id, outcome))
+
     def _maybe_alert(self, status, code, attempt, tail, duration, row_id) -> str | None:
         """Send the alert the policy asks for; its outcome, or None when none was due."""
         from agency_cron import history
@@ -1206,6 +1252,23 @@ def _own_identity() -> str | None:
 
         _IDENTITY.append(history.process_identity(os.getpid()))
     return _IDENTITY[0]
+
+
+def _pings(spec: dict, run_id: str, secrets: list[str]):
+    """The run's heartbeat pings (ping.RunPings) when the spec names a URL, or, from a
+    Kubernetes Secret, AGENCY_CRON_PING_URL does (its secrets join `secrets`: the spec's
+    redaction list never saw it); else None and ping.py is never imported: runs without
+    pings pay nothing for them."""
+    url = spec.get("ping_url") or os.environ.get("AGENCY_CRON_PING_URL", "").strip()
+    if not url:
+        return None
+    from agency_cron import ping
+
+    if not spec.get("ping_url"):
+        from agency_cron.secrets import ping_url_secrets
+
+        secrets += [s for s in ping_url_secrets(url, spec["name"]) if s not in secrets]
+    return ping.RunPings(url, run_id, float(spec.get("ping_timeout", ping.DEFAULT_TIMEOUT)))
 
 
 def _alert_urls(spec: dict) -> list[str]:

@@ -197,3 +197,66 @@ class RecordRedactor:
             message = str(record.msg)
         record.msg, record.args = redact(message, self.secrets), ()
         return True
+
+
+# --- heartbeat ping URLs (ping.py) ---------------------------------------------------------
+
+PING_PLACEHOLDER = "{name}"  # a PING_URL template's task name: a slug, not a secret
+# A path segment this long, of letters and digits (healthchecks' ping keys have 22), is a key.
+KEY_SEGMENT_LEN = 16
+UUID_PATTERN = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+
+
+def ping_url_secrets(url: str, name: str | None = None) -> list[str]:
+    """Substrings of a ping URL that are secrets, longest first: the whole URL, the user and
+    password of `user:pass@`, every UUID in it (hc-ping.com/UUID: whoever knows it can ping
+    the check), the ping key of a slug URL (hc-ping.com/PING_KEY/SLUG), other key-like path
+    segments, and query values of token/key/secret/pass/auth keys. The slug, words like
+    `ping` and the task's `name` are not secrets: masking them would mask every log line
+    that names the task. Works on a URL that does not parse too (messages quote those)."""
+    import re
+    from urllib.parse import parse_qsl
+
+    whole = url.strip()
+    rest = whole.partition("://")[2] or whole
+    netloc, _, path = rest.partition("/")
+    path, _, query = path.partition("?")
+    found = [whole, *re.findall(UUID_PATTERN, whole)]
+    userinfo = netloc.rpartition("@")[0]
+    if userinfo:
+        found += userinfo.split(":", 1)
+    segments = [s for s in re.split(r"[/\s]+", path) if s]
+    found += [s for s in segments if _is_key(s, name)]
+    slug = len(segments) >= 2 and segments[-1] in (name, PING_PLACEHOLDER)
+    if slug and len(segments[-2]) >= KEY_SEGMENT_LEN:
+        found.append(segments[-2])  # the project's ping key, before the slug
+    pairs = parse_qsl(query.partition("#")[0], keep_blank_values=True)
+    found += [v for k, v in pairs if any(w in k.lower() for w in SECRET_KEY_WORDS)]
+    kept = [s for s in _with_decoded(found) if s not in (name, PING_PLACEHOLDER)]
+    return sorted(worth_masking(kept), key=lambda s: (-len(s), s))
+
+
+def _is_key(segment: str, name: str | None) -> bool:
+    if segment in (name, PING_PLACEHOLDER):
+        return False
+    if _is_uuid(segment.lower()):
+        return True
+    return (
+        len(segment) >= KEY_SEGMENT_LEN
+        and all(c.isalnum() or c in "-_" for c in segment)
+        and any(c.isdigit() for c in segment)
+        and any(c.isalpha() for c in segment)
+    )
+
+
+def _is_uuid(text: str) -> bool:
+    groups = text.split("-")
+    return [len(g) for g in groups] == [8, 4, 4, 4, 12] and all(
+        c in "0123456789abcdef" for c in text.replace("-", "")
+    )
+
+
+def masked_ping_url(url: str, name: str | None = None) -> str:
+    """A ping URL as messages and listings show it: https://hc-ping.com/***."""
+    whole = url.strip()
+    return redact(whole, [s for s in ping_url_secrets(url, name) if s != whole])

@@ -1,7 +1,7 @@
 """Runner benchmark: the wrapper's whole run of `true`, output throughput and peak memory.
 
     python bench/runner.py [--runs 200] [--sizes 10M,100M,1G] [--repeat 3]
-        [--no-throughput] [--no-profile] [--against GIT_REV]
+        [--no-throughput] [--no-profile] [--against GIT_REV] [--pings | --no-pings]
 
 Run by hand, never in the tests. Everything is measured in one run:
 
@@ -26,6 +26,12 @@ Run by hand, never in the tests. Everything is measured in one run:
    check, fork+exec with default signals against posix_spawn.
 5. With --against REV: the runner of that git revision and this one, whole runs of `true`
    started as the wrapper starts them, interleaved with `chronic true`.
+6. Heartbeat pings (`--pings` for this part alone; `--no-pings` skips it): the wrapper's
+   run of `true` for a task whose ping_url is a local HTTP server (127.0.0.1, started by
+   the benchmark, answering 200 OK as hc-ping.com does), against the same task without
+   one, against `chronic true` followed by `curl -fsS --retry 3 URL` (what operators
+   append to crontab lines by hand) and against `curl URL/start; chronic true; curl URL`
+   (the two pings the runner sends), interleaved. The server counts the pings it gets.
 """
 
 from __future__ import annotations
@@ -115,12 +121,16 @@ def out_task(size: int) -> str:
     return f"bench-out-{human(size)}"
 
 
-def install(site: Site, sizes: list[int]) -> None:
+def install(site: Site, sizes: list[int], ping_url: str) -> None:
     lines = [
         "tasks:",
         f"  - name: {TRUE_TASK}",
         '    schedule: "0 0 * * *"',
         '    command: "true"',  # quoted: a bare `true` is a YAML boolean
+        f"  - name: {PING_TASK}",  # pings the benchmark's own server (see pings())
+        '    schedule: "0 0 * * *"',
+        '    command: "true"',
+        f"    ping_url: {ping_url}",
     ]
     for size in sizes:
         lines += [
@@ -472,6 +482,103 @@ def addition_costs(folder: Path, rounds: int = 300) -> None:
         print(f"  {name:<62} {median(values) * 1e6:>9.1f}")
 
 
+# ---------------------------------------------------------------- 6. heartbeat pings
+
+PING_TASK = "bench-ping"
+PING_SERVER = """
+import http.server
+count = 0
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self):
+        global count
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path != "/count":
+            count += 1
+        body = str(count).encode() if self.path == "/count" else b"OK"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = do_HEAD = answer
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def ping_server() -> tuple[subprocess.Popen, str]:
+    """A local HTTP server in its own process (not sharing our GIL); its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", PING_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    port = process.stdout.readline().strip() if process.stdout else ""
+    return process, f"http://127.0.0.1:{port}"
+
+
+def pings_received(base: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/count", timeout=10) as answer:
+        return int(answer.read())
+
+
+def ping_commands(site: Site, url: str, curl: str, chronic: str) -> dict[str, list[str]]:
+    quiet = f"{curl} -fsS --retry 3 -o /dev/null"
+    return {
+        "wrapper (true), no ping": [str(site.wrapper(TRUE_TASK))],
+        "wrapper (true), ping start + end": [str(site.wrapper(PING_TASK))],
+        "chronic true; curl URL": ["/bin/sh", "-c", f"{chronic} true; {quiet} {url}"],
+        "curl URL/start; chronic true; curl URL": [
+            "/bin/sh",
+            "-c",
+            f"{quiet} {url}/start; {chronic} true; {quiet} {url}",
+        ],
+    }
+
+
+def pings(site: Site, runs: int, base: str) -> None:
+    curl, chronic = shutil.which("curl"), shutil.which("chronic")
+    if not curl or not chronic:
+        print("\nheartbeat pings: curl or chronic not found (apt-get install curl moreutils)")
+        return
+    before = pings_received(base)
+    times = _interleaved(ping_commands(site, f"{base}/ping/{PING_TASK}", curl, chronic), runs)
+    received = pings_received(base) - before
+    expected = (runs + 3) * 5  # per round: the runner's 2, then curl's 1 and 2
+    print(f"\nheartbeat pings: {runs} interleaved runs each, wall ms (a server on 127.0.0.1)")
+    for name, values in times.items():
+        print(
+            f"  {name:<40} median {median(values) * 1000:8.2f}"
+            f"  p90 {percentile(values, 90) * 1000:8.2f}"
+        )
+    pinged = median(times["wrapper (true), ping start + end"])
+    ratios = {
+        "no ping": median(times["wrapper (true), no ping"]),
+        "chronic + curl": median(times["chronic true; curl URL"]),
+        "curl + chronic + curl": median(times["curl URL/start; chronic true; curl URL"]),
+    }
+    print("  " + "; ".join(f"ping / ({name}): {pinged / ref:.2f}" for name, ref in ratios.items()))
+    print(f"  pings received: {received} of {expected} sent")
+
+
+def _interleaved(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    """`runs` rounds of every command, the order rotating each round, after 3 warm-up rounds."""
+    env, names = cron_env(), list(commands)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs + 3):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, code, _ = spawn_wait(commands[name], env)
+            if code != 0:
+                sys.exit(f"bench: {name} exited {code}")
+            if i >= 3:
+                times[name].append(wall)
+    return times
+
+
 # ---------------------------------------------------------------- 5. against an older runner
 
 
@@ -524,6 +631,25 @@ def against(site: Site, folder: Path, rev: str, runs: int) -> None:
 # ---------------------------------------------------------------- main
 
 
+def run_sections(args, site: Site, folder: Path, sizes: list[int], base: str) -> None:
+    if args.pings:
+        pings(site, args.runs, base)
+        return
+    report_startup(startup(site, args.runs), args.runs, wrapper_uses_site(site))
+    if not args.no_pings:
+        pings(site, args.runs, base)
+    if not args.no_profile:
+        attempt_durations(site)
+    if not args.no_throughput:
+        throughput(site, folder, sizes, args.repeat)
+    if args.against:
+        against(site, folder, args.against, args.runs)
+    if not args.no_profile:
+        addition_costs(folder)
+        import_profile(site)
+        strace_profile(site, folder)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="start-up runs per command")
@@ -531,6 +657,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs per size")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-pings", action="store_true", help="skip the heartbeat pings")
+    parser.add_argument("--pings", action="store_true", help="only the heartbeat pings")
     parser.add_argument("--against", metavar="REV", help="also compare with the runner at REV")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
@@ -540,20 +668,15 @@ def main() -> int:
         f"runner benchmark: {os.cpu_count()} cpus, python {sys.version.split()[0]}"
         f" ({sys.executable}), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
     )
-    with scratch("agency-cron-bench-runner-") as folder:
-        site = make_site(folder, "site")
-        install(site, sizes)
-        report_startup(startup(site, args.runs), args.runs, wrapper_uses_site(site))
-        if not args.no_profile:
-            attempt_durations(site)
-        if not args.no_throughput:
-            throughput(site, folder, sizes, args.repeat)
-        if args.against:
-            against(site, folder, args.against, args.runs)
-        if not args.no_profile:
-            addition_costs(folder)
-            import_profile(site)
-            strace_profile(site, folder)
+    server, base = ping_server()  # the heartbeat pings' target, for the whole run
+    try:
+        with scratch("agency-cron-bench-runner-") as folder:
+            site = make_site(folder, "site")
+            install(site, [] if args.pings else sizes, f"{base}/ping/{PING_TASK}")
+            run_sections(args, site, folder, sizes, base)
+    finally:
+        server.terminate()
+        server.wait()
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0

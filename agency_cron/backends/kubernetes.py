@@ -23,7 +23,10 @@ AGENCY_ROOT, as on the host).
   any value that contains a known secret, and ALERT_URLS come from `Secret
   agency-cron-secrets` through `secretKeyRef` (key = the variable name; a task with its own
   alert_urls reads `ALERT_URLS.<task>`, which should hold the global URLs plus its own).
-  The runner passes its environment to the task, so the task sees them. The export never
+  A task that pings (ping_url, PING_URL) reads its URL from `PING_URL.<task>` as
+  AGENCY_CRON_PING_URL: the spec keeps only `ping_timeout`, and the runner keeps that
+  variable from the task. The runner passes its environment to the task, so the task sees
+  the others. The export never
   creates the Secret: it would have to contain the values. A command, script, description
   or working_dir that contains a secret value is refused, since it would land in the
   ConfigMap in clear.
@@ -102,6 +105,7 @@ SPEC_DIR = "/etc/agency-cron"
 LOG_DIR = "/var/log/agency-cron"
 STATE_DIR = "/var/lib/agency-cron"
 ALERT_URLS = "ALERT_URLS"
+PING_ENV = "AGENCY_CRON_PING_URL"  # the runner's ping URL when the spec has none
 # A ConfigMap's data is at most 1 MiB (etcd's object size limit).
 CONFIGMAP_MAX_BYTES = 1024 * 1024
 LABELS = {"app.kubernetes.io/managed-by": "agency-cron", "app.kubernetes.io/name": "agency-cron"}
@@ -292,9 +296,15 @@ def starting_deadline(expr: str) -> int:
 
 
 def pod_deadline(task: Task, settings: Settings) -> int:
-    """Per attempt: the runner's timeout, its kill grace, an alert and a start-up margin."""
+    """Per attempt: the runner's timeout, its kill grace, an alert, its pings (when it
+    pings) and a start-up margin."""
+    pings = math.ceil(settings.ping_timeout) if render.ping_url(task, settings) else 0
     return (
-        task.timeout + math.ceil(KILL_GRACE_S) + math.ceil(settings.alert_timeout) + START_MARGIN_S
+        task.timeout
+        + math.ceil(KILL_GRACE_S)
+        + math.ceil(settings.alert_timeout)
+        + pings
+        + START_MARGIN_S
     )
 
 
@@ -339,6 +349,9 @@ def container_env(task: Task, settings: Settings, hidden: set[str]) -> list[dict
         key = f"{ALERT_URLS}.{task.name}" if task.alert_urls else ALERT_URLS
         # Optional: a cluster without alerting needs no Secret key for it.
         env[ALERT_URLS] = _secret_ref(ALERT_URLS, key, optional=True)
+    if render.ping_url(task, settings):
+        # Optional too: a missing key only means no pings, never a pod that cannot start.
+        env[PING_ENV] = _secret_ref(PING_ENV, f"PING_URL.{task.name}", optional=True)
     return list(env.values())
 
 
@@ -353,6 +366,7 @@ def task_spec(task: Task, settings: Settings, enabled: bool, hidden: set[str]) -
     """render.spec() for the container: no secrets, container paths, Kubernetes retries."""
     spec = render.spec(task, settings, enabled)
     spec.pop("secrets", None)  # the list is the secret values themselves
+    spec.pop("ping_url", None)  # its check UUID or ping key: from the Secret (container_env)
     spec.update(
         env={key: value for key, value in spec["env"].items() if key not in hidden},
         log=f"{LOG_DIR}/{task.log_name}",

@@ -95,6 +95,7 @@ class Execution(BaseModel):
     attempts: int
     note: str | None
     alert: str | None
+    ping: str | None = None  # the outcome of the run's final heartbeat ping (ping.py)
 
 
 class ExecutionPage(BaseModel):

@@ -30,6 +30,7 @@ CHECKS = {
     "logrotate",
     "config-permissions",
     "alert-urls",
+    "ping-urls",  # heartbeat ping URLs parse and resolve (issue 12)
     "failure-delivery",
     "commands",
     "overrides",  # says where enable/disable differ from the manifest (issue 9, point 7)
