@@ -199,7 +199,7 @@ def test_a_flood_of_refusals_leaves_the_audit_log_bounded_and_counted(make_serve
     summaries = [e for e in entries if e["outcome"] == "suppressed"]
     # One minute's worth of lines (two if the flood straddled the end of a window).
     assert refusals.PER_CLIENT <= len(refused) <= 2 * refusals.PER_CLIENT
-    assert 1 <= len(summaries) <= 2
+    assert len(summaries) in (1, 2)  # one summary per minute boundary crossed
     assert {e["client"] for e in summaries} == {"127.0.0.1"}
     # Nothing lost silently: every refusal is a line or counted in a summary.
     assert len(refused) + sum(e["detail"]["refusals"] for e in summaries) == flood
