@@ -362,6 +362,8 @@ def test_the_ping_helper_does_not_outlive_a_runner_killed_with_sigkill(
     pinged(task("victim", f"sleep {marker}"))
     process = start(env, "victim")
     wait_for(lambda: http_recorder.requests, "the start ping")
+    # until the task has exec'd, its forked child still carries the runner's command line
+    wait_for(lambda: _pids_of(f"sleep {marker}"), "the task's sleep")
     spec = str(env.state_dir / "tasks" / "victim")
     helpers = [p for p in _pids_of(spec) if p != process.pid]
     assert len(helpers) == 1  # the runner's one helper, forked with the runner's command line
