@@ -24,10 +24,15 @@ if TYPE_CHECKING:
 # --- names -------------------------------------------------------------------------------
 
 # Tasks, components, integrations and check labels: a file name, a URL part, a unit name.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# The patterns end in \Z: Python's `$` also matches before a final newline, so "backup\n"
+# would pass (and break the crontab line it is written into). NAME_FORM and ENV_KEY_FORM
+# are the same rules for a JSON schema, whose `$` has no such exception.
+NAME_FORM = "[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+NAME_PATTERN = re.compile(rf"^{NAME_FORM}\Z")
 NAME_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
 # A variable name in a task's env (what the shell can export).
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_KEY_FORM = "[A-Za-z_][A-Za-z0-9_]*"
+ENV_KEY = re.compile(rf"^{ENV_KEY_FORM}\Z")
 
 # --- durations ---------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from agency_cron.config import Settings
 from agency_cron.errors import ConfigError, shown
 from agency_cron.fields import (
     ENV_KEY,
+    ENV_KEY_FORM,
+    NAME_FORM,
     NAME_PATTERN,
     NAME_RULE,
     UnsetVariable,
@@ -237,6 +239,166 @@ def _yaml_scalar(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# --- the JSON schema of a task as written (the admin API's request body) ------------------
+#
+# Task.model_json_schema() describes the model as stored (durations in seconds); a manifest
+# or a request body writes some fields in other forms (`timeout: 30m`, one schedule or a
+# list). document_schema() is the model's schema with those fields in their written forms,
+# each field described: /openapi.json shows it, and schemathesis generates tasks from it.
+
+DURATION_FIELDS = ("timeout", "retry_delay", "retry_max_delay", "expect_within", "jitter")
+FIELD_HELP = {
+    "name": "The task's name: 1-64 letters, digits, '-' or '_', starting with a letter or digit",
+    "description": "One line shown in listings and on the dashboard",
+    "schedule": "When it runs: a cron expression (minute hour day-of-month month day-of-week,"
+    " with lists, ranges, steps and jan-dec/sun-sat names, as Debian cron reads them), a"
+    " nickname (@hourly, @daily, @weekly, @monthly, @yearly), `@every N` (s, m, h or d) or"
+    " `once YYYY-MM-DD HH:MM`; or a list of them",
+    "command": "A shell command line (`sh -c`); give exactly one of command and script",
+    "script": "A shell script, run by /bin/sh; give exactly one of command and script",
+    "enabled": "false keeps the task installed but never run (`agency-cron enable` turns it on)",
+    "timeout": "How long a run may take before its process group is killed",
+    "env": "Environment variables of the task; values of *_TOKEN, *_PASSWORD, *_SECRET and"
+    " *_KEY names are secrets, masked wherever output is shown",
+    "working_dir": "The absolute folder the task runs in",
+    "log": "Its log file, relative to LOG_DIR (default: NAME.log)",
+    "retries": "How many more attempts after a failed one",
+    "retry_delay": "The wait before the first retry",
+    "retry_backoff": "exponential doubles the wait after each attempt",
+    "retry_max_delay": "The longest wait between attempts",
+    "overlap": "What a run does while the previous one still runs: skip, wait for it, or allow",
+    "alert": "When to send an alert",
+    "alert_urls": "Apprise URLs of this task's alerts (besides ALERT_URLS); a string of"
+    " space-separated URLs or a list",
+    "tags": "Labels to filter by; a string of space-separated words or a list",
+    "expect_within": "Overdue when no run succeeded for this long (default: from the schedule)",
+    "timezone": "The IANA time zone the schedule is read in (default: the host's)",
+    "jitter": "A random delay before each scheduled run, up to this long",
+    "user": "The user it runs as (system: and systemd: targets; root there by default)",
+    "ping_url": "Heartbeat pings (healthchecks.io protocol) to this http(s) URL ({name}: the"
+    " task's name); `none` opts out of PING_URL",
+}
+LINE = r"[^\n\r\u0000]"  # a character of a one-line field
+
+
+def _cron_field(number: str, step: str, names: str = "") -> str:
+    """A pattern for one cron field: `*`, numbers, ranges (low-high), steps (after `*` or a
+    range) and lists of them; names for months and days."""
+    value = f"({number}|{names})" if names else number
+    item = rf"((\*|{value}-{value})(/({step}))?|{value})"
+    return rf"{item}(,{item})*"
+
+
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_DAYS = "sun|mon|tue|wed|thu|fri|sat"
+_DAY_OF_MONTH = "[1-9]|[12][0-9]|3[01]"
+_CRON = " ".join(
+    (
+        _cron_field("[1-5]?[0-9]", "[1-9]|[1-5][0-9]"),
+        _cron_field("(1?[0-9]|2[0-3])", "[1-9]|1[0-9]|2[0-3]"),
+        _cron_field(f"({_DAY_OF_MONTH})", _DAY_OF_MONTH),
+        _cron_field("([1-9]|1[0-2])", "[1-9]|1[0-2]", _MONTHS),
+        _cron_field("[0-7]", "[1-7]", _DAYS),
+    )
+)
+# The `@every` that cron keeps exactly (a systemd: target keeps any, see schedule.py).
+_EVERY = r"@every ((1|2|3|4|5|6|10|12|15|20|30)m|(1|2|3|4|6|8|12)h|1d)"
+_ONCE = r"once 2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]"
+SCHEDULE_PATTERN = (
+    rf"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|{_EVERY}|{_ONCE}|{_CRON})$"
+)
+_SCHEDULE = {"type": "string", "pattern": SCHEDULE_PATTERN, "examples": ["0 4 * * *", "@hourly"]}
+_DURATION_FORM = r"([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?"
+_DURATION = {
+    "type": "string",
+    "pattern": rf"^{_DURATION_FORM}$",
+    "minLength": 2,
+    "examples": ["90s", "30m", "1h30m", "2d"],
+}
+_WORDS = {"type": "string", "pattern": r"^\S+( \S+)*$"}
+_WORD_LIST = {"type": "array", "items": {"type": "string", "pattern": rf"^{LINE}+$"}}
+_ONE_LINE = {"type": "string", "pattern": rf"^{LINE}*$"}
+WRITTEN_FORMS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "pattern": f"^{NAME_FORM}$"},
+    "description": _ONE_LINE,
+    "schedule": {"anyOf": [_SCHEDULE, {"type": "array", "items": _SCHEDULE, "minItems": 1}]},
+    "command": {"type": "string", "pattern": rf"^{LINE}*[^\s\u0000]{LINE}*$"},
+    "script": {"type": "string", "pattern": r"^[^\u0000]*$"},
+    "env": {
+        "type": "object",
+        "propertyNames": {"pattern": f"^{ENV_KEY_FORM}$"},
+        "additionalProperties": {"anyOf": [_ONE_LINE, {"type": "number"}, {"type": "boolean"}]},
+    },
+    "working_dir": {"type": "string", "pattern": rf"^/{LINE}*$"},
+    # Inside LOG_DIR: not absolute, no `..` part, not a folder.
+    "log": {"type": "string", "pattern": rf"^(?!/)(?!(.*/)?\.\.(/|$)){LINE}*[^/\n\r\u0000]$"},
+    "alert_urls": {"anyOf": [_WORDS, _WORD_LIST]},
+    "tags": {"anyOf": [_WORDS, _WORD_LIST]},
+    "timezone": {"type": "string", "examples": ["Europe/Paris", "UTC"]},  # + the host's zones
+    "user": {"type": "string", "examples": ["backup"]},
+    "ping_url": {
+        "type": "string",
+        "pattern": r"^(none|https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,4})?(/[A-Za-z0-9._~{}/-]*)?)$",
+        "examples": ["https://hc-ping.com/KEY/{name}", "none"],
+    },
+    **{key: _DURATION for key in DURATION_FIELDS},
+    "timeout": {**_DURATION, "pattern": rf"^(?=.*[1-9]){_DURATION_FORM}$"},  # > 0s
+}
+
+
+def _duration_text(seconds: int) -> str:
+    """1800 -> '30m', 5400 -> '1h30m': a duration as the manifest writes it."""
+    parts = [(seconds // 86400, "d"), (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m")]
+    text = "".join(f"{n}{unit}" for n, unit in [*parts, (seconds % 60, "s")] if n)
+    return text or "0s"
+
+
+@functools.cache
+def document_schema() -> dict[str, Any]:
+    """The JSON schema of one task as a manifest or the admin API writes it (see above).
+    Strings may hold ${VAR}, expanded from config.env before these forms are checked."""
+    schema = Task.model_json_schema()
+    properties = {}
+    for key, stored in schema["properties"].items():
+        form = dict(WRITTEN_FORMS.get(key) or stored)
+        form.pop("title", None)
+        if "default" in stored:
+            default = stored["default"]
+            form["default"] = (
+                _duration_text(default)
+                if key in DURATION_FIELDS and isinstance(default, int)
+                else default
+            )
+        if key == "timezone":
+            form["enum"] = _zones()
+        nullable = any(item.get("type") == "null" for item in stored.get("anyOf", ()))
+        if nullable and key in WRITTEN_FORMS and key not in ("command", "script"):
+            form = {"anyOf": [form, {"type": "null"}], **_kept(form)}
+        properties[key] = {**form, "description": FIELD_HELP[key]}
+    return {
+        "title": "TaskDocument",
+        "description": "A task as in the manifest (README, 'Manifest reference'). Strings may"
+        " hold ${VAR} or ${VAR:-default}, expanded from config.env first.",
+        "type": "object",
+        "properties": properties,
+        "required": schema.get("required", []),
+        "oneOf": [{"required": ["command"]}, {"required": ["script"]}],
+        "additionalProperties": False,
+    }
+
+
+def _zones() -> list[str]:
+    """The IANA zones this host knows: the values `timezone` accepts here."""
+    from zoneinfo import available_timezones
+
+    return sorted(available_timezones())
+
+
+def _kept(form: dict) -> dict:
+    """What stays beside anyOf when a written form is made nullable (default, examples)."""
+    return {k: form.pop(k) for k in ("default", "examples") if k in form}
 
 
 @dataclass(frozen=True)

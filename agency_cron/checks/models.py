@@ -28,10 +28,11 @@ from agency_cron.fields import (
 from agency_cron.secrets import without_password
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
-UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*$")  # no leading '-': not an option
-CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-HOST_NAME = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
+# \Z, not $: Python's `$` also matches before a final newline (fields.py says more).
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an RFC 9110 token
+UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*\Z")  # no leading '-': not an option
+CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+HOST_NAME = re.compile(r"^[A-Za-z0-9_.:\[\]-]+\Z")
 SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(I?B)?$", re.IGNORECASE)
 # Powers of 1024, as du and ls -h count: for a minimum size the difference hardly matters.
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

@@ -24,7 +24,7 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.exceptions import HTTPException
 
 from agency_cron import __version__, admin, dashboard, reports
@@ -35,6 +35,7 @@ from agency_cron.errors import (
     ConfigError,
     UsageError,
 )
+from agency_cron.manifest import FIELD_HELP, document_schema
 from agency_cron.serve import is_loopback
 from agency_cron.serve.auth import ADMIN, Tokens, matches_any, role_of
 from agency_cron.serve.limits import too_large_detail
@@ -62,6 +63,19 @@ class Problem(BaseModel):
     errors: list[str] = Field(default_factory=list)
 
 
+# A task as written is described by the manifest's own schema (manifest.document_schema),
+# but read as a plain mapping: admin.py validates it with the whole manifest, so a bad body
+# gets the messages of `agency-cron validate`, not FastAPI's.
+TASK_DOCUMENT = document_schema()
+# What GET shows as `definition`: a task as it was written (an API task's body as sent,
+# `${VAR}` kept), secrets masked. Its fields are the document's, in whatever form was sent.
+TASK_DEFINITION = {
+    "type": "object",
+    "description": "The task as written (the request body's fields), secrets masked",
+    "properties": {key: {"description": text} for key, text in FIELD_HELP.items()},
+}
+
+
 class TaskView(BaseModel):
     name: str
     description: str
@@ -74,7 +88,7 @@ class TaskView(BaseModel):
     last_status: str | None
     source: Literal["manifest", "api"]
     read_only: bool
-    definition: dict[str, Any]
+    definition: Annotated[dict[str, Any], WithJsonSchema(TASK_DEFINITION)]
 
 
 class TaskPage(BaseModel):
@@ -339,6 +353,7 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip")]
 TaskBody = Annotated[
     dict[str, Any],
+    WithJsonSchema(TASK_DOCUMENT),
     Body(
         description="A task as in the manifest (see README, 'Manifest reference')",
         examples=[{"name": "nightly-report", "schedule": "0 4 * * *", "command": "true"}],
