@@ -386,6 +386,7 @@ def document_schema() -> dict[str, Any]:
         "required": schema.get("required", []),
         "oneOf": [{"required": ["command"]}, {"required": ["script"]}],
         "additionalProperties": False,
+        "examples": [{"name": "nightly-report", "schedule": "0 4 * * *", "command": "true"}],
     }
 
 

@@ -15,6 +15,7 @@ with a stack trace.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from typing import Annotated, Any, Literal
@@ -66,7 +67,11 @@ class Problem(BaseModel):
 # A task as written is described by the manifest's own schema (manifest.document_schema),
 # but read as a plain mapping: admin.py validates it with the whole manifest, so a bad body
 # gets the messages of `agency-cron validate`, not FastAPI's.
-TASK_DOCUMENT = document_schema()
+# One component (TaskDocument), referred to by POST and PUT (the zone list alone is 10 kB).
+TASK_DOCUMENT_REF = {
+    "$ref": "#/components/schemas/TaskDocument",
+    "description": "A task as in the manifest (see README, 'Manifest reference')",
+}
 # What GET shows as `definition`: a task as it was written (an API task's body as sent,
 # `${VAR}` kept), secrets masked. Its fields are the document's, in whatever form was sent.
 TASK_DEFINITION = {
@@ -198,7 +203,17 @@ def create_app(
     _add_authorization(app)
     _add_security_headers(app)
     app.include_router(_routes())
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's description, with the task document the request bodies refer to."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        schema.setdefault("components", {}).setdefault("schemas", {})
+        schema["components"]["schemas"]["TaskDocument"] = document_schema()
+    return app.openapi_schema or {}
 
 
 # Routes are CPU-bound Python (SQLite reads, cron arithmetic, JSON): more threads than a
@@ -351,14 +366,7 @@ Reader = Annotated[dict, Depends(reader)]
 Writer = Annotated[dict, Depends(writer)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip")]
-TaskBody = Annotated[
-    dict[str, Any],
-    WithJsonSchema(TASK_DOCUMENT),
-    Body(
-        description="A task as in the manifest (see README, 'Manifest reference')",
-        examples=[{"name": "nightly-report", "schedule": "0 4 * * *", "command": "true"}],
-    ),
-]
+TaskBody = Annotated[dict[str, Any], WithJsonSchema(TASK_DOCUMENT_REF), Body()]
 
 
 def _routes():

@@ -180,7 +180,9 @@ def test_the_task_body_documents_every_task_field(schema_server):
     for method in ("post", "put"):
         path = "/api/tasks" if method == "post" else "/api/tasks/{name}"
         body = spec["paths"][path][method]["requestBody"]["content"]["application/json"]
-        schema = body["schema"]
+        reference = body["schema"]["$ref"]  # one component, for both methods
+        assert reference == "#/components/schemas/TaskDocument"
+        schema = spec["components"]["schemas"]["TaskDocument"]
         assert set(schema["properties"]) == every_field, method
         assert schema["additionalProperties"] is False
         assert schema["required"] == ["name", "schedule"]
