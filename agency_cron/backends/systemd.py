@@ -333,19 +333,42 @@ def task_of_unit(file_name: str) -> str:
     return file_name.removeprefix(UNIT_PREFIX).rsplit(".", 1)[0]
 
 
-def export(settings: Settings, tasks: Iterable[Task], directory: Path) -> list[Path]:
-    """Write every task's units into `directory` (0644); return their paths, written or not.
+class Exported(list[Path]):
+    """The unit files `export` left in the folder (written or already current), in render
+    order; `written` holds those it changed."""
 
-    Every task is converted before anything is written, so one bad task leaves the folder
-    untouched; ConfigError carries every problem found.
+    def __init__(self, paths: list[Path], written: list[Path]):
+        super().__init__(paths)
+        self.written = written
+
+
+def export(
+    settings: Settings,
+    tasks: Iterable[Task],
+    directory: Path,
+    overrides: dict[str, bool] | None = None,
+) -> Exported:
+    """Write every task's units into `directory` (0644), writing only what changed; a task
+    disabled (in the manifest or by `agency-cron disable`: `overrides`) or completed keeps
+    its service but gets no timer. `agency-cron export systemd DIR` is this function.
+
+    As install does, a one-time schedule in the past is refused. Every task is converted
+    before anything is written, so one bad task leaves the folder untouched; ConfigError
+    carries every problem found.
     """
-    rendered = render_all(settings, [(task, True) for task in tasks])
-    paths = []
+    from agency_cron.overrides import effective_enabled
+    from agency_cron.plan import check_once_times
+
+    tasks = list(tasks)
+    check_once_times(settings, tasks)
+    rendered = render_all(settings, [(t, effective_enabled(t, overrides or {})) for t in tasks])
+    paths, written = [], []
     for file_name, text in rendered.items():
         path = Path(directory) / file_name
-        write_if_changed(path, text.encode(), UNIT_MODE)
+        if write_if_changed(path, text.encode(), UNIT_MODE):
+            written.append(path)
         paths.append(path)
-    return paths
+    return Exported(paths, written)
 
 
 # --- the Backend interface (agency_cron.backends.Backend): CRONTAB=systemd:/DIR -----------
