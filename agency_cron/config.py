@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agency_cron.errors import ConfigError
+from agency_cron.timing import ALERT_TIMEOUT_S
 
 DEFAULTS: dict[str, str] = {
     "AGENCY_ROOT": "/opt/agency_stack",
@@ -23,7 +24,7 @@ DEFAULTS: dict[str, str] = {
     "CRONTAB": "user",
     "ALERT_URLS": "",
     "ALERT_ON_FAILURE": "false",
-    "ALERT_TIMEOUT": "30",
+    "ALERT_TIMEOUT": str(ALERT_TIMEOUT_S),
     "LOG_RETENTION_DAYS": "7",
     "HEALTH_CHECK_COMPONENTS": "all",
     "BACKUP_VERIFY_COMPONENTS": "all",

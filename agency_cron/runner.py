@@ -32,7 +32,7 @@ import time
 from agency_cron.secrets import Redactor, secret_values, secrets_of_urls, worth_masking
 from agency_cron.statuses import ALERTING as ALERTING_STATUSES
 from agency_cron.statuses import FAILURES, NOT_FINAL, RETRYABLE, RUNNING
-from agency_cron.timing import KILL_GRACE_S, RETRY_JITTER, base_delay, capped
+from agency_cron.timing import ALERT_TIMEOUT_S, KILL_GRACE_S, RETRY_JITTER, base_delay, capped
 
 try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
     import _signal as signal
@@ -1219,7 +1219,7 @@ class Run:
             kind,
             event,
             self.secrets,
-            float(self.spec.get("alert_timeout", 30)),
+            float(self.spec.get("alert_timeout", ALERT_TIMEOUT_S)),
         )
         self.output.line(f"alert ({kind}): {outcome}")
         if row_id is not None:
