@@ -32,7 +32,13 @@ import time
 from agency_cron.secrets import Redactor, secret_values, secrets_of_urls, worth_masking
 from agency_cron.statuses import ALERTING as ALERTING_STATUSES
 from agency_cron.statuses import FAILURES, NOT_FINAL, RETRYABLE, RUNNING
-from agency_cron.timing import ALERT_TIMEOUT_S, KILL_GRACE_S, RETRY_JITTER, base_delay, capped
+from agency_cron.timing import (
+    ALERT_TIMEOUT_S,
+    KILL_GRACE_S,
+    RETRY_JITTER_PERCENT,
+    base_delay,
+    capped,
+)
 
 try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
     import _signal as signal
@@ -818,7 +824,8 @@ def retry_delay(spec: dict, attempt: int) -> float:
     base = base_delay(float(spec["retry_delay"]), spec["retry_backoff"], attempt)
     import random  # only when a retry is due: the success path never pays for it
 
-    jittered = base * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+    spread = RETRY_JITTER_PERCENT / 100
+    jittered = base * random.uniform(1 - spread, 1 + spread)
     return capped(jittered, float(spec["retry_max_delay"]))
 
 

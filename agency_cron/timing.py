@@ -13,8 +13,8 @@ from __future__ import annotations
 ALERT_TIMEOUT_S = 30
 # SIGTERM to a task's process group, then SIGKILL this many seconds later.
 KILL_GRACE_S = 10.0
-# A retry delay varies by this fraction either way (runner.retry_delay).
-RETRY_JITTER = 0.1
+# A retry delay varies by this many percent either way (runner.retry_delay).
+RETRY_JITTER_PERCENT = 10
 # Exponential back-off stops doubling here (retries may be up to 100; 2**62 s is forever).
 MAX_DOUBLINGS = 62
 # Margins on top of the runner's own bound: Python's start-up and the history write under
@@ -36,12 +36,12 @@ def capped(delay: float, max_delay: float) -> float:
 
 def retry_delays_bound(delay: int, backoff: str, max_delay: int, retries: int) -> int:
     """The longest the runner can wait between the attempts of one run, in whole seconds:
-    each capped delay plus its jitter (+10%, rounded up, in integers)."""
+    each capped delay, plus the jitter (rounded up, in integers)."""
     delays = sum(
         int(capped(base_delay(delay, backoff, attempt), max_delay))
         for attempt in range(1, retries + 1)
     )
-    return (delays * 11 + 9) // 10
+    return (delays * (100 + RETRY_JITTER_PERCENT) + 99) // 100
 
 
 def run_bound(
