@@ -35,7 +35,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import BackendError, ConfigError
 from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Task
-from agency_cron.render import render, working_dir
+from agency_cron.render import ping_url, render, working_dir
 from agency_cron.schedule import (
     NICKNAMES,
     REBOOT,
@@ -285,9 +285,11 @@ def start_timeout(task: Task, settings: Settings) -> int:
 
     The runner enforces `timeout` per attempt and records the timeout itself (exit 124); if
     systemd killed it at the same moment, that record and the alert would be lost. So the
-    backstop covers every attempt, every retry delay (+10% jitter), an alert and a margin
+    backstop covers every attempt, every retry delay (+10% jitter), an alert, the pings
+    when the task pings (the runner waits for its last ping before it exits) and a margin
     (timing.run_bound).
     """
+    pings = settings.ping_timeout if ping_url(task, settings) else 0.0
     bound = timing.run_bound(
         task.timeout,
         task.retries,
@@ -295,6 +297,7 @@ def start_timeout(task: Task, settings: Settings) -> int:
         task.retry_backoff,
         task.retry_max_delay,
         settings.alert_timeout,
+        pings,
     )
     return bound + timing.SYSTEMD_START_MARGIN_S
 
