@@ -26,7 +26,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError, UsageError
 from agency_cron.fields import NAME_PATTERN, NAME_RULE
 from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
-from agency_cron.manifest import Manifest, Task, load_manifest
+from agency_cron.manifest import DURATION_FIELDS, Manifest, Task, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
 from agency_cron.secrets import MARKER as REDACTED
 from agency_cron.secrets import is_secret_name, masked_ping_url, masked_url, redact
@@ -108,9 +108,6 @@ def _signature(loaded: tuple[Settings, Manifest, Path]) -> tuple:
 def is_api_task(settings: Settings, manifest: Manifest, name: str) -> bool:
     origin = manifest.origins.get(name)
     return origin is not None and origin.parent == layout.api_tasks_dir(settings)
-
-
-DURATION_FIELDS = ("timeout", "retry_delay", "retry_max_delay", "expect_within", "jitter")
 
 
 def source_document(settings: Settings, manifest: Manifest, task: Task) -> dict:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from agency_cron.errors import ConfigError
 
-# Field rules, kept importable from here (kubernetes export, tests): fields.py owns them.
+# Task field rules, still importable from here; fields.py owns them.
 from agency_cron.fields import CLEAR_FIELDS as CLEAR_FIELDS
 from agency_cron.fields import clear_secret_problem as clear_secret_problem
+
+# Timing constants shared with the runner and the exporters.
 from agency_cron.timing import ALERT_TIMEOUT_S
 
 DEFAULTS: dict[str, str] = {
