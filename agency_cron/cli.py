@@ -7,6 +7,8 @@ with its exit code (2 for bad input), never a traceback. Human output goes throu
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
@@ -57,7 +59,7 @@ WideOpt = Annotated[
 
 
 class Options:
-    """--config/--manifest/--crontab given before the command; the command's own win."""
+    """--config/--manifest/--crontab, before the command or after it (the command's win)."""
 
     config: Path | None = None
     manifest: Path | None = None
@@ -66,18 +68,53 @@ class Options:
     settings: Settings | None = None  # to name the setting behind a path in an OS error
 
 
-def _settings(config: Path | None, crontab: str | None) -> Settings:
-    Options.settings = load_settings(config or Options.config, crontab=crontab or Options.crontab)
+# The options every command takes, declared here once (README: "Every command takes
+# --config and --manifest, and where it touches a scheduler, --crontab").
+_SHARED = {"config": ConfigOpt, "manifest": ManifestOpt, "crontab": CrontabOpt}
+
+
+def command(name: str | None = None, *, crontab: bool = False, group: typer.Typer = app):
+    """`group.command(name)` with the shared options added to the command's signature:
+    --config and --manifest always, --crontab where the command touches a scheduler.
+    Their values land in Options (a value after the command name beats one before it);
+    the command itself reads them through _load/_settings."""
+    shared = ("config", "manifest", "crontab") if crontab else ("config", "manifest")
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)
+        added = [
+            inspect.Parameter(
+                key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_SHARED[key]
+            )
+            for key in shared
+        ]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            for key in shared:
+                value = kwargs.pop(key, None)
+                if value is not None:
+                    setattr(Options, key, value)
+            return func(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), *added]
+        )
+        return group.command(name)(wrapper)
+
+    return decorate
+
+
+def _settings() -> Settings:
+    Options.settings = load_settings(Options.config, crontab=Options.crontab)
     return Options.settings
 
 
-def _load(
-    config, manifest, crontab, strict: bool = False, intervals: bool | None = None
-) -> tuple[Settings, Manifest, Path]:
+def _load(strict: bool = False, intervals: bool | None = None) -> tuple[Settings, Manifest, Path]:
     """Settings and manifest; `strict` for commands that write, `intervals` for systemd
     exports (see load_manifest)."""
-    settings = _settings(config, crontab)
-    path = find_manifest(manifest or Options.manifest, settings)
+    settings = _settings()
+    path = find_manifest(Options.manifest, settings)
     return settings, load_manifest(path, settings, strict, intervals=intervals), path
 
 
@@ -107,8 +144,8 @@ def main_options(
     Options.config, Options.manifest, Options.crontab = config, manifest, crontab
 
 
-@app.command()
-def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
+@command()
+def validate() -> None:
     """Check config.env and the manifest; write nothing. Exit 0 valid, 2 invalid.
 
     Example: agency-cron validate --manifest tasks.yaml
@@ -117,7 +154,7 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
     from agency_cron.errors import ConfigError
     from agency_cron.layout import path_problems
 
-    settings, loaded, path = _load(config, manifest, None, strict=True)
+    settings, loaded, path = _load(strict=True)
     parse_target(settings.crontab)
     problems = path_problems(settings)
     if problems:
@@ -125,7 +162,7 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
     out.print(f"{path}: {len(loaded.tasks)} task(s), valid")
 
 
-@app.command()
+@command(crontab=True)
 def install(
     names: Annotated[list[str] | None, typer.Argument(help="Only these tasks.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show plan and diff only.")] = False,
@@ -136,9 +173,6 @@ def install(
         ),
     ] = False,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Render wrappers and logrotate, create log dirs, sync the managed crontab lines.
 
@@ -147,7 +181,7 @@ def install(
 
     Example: agency-cron install --dry-run health-check
     """
-    settings, loaded, path = _load(config, manifest, crontab, strict=True)
+    settings, loaded, path = _load(strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run or check)
     _show_plan(plan, dry_run or check, json_)
     _warn_undelivered_failures(settings, loaded, plan)
@@ -161,19 +195,17 @@ def install(
         fastpath.record_install(Options.argv, settings, loaded, plan)
 
 
-@app.command()
+@command(crontab=True)
 def uninstall(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete rendered files.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show plan and diff only.")] = False,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Remove every managed crontab line; other lines stay byte for byte.
 
     Example: agency-cron uninstall --purge
     """
-    plan = apply.uninstall(_settings(config, crontab), purge, dry_run)
+    plan = apply.uninstall(_settings(), purge, dry_run)
     _show_plan(plan, dry_run, json_)
 
 
@@ -221,12 +253,10 @@ def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
         out.print("dry run: nothing written")
 
 
-@app.command("list")
+@command("list")
 def list_(
     json_: JsonOpt = False,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """List tasks: name, schedule, enabled, next run, description, tags.
 
@@ -234,7 +264,7 @@ def list_(
     """
     from agency_cron.tables import Column, print_table
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     rows = reports.task_list(settings, loaded)
     if json_:
         _print_json(rows)
@@ -286,49 +316,41 @@ def _state_cell(row: dict) -> str:
     return f"{row['state']} (enabled locally)" if row["override"] == "enabled" else row["state"]
 
 
-def _toggle(name: str, enabled: bool, config, manifest, crontab) -> None:
-    settings, loaded, path = _load(config, manifest, crontab, strict=True)
+def _toggle(name: str, enabled: bool) -> None:
+    settings, loaded, path = _load(strict=True)
     apply.set_enabled(settings, loaded, path, name, enabled)
     out.print(f"{name}: {'enabled' if enabled else 'disabled'}")
 
 
-@app.command()
+@command(crontab=True)
 def disable(
     name: str,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Comment the task's line out; the choice survives later installs.
 
     Example: agency-cron disable backup-verify
     """
-    _toggle(name, False, config, manifest, crontab)
+    _toggle(name, False)
 
 
-@app.command()
+@command(crontab=True)
 def enable(
     name: str,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Comment the task's line back in (reverses disable).
 
     Example: agency-cron enable backup-verify
     """
-    _toggle(name, True, config, manifest, crontab)
+    _toggle(name, True)
 
 
-@app.command()
+@command()
 def run(
     name: str,
     alert: Annotated[bool, typer.Option("--alert", help="Send the failure alert anyway.")] = False,
     detach: Annotated[
         bool, typer.Option("--detach", help="Start it in the background and return at once.")
     ] = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Run a task now exactly as cron would; exits with the task's exit code.
 
@@ -338,7 +360,7 @@ def run(
     from agency_cron.overrides import effective_enabled, read_overrides
     from agency_cron.plan import select
 
-    settings, loaded, path = _load(config, manifest, None)
+    settings, loaded, path = _load()
     task = select(loaded, [name])[0]
     enabled = effective_enabled(task, read_overrides(settings))
     spec = render.spec_run_now(task, settings, enabled, path)
@@ -355,13 +377,11 @@ def run(
     raise typer.Exit(runner.scheduled_run(spec, force_alert=alert))
 
 
-@app.command()
+@command()
 def status(
     name: Annotated[str | None, typer.Argument(help="One task (default: all).")] = None,
     json_: JsonOpt = False,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """State, runs, successes, failures, last run/success/failure/error, next run.
 
@@ -370,7 +390,7 @@ def status(
     from agency_cron.plan import select
     from agency_cron.tables import Column, print_table
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     if name:
         select(loaded, [name])
     rows = reports.task_status(settings, loaded, [name] if name else None)
@@ -413,14 +433,12 @@ def _metrics_line(settings: Settings) -> str:
     return f"metrics: exported to {where}, written {age:.0f}s ago"
 
 
-@app.command()
+@command()
 def history(
     name: str,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 20,
     json_: JsonOpt = False,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Runs of a task, newest first (every attempt is a row).
 
@@ -429,7 +447,7 @@ def history(
     from agency_cron.plan import select
     from agency_cron.tables import Column, print_table
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     select(loaded, [name])
     rows = reports.task_history(settings, name, limit)
     if json_:
@@ -457,14 +475,12 @@ def _seconds(value) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-@app.command()
+@command()
 def kill(
     name: str,
     run: Annotated[
         str | None, typer.Option("--run", help="Only this run (its run id, as in history).")
     ] = None,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """End a task's runs in progress, each with its whole process tree (recorded as
     killed); waits until the trees are gone. Exit 1 if none runs.
@@ -473,7 +489,7 @@ def kill(
     """
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     select(loaded, [name])
     for ended in reports.kill_task(settings, name, run):
         who = f"runner {ended['pid']}" if ended["pid"] else "left by a dead runner"
@@ -481,13 +497,11 @@ def kill(
         out.print(f"{name}: run {ended['run_id']} ({who}): {state}")
 
 
-@app.command("next")
+@command("next")
 def next_(
     name: str,
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many.")] = 5,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """The next fire times of a task, in the task's zone (its timezone:, else the host's).
 
@@ -495,7 +509,7 @@ def next_(
     """
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     task = select(loaded, [name])[0]
     times = reports.upcoming(task, count, settings)
     if json_:
@@ -505,7 +519,7 @@ def next_(
         out.print(moment)
 
 
-@app.command()
+@command()
 def explain(expr: str, json_: JsonOpt = False) -> None:
     """A cron expression in plain English, with its next fire times. Exit 2 if invalid.
 
@@ -522,15 +536,13 @@ def explain(expr: str, json_: JsonOpt = False) -> None:
         out.print(f"  next: {moment}")
 
 
-@app.command("log-summary")
+@command("log-summary")
 def log_summary(
     since: Annotated[str, typer.Option("--since", help="Window: 90m, 24h, 7d.")] = "24h",
     task: Annotated[list[str] | None, typer.Option("--task", help="Only this task.")] = None,
     json_: JsonOpt = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page.")] = None,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Per task: last run, status, duration, runs and failures in the window, last error,
     next run, overdue. Reads the SQLite history, never the log files.
@@ -539,7 +551,7 @@ def log_summary(
     """
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     if task:
         select(loaded, task)
     summary = reports.log_summary(settings, loaded, reports.parse_since(since), task)
@@ -596,18 +608,16 @@ def _write_summary_html(path: Path, summary: dict) -> None:
     write_atomic(path, page.encode(), 0o644)
 
 
-@app.command()
+@command()
 def health(
     alert: Annotated[bool, typer.Option("--alert", help="Alert when tasks are overdue.")] = False,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Overdue tasks: no success within their expected interval. Exit 0 none, 1 some.
 
     Example: agency-cron health --alert
     """
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     overdue = reports.overdue_tasks(settings, loaded)
     outcome = reports.alert_overdue(settings, overdue) if alert and overdue else None
     if json_:
@@ -632,11 +642,9 @@ export_app = typer.Typer(
 app.add_typer(export_app, name="export")
 
 
-@export_app.command("systemd")
+@command("systemd", group=export_app)
 def export_systemd(
     directory: Annotated[Path, typer.Argument(help="Folder for the .service/.timer files.")],
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """A .service and a .timer per task (disabled tasks get no timer); writes only changes.
 
@@ -646,7 +654,7 @@ def export_systemd(
     from agency_cron.fs import write_if_changed
     from agency_cron.overrides import effective_enabled, read_overrides
 
-    settings, loaded, _ = _load(config, manifest, None, strict=True, intervals=True)
+    settings, loaded, _ = _load(strict=True, intervals=True)
     from agency_cron.plan import check_once_times
 
     check_once_times(settings, loaded.tasks)  # as install does: a past time never fires
@@ -662,15 +670,13 @@ def export_systemd(
     out.print(f"{len(units)} unit file(s) in {directory}, {len(written)} written")
 
 
-@export_app.command("kubernetes")
+@command("kubernetes", group=export_app)
 def export_kubernetes(
     destination: Annotated[str, typer.Argument(help="File to write, or - for stdout.")],
     image: Annotated[
         str, typer.Option("--image", help="Image with agency-cron and the tasks' tools.")
     ] = "agency-cron:latest",
     namespace: Annotated[str, typer.Option("--namespace", help="Namespace.")] = "default",
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """One batch/v1 CronJob per task (plus a ConfigMap of task specs); secrets as secretKeyRef.
 
@@ -679,7 +685,7 @@ def export_kubernetes(
     from agency_cron.backends import kubernetes
     from agency_cron.overrides import effective_enabled, read_overrides
 
-    settings, loaded, _ = _load(config, manifest, None, strict=True)
+    settings, loaded, _ = _load(strict=True)
     overrides = read_overrides(settings)
     pairs = [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
     text = kubernetes.export(settings, pairs, image, namespace)
@@ -692,13 +698,11 @@ def export_kubernetes(
     err.print(f"wrote {destination}")
 
 
-@app.command()
+@command()
 def dashboard(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder (default: STATE_DIR/dashboard).")
     ] = None,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Write dashboard.json and a static index.html (tasks, checks, "Alerts & Logs").
 
@@ -706,19 +710,17 @@ def dashboard(
     """
     from agency_cron import dashboard as board
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     data_path, html_path = board.write(settings, loaded, out_dir or board.default_out_dir(settings))
     out.print(f"wrote {data_path} and {html_path}")
 
 
-@app.command("metrics")
+@command("metrics")
 def metrics_(
     textfile: Annotated[
         Path | None,
         typer.Option("--textfile", help="Write them atomically to this file (mode 0644)."),
     ] = None,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Prometheus metrics of every task (text format, no timestamps), on stdout or, with
     --textfile, into a file for node_exporter's textfile collector.
@@ -727,7 +729,7 @@ def metrics_(
     """
     from agency_cron import metrics
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     content = metrics.exposition(settings, loaded)
     if textfile is None:
         sys.stdout.buffer.write(content)
@@ -736,12 +738,9 @@ def metrics_(
     metrics.write_textfile(textfile, content, "METRICS_TEXTFILE" if named else "--textfile")
 
 
-@app.command()
+@command(crontab=True)
 def doctor(
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Troubleshoot: cron daemon, managed lines and drift, wrappers, log dirs, logrotate,
     config permissions, alert URLs, commands. Each problem comes with the command that
@@ -751,7 +750,7 @@ def doctor(
     """
     from agency_cron import doctor as diagnosis
 
-    settings, loaded, path = _load(config, manifest, crontab)
+    settings, loaded, path = _load()
     findings = diagnosis.diagnose(settings, loaded, path)
     if json_:
         _print_json(diagnosis.as_json(findings))
@@ -775,7 +774,7 @@ def doctor(
     raise typer.Exit(0 if diagnosis.healthy(findings) else 1)
 
 
-@app.command()
+@command(crontab=True)
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8765,
@@ -785,9 +784,6 @@ def serve(
             "--insecure-localhost", help="Serve without a token (loopback addresses only)."
         ),
     ] = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """The admin API (/api/..., /openapi.json) and the live dashboard (/).
 
@@ -800,9 +796,7 @@ def serve(
     from agency_cron import serve as service
     from agency_cron.admin import Context
 
-    context = Context(
-        config or Options.config, manifest or Options.manifest, crontab or Options.crontab
-    )
+    context = Context(Options.config, Options.manifest, Options.crontab)
     service.run(context, host, port, insecure_localhost)
 
 
