@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agency_cron import __version__, apply, reports, schedule
+from agency_cron import __version__, apply, reports, results, schedule
 from agency_cron.config import Settings, load_settings
 from agency_cron.errors import AgencyCronError
 from agency_cron.manifest import Manifest, find_manifest, load_manifest
@@ -119,7 +118,35 @@ def _load(strict: bool = False, intervals: bool | None = None) -> tuple[Settings
 
 
 def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Every --json output: results.to_json (typed results, the `version` envelope)."""
+    sys.stdout.write(results.to_json(data))
+
+
+def _columns(cls, keys, wrap=(), right=(), headers=None) -> list:
+    """Table columns showing fields of the result class `cls` (results.py), headed by the
+    field's name ("last_run" -> "last run") unless `headers` names it otherwise. A key that
+    is no field of `cls` fails here, so a table cannot drift from its result's shape."""
+    from agency_cron.tables import Column
+
+    unknown = [key for key in keys if key not in results.names(cls)]
+    if unknown:
+        raise AssertionError(f"{cls.__name__} has no field {unknown}")
+    named = headers or {}
+    return [
+        Column(
+            named.get(key, key.replace("_", " ")),
+            wrap=key in wrap,
+            justify="right" if key in right else "left",
+        )
+        for key in keys
+    ]
+
+
+def _cells(rows, keys, shown) -> list[list]:
+    """Each row's fields `keys`, through `shown[key](row)` where given, else as they are."""
+    return [
+        [shown[key](row) if key in shown else getattr(row, key) for key in keys] for row in rows
+    ]
 
 
 def _version(value: bool) -> None:
@@ -262,33 +289,27 @@ def list_(
 
     Example: agency-cron list --json
     """
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
 
     settings, loaded, _ = _load()
     rows = reports.task_list(settings, loaded)
     if json_:
         _print_json(rows)
         return
-    columns = [
-        Column("name"),
-        Column("schedule"),
-        Column("enabled", wrap=True),
-        Column("next run"),
-        Column("description", wrap=True),
-        Column("tags", wrap=True),
-    ]
-    cells = [
-        [
-            row["name"],
-            "\n".join(row["schedule"]),
-            _enabled_cell(row),
-            _when(row["next_run"], wide),
-            row["description"],
-            ", ".join(row["tags"]),
-        ]
-        for row in rows
-    ]
-    print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
+    keys = ("name", "schedule", "enabled", "next_run", "description", "tags")
+    columns = _columns(results.TaskListRow, keys, wrap=("enabled", "description", "tags"))
+    shown = {
+        "schedule": lambda row: "\n".join(row.schedule),
+        "enabled": _enabled_cell,
+        "next_run": lambda row: _when(row.next_run, wide),
+        "tags": lambda row: ", ".join(row.tags),
+    }
+    print_table(out, columns, _cells(rows, keys, shown), caption=_zone_caption(wide), wide=wide)
+
+
+def _time_of(key: str, wide: bool):
+    """The cell of a time field `key`, as _when shows it."""
+    return lambda row: _when(getattr(row, key), wide)
 
 
 def _when(value: str | None, wide: bool) -> str:
@@ -304,16 +325,16 @@ def _zone_caption(wide: bool) -> str | None:
     return None if wide else zone_note()
 
 
-def _enabled_cell(row: dict) -> str:
+def _enabled_cell(row: results.TaskListRow) -> str:
     from agency_cron.overrides import describe
 
-    return describe(row["override"]) or ("yes" if row["enabled"] else "no")
+    return describe(row.override) or ("yes" if row.enabled else "no")
 
 
-def _state_cell(row: dict) -> str:
-    if row["override"] == "disabled" and row["state"] == "disabled":
+def _state_cell(row: results.TaskStatus) -> str:
+    if row.override == "disabled" and row.state == "disabled":
         return "disabled locally"
-    return f"{row['state']} (enabled locally)" if row["override"] == "enabled" else row["state"]
+    return f"{row.state} (enabled locally)" if row.override == "enabled" else row.state
 
 
 def _toggle(name: str, enabled: bool) -> None:
@@ -356,24 +377,19 @@ def run(
 
     Example: agency-cron run health-check --alert
     """
-    from agency_cron import render, runner
-    from agency_cron.overrides import effective_enabled, read_overrides
+    from agency_cron import launch, runner
     from agency_cron.plan import select
 
     settings, loaded, path = _load()
     task = select(loaded, [name])[0]
-    enabled = effective_enabled(task, read_overrides(settings))
-    spec = render.spec_run_now(task, settings, enabled, path)
     if detach:
-        from agency_cron.launch import new_run_id, start_detached
-
-        run_id = new_run_id()
-        pid = start_detached(settings, spec, alert, run_id)
+        started = launch.run_now(settings, task, path, alert)
         out.print(
-            f"{name}: started in the background (run {run_id}, runner pid {pid});"
-            f" see `agency-cron status {name}`"
+            f"{name}: started in the background (run {started.run_id}, runner pid"
+            f" {started.pid}); see `agency-cron status {name}`"
         )
         raise typer.Exit(0)
+    spec = launch.spec_now(settings, task, path)
     raise typer.Exit(runner.scheduled_run(spec, force_alert=alert))
 
 
@@ -388,7 +404,7 @@ def status(
     Example: agency-cron status health-check --json
     """
     from agency_cron.plan import select
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
 
     settings, loaded, _ = _load()
     if name:
@@ -399,22 +415,16 @@ def status(
         return
     counts = ("runs", "successes", "failures") if wide else ("runs", "failures")
     times = ("last_run", "last_success", "last_failure") if wide else ("last_run",)
-    columns = [Column("name"), Column("state", wrap=True)]
-    columns += [Column(key, justify="right") for key in counts]
-    columns += [Column(key.replace("_", " ")) for key in times]
-    columns += [Column("last error", wrap=True), Column("next run")]
-    cells = [
-        [row["name"], _state_cell(row)]
-        + [row[key] for key in counts]
-        + [_when(row[key], wide) for key in times]
-        + [row["last_error"], _when(row["next_run"], wide)]
-        for row in rows
-    ]
-    if any(row["ping"] for row in rows):  # the column only where some task pings
-        columns.append(Column("ping", wrap=True))
-        for row, line in zip(rows, cells, strict=True):
-            line.append((row["last_ping"] or "none yet") if row["ping"] else "-")
-    print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
+    # the ping column only where some task pings
+    pings = ("ping",) if any(row.ping for row in rows) else ()
+    keys = ("name", "state", *counts, *times, "last_error", "next_run", *pings)
+    columns = _columns(results.TaskStatus, keys, wrap=("state", "last_error", "ping"), right=counts)
+    shown = {
+        "state": _state_cell,
+        "ping": lambda row: (row.last_ping or "none yet") if row.ping else "-",
+        **{key: _time_of(key, wide) for key in (*times, "next_run")},
+    }
+    print_table(out, columns, _cells(rows, keys, shown), caption=_zone_caption(wide), wide=wide)
     out.print(_metrics_line(settings), markup=False)
 
 
@@ -445,7 +455,7 @@ def history(
     Example: agency-cron history backup-verify --limit 5
     """
     from agency_cron.plan import select
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
 
     settings, loaded, _ = _load()
     select(loaded, [name])
@@ -455,17 +465,21 @@ def history(
         return
     times = ("started_at", "finished_at") if wide else ("started_at",)
     tail = ("note", "alert", "ping") if wide else ("note",)
-    columns = [Column("run id"), *(Column(key.split("_")[0]) for key in times)]
-    columns += [Column("duration", justify="right"), Column("exit", justify="right")]
-    columns += [Column("status"), Column("attempt", justify="right")]
-    columns += [Column(key, wrap=True) for key in tail]
-    cells = [
-        [row["run_id"], *(_when(row[key], wide) for key in times)]
-        + [_seconds(row["duration_s"]), row["exit_code"], row["status"]]
-        + [f"{row['attempt']}/{row['attempts']}" if row["attempts"] else row["attempt"]]
-        + [row[key] for key in tail]
-        for row in rows
-    ]
+    keys = ("run_id", *times, "duration_s", "exit_code", "status", "attempt", *tail)
+    headers = {"started_at": "started", "finished_at": "finished", "duration_s": "duration"}
+    columns = _columns(
+        results.RunRow,
+        keys,
+        wrap=tail,
+        right=("duration_s", "exit_code", "attempt"),
+        headers={**headers, "exit_code": "exit"},
+    )
+    shown = {
+        **{key: _time_of(key, wide) for key in times},
+        "duration_s": lambda row: _seconds(row.duration_s),
+        "attempt": lambda row: f"{row.attempt}/{row.attempts}" if row.attempts else row.attempt,
+    }
+    cells = _cells(rows, keys, shown)
     print_table(
         out, columns, cells, title=f"history of {name}", caption=_zone_caption(wide), wide=wide
     )
@@ -492,9 +506,9 @@ def kill(
     settings, loaded, _ = _load()
     select(loaded, [name])
     for ended in reports.kill_task(settings, name, run):
-        who = f"runner {ended['pid']}" if ended["pid"] else "left by a dead runner"
-        state = "stopped" if ended["stopped"] else "still ending"
-        out.print(f"{name}: run {ended['run_id']} ({who}): {state}")
+        who = f"runner {ended.pid}" if ended.pid else "left by a dead runner"
+        state = "stopped" if ended.stopped else "still ending"
+        out.print(f"{name}: run {ended.run_id} ({who}): {state}")
 
 
 @command("next")
@@ -563,48 +577,49 @@ def log_summary(
     _print_summary(summary, wide)
 
 
-def _print_summary(summary: dict, wide: bool) -> None:
-    from agency_cron.tables import Column, print_table
+SUMMARY_HEADERS = {
+    "name": "task",
+    "last_status": "status",
+    "last_duration_s": "duration",
+    "last_exit_code": "exit",
+}
+
+
+def _print_summary(summary: results.Summary, wide: bool) -> None:
+    from agency_cron import statuses
+    from agency_cron.tables import print_table
     from agency_cron.terminal import escape_controls
 
-    headers = ["task", "last run", "status", "duration", "runs", "failures", "next run", "overdue"]
-    if wide:
-        headers[4:4] = ["exit", "skipped"]
-    right = {"duration", "runs", "failures", "exit", "skipped"}
-    columns = [Column(h, justify="right" if h in right else "left") for h in headers]
-    cells = [_summary_cells(row, wide) for row in summary["tasks"]]
-    title = f"since {_when(summary['since'], wide)}"
+    wide_only = ("last_exit_code", "skipped") if wide else ()
+    keys = ("name", "last_run", "last_status", "last_duration_s", *wide_only)
+    keys += ("runs", "failures", "next_run", "overdue")
+    right = ("last_duration_s", "runs", "failures", "last_exit_code", "skipped")
+    columns = _columns(results.SummaryRow, keys, right=right, headers=SUMMARY_HEADERS)
+    shown = {
+        "last_run": lambda row: _when(row.last_run, wide) if row.last_run else "never",
+        "last_status": lambda row: row.last_status or "-",
+        "last_duration_s": lambda row: _seconds(row.last_duration_s),
+        "runs": lambda row: str(row.runs),
+        "failures": lambda row: str(row.failures),
+        "next_run": lambda row: _when(row.next_run, wide),
+        "overdue": lambda row: "OVERDUE" if row.overdue else "no",
+    }
+    cells = _cells(summary.tasks, keys, shown)
+    title = f"since {_when(summary.since, wide)}"
     print_table(out, columns, cells, title=title, caption=_zone_caption(wide), wide=wide)
-    for row in summary["tasks"]:
-        if row["last_error"] and row["last_status"] != "success":
-            out.print(f"[bold]{row['name']}[/bold] last error:")
-            for line in row["last_error"]:
+    for row in summary.tasks:
+        if row.last_error and row.last_status != statuses.SUCCESS:
+            out.print(f"[bold]{row.name}[/bold] last error:")
+            for line in row.last_error:
                 out.print(f"  {escape_controls(line)}", markup=False)
 
 
-def _summary_cells(row: dict, wide: bool = False) -> list[str]:
-    duration = row["last_duration_s"]
-    cells = [
-        row["name"],
-        _when(row["last_run"], wide) if row["last_run"] else "never",
-        row["last_status"] or "-",
-        "-" if duration is None else f"{duration:.2f}s",
-        str(row["runs"]),
-        str(row["failures"]),
-        _when(row["next_run"], wide),
-        "OVERDUE" if row["overdue"] else "no",
-    ]
-    if wide:
-        cells[4:4] = [row["last_exit_code"], row["skipped"]]
-    return cells
-
-
-def _write_summary_html(path: Path, summary: dict) -> None:
+def _write_summary_html(path: Path, summary: results.Summary) -> None:
     from agency_cron.fs import write_atomic
     from agency_cron.render import render_html
     from agency_cron.terminal import escape_all
 
-    page = render_html("log_summary.html.j2", summary=escape_all(summary))
+    page = render_html("log_summary.html.j2", summary=escape_all(results.enveloped(summary)))
     write_atomic(path, page.encode(), 0o644)
 
 
@@ -621,12 +636,12 @@ def health(
     overdue = reports.overdue_tasks(settings, loaded)
     outcome = reports.alert_overdue(settings, overdue) if alert and overdue else None
     if json_:
-        _print_json({"version": 1, "healthy": not overdue, "overdue": overdue, "alert": outcome})
+        _print_json({"healthy": not overdue, "overdue": overdue, "alert": outcome})
     elif overdue:
         from agency_cron.terminal import escape_controls
 
         for item in overdue:
-            out.print(escape_controls(f"OVERDUE {item['name']}: {item['reason']}"), markup=False)
+            out.print(escape_controls(f"OVERDUE {item.name}: {item.reason}"), markup=False)
         if outcome:
             out.print(escape_controls(f"alert: {outcome}"), markup=False)
     else:
