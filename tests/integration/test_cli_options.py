@@ -96,3 +96,22 @@ def test_explain_and_uninstall_accept_them(env, cli):
     )
     assert code == 0, err
     assert str(other) in json.loads(out)["target"]
+
+
+def test_every_json_output_carries_the_version(env, cli):
+    """Objects at the top, lists on each row (CONTRACT.md keeps list/status/history lists)."""
+    env.write_manifest(MANIFEST)
+    assert cli(*env.args("install"))[0] == 0
+    assert cli(*env.args("run", "only"))[0] == 0
+    lists = [["list"], ["status"], ["history", "only"]]
+    objects = [["status", "only"], ["next", "only"], ["log-summary"], ["health"], ["doctor"]]
+    objects += [["explain", "0 3 * * *"], ["install", "--dry-run"]]
+    for command in lists + objects:
+        code, out, err = cli(*env.args(*command, "--json"))
+        assert code in (0, 1), (command, err)
+        shown = json.loads(out)
+        if command in lists:
+            assert isinstance(shown, list) and shown, command
+            assert all(row["version"] == 1 for row in shown), command
+        else:
+            assert isinstance(shown, dict) and shown["version"] == 1, command
