@@ -256,19 +256,20 @@ def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
         extra = {"diff": plan.diff()} if dry_run else {}
         _print_json({**plan.as_json(), "dry_run": dry_run, **extra})
         return
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
     from agency_cron.terminal import escape_controls
 
     tasks = [row for row in plan.rows if row.kind == "task"]
     big = len(tasks) > FULL_TABLE_MAX
     rows = [r for r in plan.rows if r.action != UNCHANGED or (r.kind == "task" and not big)]
     shown, hidden = (rows[:FULL_TABLE_MAX], rows[FULL_TABLE_MAX:]) if big else (rows, [])
-    cells = [[row.item, row.kind, row.action, row.detail] for row in shown]
+    keys = ("item", "kind", "action", "detail")
+    cells = _cells(shown, keys, {})
     counts: dict[str, int] = {}
     for row in hidden + ([r for r in tasks if r.action == UNCHANGED] if big else []):
         counts[row.action] = counts.get(row.action, 0) + 1
     cells += [[f"{count} more", "", action, ""] for action, count in counts.items()]
-    columns = [Column("item"), Column("kind"), Column("action"), Column("detail", wrap=True)]
+    columns = _columns(results.PlanRow, keys, wrap=("detail",))
     title = f"plan for {plan.target.label}" + (" (dry run)" if dry_run else "")
     print_table(out, columns, cells, title=title)
     if dry_run and plan.changes:

@@ -150,6 +150,16 @@ class Started:
 
 
 @dataclass(frozen=True)
+class PlanRow:
+    """`install`/`uninstall`: one line of the plan (plan.Row), in `--json`'s `rows`."""
+
+    item: str
+    kind: str  # "task" or "file"
+    action: str  # added, changed, removed, unchanged
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class TaskView:
     """The API's task: its definition (secrets masked) and its state (admin.describe)."""
 
