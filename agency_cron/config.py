@@ -131,17 +131,19 @@ def find_config(explicit: str | os.PathLike | None, environ: dict[str, str]) -> 
 
     Raises ConfigError when a file that was named (option or AGENCY_CRON_CONFIG) is missing.
     """
+    from agency_cron import fs  # the probes are inputs of the install fingerprint
+
     named = explicit or environ.get("AGENCY_CRON_CONFIG")
     if named:
         path = Path(named)
-        if not path.is_file():
+        if not fs.is_file(path):
             raise ConfigError(f"{path}: config file not found")
         return path
     for candidate in (
         Path("config.env"),
         Path(environ.get("AGENCY_ROOT") or default_agency_root()) / "config.env",
     ):
-        if candidate.is_file():
+        if fs.is_file(candidate):
             return candidate
     return None
 

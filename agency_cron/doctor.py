@@ -38,7 +38,7 @@ from agency_cron import layout, ping, render
 from agency_cron.backends.crontab import Target, entry_line, installed_entries
 from agency_cron.config import Settings, read_config_file, split_urls
 from agency_cron.errors import AgencyCronError
-from agency_cron.fs import read_bytes
+from agency_cron.fs import note, read_bytes
 from agency_cron.manifest import Manifest, Task
 from agency_cron.plan import UNCHANGED, Plan, build_plan, log_owner
 from agency_cron.secrets import (
@@ -939,6 +939,7 @@ def cron_mail_problem(settings: Settings, crontab_text: str) -> str | None:
     """Why cron would not mail a job's output, or None when it would."""
     if settings.crontab.startswith("systemd:"):
         return "systemd timers do not mail a job's output"
+    note(SENDMAIL)  # an input of the install fingerprint, checked but not opened
     if not os.access(SENDMAIL, os.X_OK):
         return f"cron cannot mail ({SENDMAIL} is missing: no MTA)"
     mailto = None

@@ -11,8 +11,28 @@ import contextlib
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+# Told of every path checked with exists()/is_file() (and of any the caller notes): the
+# no-op install fingerprint (fastpath.py) records them beside the files install opened.
+observer: Callable[[str | os.PathLike], None] | None = None
+
+
+def note(path: str | os.PathLike) -> None:
+    """Tell the observer that the result depends on `path`, though it is not opened."""
+    if observer is not None:
+        observer(path)
+
+
+def exists(path: Path) -> bool:
+    note(path)
+    return path.exists()
+
+
+def is_file(path: Path) -> bool:
+    note(path)
+    return path.is_file()
 
 
 def read_bytes(path: Path) -> bytes | None:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agency_cron import layout
+from agency_cron import fs, layout
 from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem
 from agency_cron.errors import SHOWN_MAX, ConfigError, shown
 from agency_cron.schedule import ScheduleError, normalise_list
@@ -263,7 +263,7 @@ def find_manifest(explicit: str | os.PathLike | None, settings: Settings) -> Pat
         [Path(named)] if named else [Path("tasks.yaml"), settings.agency_root / "tasks.yaml"]
     )
     for path in candidates:
-        if path.exists():
+        if fs.exists(path):
             return path
     raise ConfigError(f"{candidates[0]}: manifest not found")
 

@@ -72,8 +72,10 @@ def python_executable() -> str:
 def _running_python() -> str:
     # sys.prefix/bin/python3 rather than sys.executable: `python` and `python3` of one
     # venv must render the same wrapper, or switching between them rewrites every file.
+    from agency_cron.fs import exists
+
     preferred = Path(sys.prefix) / "bin" / "python3"
-    return str(preferred if preferred.exists() else sys.executable)
+    return str(preferred if exists(preferred) else sys.executable)
 
 
 def task_path() -> str:
