@@ -290,13 +290,17 @@ def _folder_signature(path: str) -> list | None:
 
 def _fingerprint(argv, reads: _Reads, settings, manifest, plan, warnings) -> dict:
     outputs, folders = _outputs(settings, plan)
-    files = sorted(reads.files | _module_sources() | _dependency_metadata() | set(outputs))
+    programs = {name: _which(name) for name in reads.programs}
+    binaries = {path for path in programs.values() if path}
+    files = sorted(
+        reads.files | _module_sources() | _dependency_metadata() | set(outputs) | binaries
+    )
     record = {
         "inputs": inputs_digest(argv),
         "files": [[os.path.abspath(p), signature(p)] for p in files],
         "folders": [[p, _folder_signature(p)] for p in folders],
         "listings": [[p, _listing(p)] for p in sorted(reads.listings)],
-        "programs": [[p, _which(p)] for p in sorted(reads.programs)],
+        "programs": sorted(programs.items()),
         "target": plan.target.label,
         "tasks": len(manifest.tasks),
         "warnings": warnings,

@@ -105,9 +105,14 @@ def find_program(name: str) -> str | None:
     folders where logrotate and cron live."""
     import shutil
 
+    from agency_cron.fs import note
+
     path = os.environ.get("PATH", "")
     extra = [d for d in CRON_PATH.split(":") if d not in path.split(":")]
-    return shutil.which(name, path=":".join(p for p in [path, *extra] if p))
+    search = ":".join(p for p in [path, *extra] if p)
+    for folder in search.split(":"):  # each candidate is an input of the install fingerprint
+        note(os.path.join(folder or ".", name))
+    return shutil.which(name, path=search)
 
 
 def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:

@@ -114,7 +114,9 @@ def test_the_fingerprint_holds_what_install_read(site):
     assert any(path.endswith(".dist-info/METADATA") and "jinja2-" in path.lower() for path in files)
     listings = {path for path, _ in found["listings"]}
     assert str(site.state_dir / "tasks") in listings  # the rendered specs, by name
-    assert "logrotate" in {name for name, _ in found["programs"]}
+    logrotate = shutil.which("logrotate", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    assert logrotate in {name for name, _ in found["programs"]}  # `logrotate -d` was run
+    assert logrotate in files  # and the binary itself is an input
 
 
 def test_config_edit(site):
