@@ -16,9 +16,9 @@ from pathlib import Path
 from agency_cron import layout
 from agency_cron.config import Settings
 from agency_cron.manifest import Task
+from agency_cron.runner import SPEC_VERSION  # the runner refuses a spec of another
 from agency_cron.secrets import is_secret_name, ping_url_secrets, secrets_of_urls, worth_masking
 
-SPEC_VERSION = 1
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
