@@ -12,6 +12,11 @@ def main() -> int:
         return answered
     if fastpath.enabled(argv):
         fastpath.start_recording()  # what this install reads becomes its fingerprint
+    from agency_cron import quick
+
+    if quick.try_answer(argv):  # a --json read command: exits the process when it answers
+        return 0
+    quick.start_recording(argv)  # else its manifest load is cached for the next one
     import gc
 
     from agency_cron.cli import main as cli_main

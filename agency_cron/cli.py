@@ -7,7 +7,6 @@ with its exit code (2 for bad input), never a traceback. Human output goes throu
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -78,11 +77,18 @@ def _load(
     exports (see load_manifest)."""
     settings = _settings(config, crontab)
     path = find_manifest(manifest or Options.manifest, settings)
-    return settings, load_manifest(path, settings, strict, intervals=intervals), path
+    loaded = load_manifest(path, settings, strict, intervals=intervals)
+    if not strict and intervals is None:
+        from agency_cron import quick
+
+        quick.store(Options.argv, path, loaded)  # for the next read command (quick.py)
+    return settings, loaded, path
 
 
 def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    from agency_cron.jsonout import json_text  # shared with the quick path (quick.py)
+
+    sys.stdout.write(json_text(data))
 
 
 def _version(value: bool) -> None:

@@ -148,6 +148,20 @@ def find_config(explicit: str | os.PathLike | None, environ: dict[str, str]) -> 
     return None
 
 
+def find_manifest(explicit: str | os.PathLike | None, settings: Settings) -> Path:
+    """--manifest, AGENCY_CRON_MANIFEST, ./tasks.yaml, $AGENCY_ROOT/tasks.yaml (CONTRACT.md)."""
+    from agency_cron import fs  # the probes are inputs of the fingerprints (fastpath.py)
+
+    named = explicit or settings.values.get("AGENCY_CRON_MANIFEST")
+    candidates = (
+        [Path(named)] if named else [Path("tasks.yaml"), settings.agency_root / "tasks.yaml"]
+    )
+    for path in candidates:
+        if fs.exists(path):
+            return path
+    raise ConfigError(f"{candidates[0]}: manifest not found")
+
+
 def read_config_file(path: Path) -> dict[str, str]:
     """Parse a config.env with python-dotenv (comments, quotes, `export`), no expansion."""
     from dotenv import dotenv_values

@@ -129,6 +129,10 @@ def start_recording() -> None:
     sys.addaudithook(_audit)
 
 
+def recording() -> bool:
+    return _reads is not None
+
+
 def stop_recording() -> _Reads | None:
     global _reads
     from agency_cron import fs
@@ -219,11 +223,12 @@ def _own_files() -> list:
     return [root, found]
 
 
-def inputs_digest(argv: list[str]) -> str:
-    """Everything besides the recorded files that the result of an install depends on."""
+def inputs_digest(key: list) -> str:
+    """Everything besides the recorded files that a result depends on; `key` names the
+    question (the install's command line, the manifest cache's --config/--manifest)."""
     state = [
         FORMAT,
-        argv,
+        key,
         os.getcwd(),
         sys.executable,
         sys.version,
@@ -236,8 +241,56 @@ def inputs_digest(argv: list[str]) -> str:
     return hashlib.sha256(json.dumps(state).encode()).hexdigest()
 
 
+def snapshot(key: list, reads: _Reads, extra: list[str] | None = None) -> dict:
+    """The fingerprint of what was read (plus `extra` files): see the module's docstring."""
+    programs = {name: _which(name) for name in reads.programs}
+    binaries = {path for path in programs.values() if path}
+    files = sorted(
+        reads.files | _module_sources() | _dependency_metadata() | set(extra or ()) | binaries
+    )
+    return {
+        "inputs": inputs_digest(key),
+        "files": [[os.path.abspath(p), signature(p)] for p in files],
+        "listings": [[p, _listing(p)] for p in sorted(reads.listings)],
+        "programs": sorted(programs.items()),
+    }
+
+
+def holds(record: object, key: list) -> bool:
+    """Is every part of a snapshot() still as it was?"""
+    if not isinstance(record, dict) or record.get("inputs") != inputs_digest(key):
+        return False
+    return (
+        all(signature(path) == sig for path, sig in record["files"])
+        and all(_listing(path) == names for path, names in record["listings"])
+        and all(_which(name) == found for name, found in record["programs"])
+    )
+
+
+def write_record(path: str, record: dict) -> None:
+    """Atomically, readable by this user only (best effort: a cache)."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle)
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a cache: the full path stays correct without it
+
+
+def read_record(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def record_install(argv: list[str], settings, manifest, plan, warnings: list[str]) -> None:
-    """After a successful full install: remember what it read and wrote (best effort)."""
+    """After a successful full install: remember what it read and wrote."""
     reads = stop_recording()
     if (
         reads is None
@@ -245,16 +298,22 @@ def record_install(argv: list[str], settings, manifest, plan, warnings: list[str
         or any(expr.startswith("once ") for task in manifest.tasks for expr in task.schedule)
     ):
         return
-    try:
-        record = _fingerprint(argv, reads, settings, manifest, plan, warnings)
-        path = _record_path(argv)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(record, handle)
-        os.replace(temporary, path)
-    except OSError:
-        pass  # a cache: the full path stays correct without it
+    outputs, folders = _outputs(settings, plan)
+    record = {
+        **snapshot(argv, reads, outputs),
+        "folders": [[p, _folder_signature(p)] for p in folders],
+        "target": plan.target.label,
+        "tasks": len(manifest.tasks),
+        "warnings": warnings,
+    }
+    if plan.target.kind == "user":
+        record["user_crontab"] = {
+            "user": plan.target.user,
+            "sha256": hashlib.sha256(
+                plan.crontab_after.encode("utf-8", "surrogateescape")
+            ).hexdigest(),
+        }
+    write_record(_record_path(argv), record)
 
 
 def _outputs(settings, plan) -> tuple[list[str], list[str]]:
@@ -288,33 +347,6 @@ def _folder_signature(path: str) -> list | None:
     return [st.st_mode, st.st_uid, st.st_gid, st.st_ino]
 
 
-def _fingerprint(argv, reads: _Reads, settings, manifest, plan, warnings) -> dict:
-    outputs, folders = _outputs(settings, plan)
-    programs = {name: _which(name) for name in reads.programs}
-    binaries = {path for path in programs.values() if path}
-    files = sorted(
-        reads.files | _module_sources() | _dependency_metadata() | set(outputs) | binaries
-    )
-    record = {
-        "inputs": inputs_digest(argv),
-        "files": [[os.path.abspath(p), signature(p)] for p in files],
-        "folders": [[p, _folder_signature(p)] for p in folders],
-        "listings": [[p, _listing(p)] for p in sorted(reads.listings)],
-        "programs": sorted(programs.items()),
-        "target": plan.target.label,
-        "tasks": len(manifest.tasks),
-        "warnings": warnings,
-    }
-    if plan.target.kind == "user":
-        record["user_crontab"] = {
-            "user": plan.target.user,
-            "sha256": hashlib.sha256(
-                plan.crontab_after.encode("utf-8", "surrogateescape")
-            ).hexdigest(),
-        }
-    return record
-
-
 # --- the fast path ---------------------------------------------------------------------
 
 
@@ -333,20 +365,10 @@ def _crontab_text(user: str | None) -> str | None:
 
 def still_holds(argv: list[str]) -> dict | None:
     """The recorded install when every part of its fingerprint still holds; else None."""
-    try:
-        with open(_record_path(argv), encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("inputs") != inputs_digest(argv):
-        return None
-    if any(signature(path) != sig for path, sig in record["files"]):
+    record = read_record(_record_path(argv))
+    if record is None or not holds(record, argv):
         return None
     if any(_folder_signature(path) != sig for path, sig in record["folders"]):
-        return None
-    if any(_listing(path) != names for path, names in record["listings"]):
-        return None
-    if any(_which(name) != found for name, found in record["programs"]):
         return None
     if (
         record.get("user_crontab")
