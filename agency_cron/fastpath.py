@@ -243,6 +243,8 @@ def inputs_digest(key: list) -> str:
 
 def snapshot(key: list, reads: _Reads, extra: list[str] | None = None) -> dict:
     """The fingerprint of what was read (plus `extra` files): see the module's docstring."""
+    # Before the listings: the cache folder may be in a folder that was listed.
+    os.makedirs(_cache_dir(), mode=0o700, exist_ok=True)  # (an OSError: no record)
     programs = {name: _which(name) for name in reads.programs}
     binaries = {path for path in programs.values() if path}
     files = sorted(
@@ -290,7 +292,7 @@ def read_record(path: str) -> dict | None:
 
 
 def record_install(argv: list[str], settings, manifest, plan, warnings: list[str]) -> None:
-    """After a successful full install: remember what it read and wrote."""
+    """After a successful full install: remember what it read and wrote (best effort)."""
     reads = stop_recording()
     if (
         reads is None
@@ -299,8 +301,12 @@ def record_install(argv: list[str], settings, manifest, plan, warnings: list[str
     ):
         return
     outputs, folders = _outputs(settings, plan)
+    try:
+        found = snapshot(argv, reads, outputs)
+    except OSError:
+        return  # a cache: the full path stays correct without it
     record = {
-        **snapshot(argv, reads, outputs),
+        **found,
         "folders": [[p, _folder_signature(p)] for p in folders],
         "target": plan.target.label,
         "tasks": len(manifest.tasks),

@@ -188,8 +188,12 @@ def store(argv: list[str], path: Path, loaded) -> None:
         dump = task.model_dump(mode="json")
         dump["env"] = None  # secrets stay out of the cache; no read command shows them
         tasks.append(dump)
+    try:
+        found = fastpath.snapshot(key, reads)
+    except OSError:
+        return  # a cache: the full path stays correct without it
     record = {
-        **fastpath.snapshot(key, reads),
+        **found,
         "path": str(path),
         "tasks": tasks,
         "sources": [str(p) for p in loaded.sources],
