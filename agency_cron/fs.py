@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,6 +67,8 @@ def write_atomic(path: Path, content: bytes, mode: int, durable: bool = True) ->
 
 
 def _replace(path: Path, content: bytes, mode: int, durable: bool) -> None:
+    import tempfile  # (not at import: read commands load this module and never write)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -27,14 +27,14 @@ paths byte for byte).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agency_cron import fastpath
+from agency_cron.fastpath import sha256
 
 COMMANDS = ("list", "status", "history", "next", "log-summary")
 GLOBAL_OPTIONS = ("--config", "--manifest")
@@ -132,7 +132,7 @@ def _key(config: str | None, manifest: str | None) -> list:
 
 
 def _cache_path(key: list) -> str:
-    digest = hashlib.sha256(json.dumps([os.getcwd(), key, os.geteuid()]).encode()).hexdigest()
+    digest = sha256(json.dumps([os.getcwd(), key, os.geteuid()]).encode()).hexdigest()
     return os.path.join(fastpath._cache_dir(), f"manifest-{digest[:24]}.json")
 
 
@@ -147,6 +147,31 @@ class CachedManifest:
         return next((task for task in self.tasks if task.name == name), None)
 
 
+class CachedTask:
+    """A task's fields as attributes, frozen and hashable like the pydantic Task (the
+    reports memoise on them); built per task without dataclass machinery."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict):
+        object.__setattr__(self, "_fields", fields)
+
+    def __getattr__(self, name: str):
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CachedTask) and other._fields == self._fields
+
+    def __hash__(self) -> int:
+        return hash(self._fields["name"])
+
+
 def _frozen(value):
     if isinstance(value, list):
         return tuple(_frozen(v) for v in value)
@@ -158,10 +183,7 @@ def _cached_manifest(config: str | None, manifest: str | None, path: Path):
     record = fastpath.read_record(_cache_path(key))
     if record is None or record.get("path") != str(path) or not fastpath.holds(record, key):
         return None
-    dumps = record["tasks"]
-    names = sorted({name for dump in dumps for name in dump})
-    task_type = make_dataclass("CachedTask", names, frozen=True)
-    tasks = tuple(task_type(**{k: _frozen(v) for k, v in dump.items()}) for dump in dumps)
+    tasks = tuple(CachedTask({k: _frozen(v) for k, v in dump.items()}) for dump in record["tasks"])
     return CachedManifest(tasks, tuple(Path(p) for p in record["sources"]))
 
 
@@ -249,13 +271,17 @@ def try_answer(argv: list[str]) -> bool:
     call = parse(argv)
     if call is None:
         return False
+    import gc
+
     from agency_cron.errors import AgencyCronError
 
+    gc.disable()  # a short process whose objects all live until its exit
     try:
         text = answer(call)
     except (AgencyCronError, OSError):
-        return False  # the full path says it the usual way
+        text = None  # the full path says it the usual way
     if text is None:
+        gc.enable()
         return False
     sys.stdout.write(text)
     sys.stdout.flush()
