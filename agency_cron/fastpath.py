@@ -14,9 +14,11 @@ calls start_recording() before anything else is imported, which installs an audi
 file, the overrides, templates, zone files, the crontab file, and every module's code),
 every folder listed (the manifest folder, the spec folder, the import system's listings
 of sys.path, so that a package installed, upgraded or removed is seen) and every program
-started (crontab, logrotate, systemctl), and a hook in fs.py (fs.note) that notes paths
-only checked for existence (the config and manifest candidates that would take
-precedence, sendmail). Besides those: the source file of every module imported (an
+started (crontab, logrotate, systemctl); and every path only checked for existence or
+mode (os.stat, os.lstat and os.access are wrapped while recording, which covers
+Path.exists/is_dir/is_file, os.path.* and shutil.which: the config and manifest candidates
+that would take precedence, a folder not there yet, sendmail), plus fs.note for a caller
+to name one explicitly. Besides those: the source file of every module imported (an
 edited .py whose .pyc was read), agency-cron's whole source tree (code, templates,
 bundled scripts: also what install renders but does not import, such as the runner and
 the checks), the dist-info of every installed dependency, the files C libraries read
@@ -54,7 +56,9 @@ class _Reads:
     """What the install process read, noted by the audit hook and fs.note."""
 
     def __init__(self) -> None:
-        self.files: set[str] = set()
+        self.files: dict[str, bool] = {}  # opened: compared by signature(); there when opened?
+        # Only checked: compared by probe_signature(); whether each was there when checked.
+        self.probes: dict[str, bool] = {}
         self.listings: set[str] = set()
         self.programs: set[str] = set()
 
@@ -98,6 +102,25 @@ def signature(path: str) -> list | None:
     return [st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid, st.st_ino]
 
 
+def probe_signature(path: str) -> list | None:
+    """What an existence check can tell of a path: None when missing; a folder by kind,
+    mode, owner and inode (its mtime moves with every file made in it, and what is in it
+    counts only where it is listed, which is recorded apart); a symbolic link by its
+    target and what that is; a file by signature()."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        target = os.path.join(os.path.dirname(path), _link(path) or "")
+        return ["link", _link(path), probe_signature(target) if target != path else None]
+    if stat.S_ISDIR(st.st_mode):
+        return ["dir", st.st_mode, st.st_uid, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid, st.st_ino]
+
+
 def _link(path: str) -> str | None:
     try:
         return os.readlink(path)
@@ -121,13 +144,42 @@ def _which(name: str) -> str | None:
 # --- recording (the full path) ---------------------------------------------------------
 
 
+# Existence checks (Path.exists/is_dir/is_file, os.path.*, shutil.which, os.access) raise
+# no audit event: while recording, these os functions note their path first. The import
+# system calls posix.stat directly, so imports are not noted here (their folders' listings
+# and the modules' sources are).
+_PROBES = ("stat", "lstat", "access")
+_real_probes: dict[str, object] = {}
+
+
+def _exists(path: str) -> bool:
+    try:
+        (_real_probes.get("lstat") or os.lstat)(path)  # type: ignore[operator]
+    except OSError:
+        return False
+    return True
+
+
+def _probing(real):
+    def probe(path, *args, **kwargs):
+        if kwargs.get("dir_fd") is None:  # (relative to a folder's descriptor: not a read)
+            _note_path(path)
+        return real(path, *args, **kwargs)
+
+    return probe
+
+
 def start_recording() -> None:
-    """Note what this process reads from now on (a plain install only: __main__)."""
+    """Note what this process reads from now on (__main__: a plain install, or a read
+    command whose manifest load is to be cached, quick.py)."""
     global _reads
     from agency_cron import fs
 
     _reads = _Reads()
     fs.observer = _note_path
+    for name in _PROBES:
+        _real_probes[name] = getattr(os, name)
+        setattr(os, name, _probing(_real_probes[name]))
     sys.addaudithook(_audit)
 
 
@@ -141,6 +193,9 @@ def stop_recording() -> _Reads | None:
 
     reads, _reads = _reads, None
     fs.observer = None
+    for name, real in _real_probes.items():
+        setattr(os, name, real)
+    _real_probes.clear()
     return reads
 
 
@@ -153,9 +208,17 @@ def _absolute(path) -> str | None:
 def _note_path(path) -> None:
     reads = _reads
     if reads is not None:
-        found = _absolute(path)
-        if found:
-            reads.files.add(found)
+        try:
+            found = _absolute(path)
+        except (TypeError, ValueError):
+            return  # not a path: the call itself will say so
+        if (
+            found
+            and found not in reads.probes
+            and "/__pycache__/" not in found
+            and not found.startswith(_VOLATILE)
+        ):
+            reads.probes[found] = _exists(found)
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -167,8 +230,13 @@ def _audit(event: str, args: tuple) -> None:
             path, mode, flags = args
             writes = any(c in mode for c in "wax+") if mode else bool(flags & _WRITE_FLAGS)
             found = None if writes else _absolute(path)
-            if found and "/__pycache__/" not in found and not found.startswith(_VOLATILE):
-                reads.files.add(found)  # (a .pyc: its source is noted instead)
+            if (
+                found
+                and found not in reads.files
+                and "/__pycache__/" not in found  # (a .pyc: its source is noted instead)
+                and not found.startswith(_VOLATILE)
+            ):
+                reads.files[found] = _exists(found)
         elif event in ("os.listdir", "os.scandir"):
             found = _absolute(args[0] if args[0] is not None else ".")
             if found:
@@ -243,18 +311,28 @@ def inputs_digest(key: list) -> str:
     return sha256(json.dumps(state).encode()).hexdigest()
 
 
+class Unsettled(Exception):
+    """The run created a path it had found missing: its fingerprint would describe a state
+    it did not read. The next run, which sees the settled state, records one."""
+
+
 def snapshot(key: list, reads: _Reads, extra: list[str] | None = None) -> dict:
-    """The fingerprint of what was read (plus `extra` files): see the module's docstring."""
+    """The fingerprint of what was read (plus `extra` files): see the module's docstring.
+    Raises Unsettled."""
+    for seen in (reads.files, reads.probes):  # (one it removed, such as its temporary
+        if any(_exists(path) and not present for path, present in seen.items()):  # files,
+            raise Unsettled  # is recorded missing, as the next run will find it)
     # Before the listings: the cache folder may be in a folder that was listed.
     os.makedirs(_cache_dir(), mode=0o700, exist_ok=True)  # (an OSError: no record)
     programs = {name: _which(name) for name in reads.programs}
     binaries = {path for path in programs.values() if path}
     files = sorted(
-        reads.files | _module_sources() | _dependency_metadata() | set(extra or ()) | binaries
+        set(reads.files) | _module_sources() | _dependency_metadata() | set(extra or ()) | binaries
     )
     return {
         "inputs": inputs_digest(key),
         "files": [[os.path.abspath(p), signature(p)] for p in files],
+        "probes": [[p, probe_signature(p)] for p in sorted(set(reads.probes) - set(files))],
         "listings": [[p, _listing(p)] for p in sorted(reads.listings)],
         "programs": sorted(programs.items()),
     }
@@ -266,6 +344,7 @@ def holds(record: object, key: list) -> bool:
         return False
     return (
         all(signature(path) == sig for path, sig in record["files"])
+        and all(probe_signature(path) == sig for path, sig in record["probes"])
         and all(_listing(path) == names for path, names in record["listings"])
         and all(_which(name) == found for name, found in record["programs"])
     )
@@ -305,7 +384,7 @@ def record_install(argv: list[str], settings, manifest, plan, warnings: list[str
     outputs, folders = _outputs(settings, plan)
     try:
         found = snapshot(argv, reads, outputs)
-    except OSError:
+    except (OSError, Unsettled):
         return  # a cache: the full path stays correct without it
     record = {
         **found,

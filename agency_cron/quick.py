@@ -212,7 +212,7 @@ def store(argv: list[str], path: Path, loaded) -> None:
         tasks.append(dump)
     try:
         found = fastpath.snapshot(key, reads)
-    except OSError:
+    except (OSError, fastpath.Unsettled):
         return  # a cache: the full path stays correct without it
     record = {
         **found,

@@ -113,7 +113,7 @@ def test_the_fingerprint_holds_what_install_read(site):
     )
     assert any(path.endswith(".dist-info/METADATA") and "jinja2-" in path.lower() for path in files)
     listings = {path for path, _ in found["listings"]}
-    assert str(site.state_dir / "tasks") in listings  # the rendered specs, by name
+    assert str(site.state_dir / "tasks") in files | listings  # the rendered specs' folder
     logrotate = shutil.which("logrotate", path="/usr/sbin:/usr/bin:/sbin:/bin")
     assert logrotate in {name for name, _ in found["programs"]}  # `logrotate -d` was run
     assert logrotate in files  # and the binary itself is an input
@@ -165,6 +165,16 @@ def test_api_task_added(site):
     (folder / "from-api.json").write_text(json.dumps(task))
     assert not fast(install(site))
     assert "from-api.sh" in site.crontab.read_text()
+
+
+def test_a_stray_spec_is_seen(site):
+    """A spec of a task the manifest no longer has (its folder only checked, then listed)."""
+    site.write_manifest(MANIFEST)
+    settled(site)
+    stray = site.state_dir / "tasks" / "ghost.json"
+    stray.write_text((site.state_dir / "tasks" / "alpha.json").read_text())
+    assert not fast(install(site))
+    assert not stray.exists()
 
 
 def test_crontab_edit(site):

@@ -76,7 +76,10 @@ def heavy(result: subprocess.CompletedProcess) -> set[str]:
 
 
 def compare(env, args) -> None:
-    run(env, *args)  # a full load: caches the manifest (its fingerprint under this env)
+    # Full loads cache the manifest (its fingerprint under this env); the first may write
+    # what it probed (STATE_DIR, history.db), so that the second records the settled state.
+    run(env, *args)
+    run(env, *args)
     first = run(env, *args)
     full = run(env, *args, quick=False)
     second = run(env, *args)
