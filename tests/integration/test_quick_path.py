@@ -65,6 +65,29 @@ def run(env, *args: str, quick: bool = True) -> subprocess.CompletedProcess:
     )
 
 
+WHY = """
+import sys
+from agency_cron import fastpath, quick
+call = quick.parse(sys.argv[1:])
+key = quick._key(call.config, call.manifest)
+record = fastpath.read_record(quick._cache_path(key)) or {}
+print("no record" if not record else "inputs differ" if record["inputs"] != fastpath.inputs_digest(key) else "")
+for kind, now in (("files", fastpath.signature), ("probes", fastpath.probe_signature), ("listings", fastpath._listing)):
+    print(kind, [(p, s, now(p)) for p, s in record.get(kind, []) if now(p) != s][:3])
+"""
+
+
+def why(env, args) -> str:
+    """What no longer holds in the cached manifest's fingerprint (for a failure message)."""
+    return subprocess.run(
+        [sys.executable, "-c", WHY, *env.args(*args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", IMPORTS: "1"},
+        check=False,
+    ).stdout
+
+
 def steady(text: str) -> str:
     """log-summary's clock fields, which differ between any two runs."""
     return re.sub(r'"(generated_at|since)": "[^"]*"', r'"\1": "-"', text)
@@ -84,7 +107,7 @@ def compare(env, args) -> None:
     full = run(env, *args, quick=False)
     second = run(env, *args)
     allowed = {"pydantic"} if args[0] == "log-summary" and SINCE_NEEDS_PYDANTIC else set()
-    assert heavy(first) <= allowed and heavy(second) <= allowed, (args, heavy(first))
+    assert heavy(first) <= allowed and heavy(second) <= allowed, (args, why(env, args))
     assert first.returncode == full.returncode == second.returncode == 0, full.stderr
     assert steady(full.stdout) in (steady(first.stdout), steady(second.stdout)), args
     json.loads(full.stdout)

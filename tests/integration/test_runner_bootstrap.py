@@ -20,6 +20,8 @@ ALLOWED = {
     "agency_cron.history",  # the run's rows in STATE_DIR/history.db (sqlite3 only)
     "agency_cron.secrets",  # masking of the output (Redactor), standard library only
     "agency_cron.statuses",  # the run-status vocabulary: a leaf of constants, no imports
+    "agency_cron.timing",  # kill grace, retry delays and jitter: shared with the exporters,
+    # standard library only (the runner and the systemd/Kubernetes exports must agree)
 }
 # Imported only by tasks that need them (not by these tasks): agency_cron.ping (a task
 # with ping_url), agency_cron.schedule and cronsim (a zoned or one-time task started by
