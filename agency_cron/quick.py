@@ -15,7 +15,8 @@ tries this module, which is standard library only up to the library calls:
   the dependencies, the environment, the working directory, the day). Any full load of a
   read command writes it (cli._load). The cache holds no task environment (secrets stay
   out of it) and is written 0600 in the user's cache folder;
-* the same library functions as the CLI (reports.*), the same JSON writer (jsonout);
+* the same library functions as the CLI (reports.*), the same JSON writer
+  (results.to_json: typed results, the `version` envelope);
 * exit through os._exit after flushing: the interpreter's teardown is skipped (nothing
   here registers an atexit handler or holds an unflushed file).
 
@@ -230,7 +231,7 @@ def answer(call: Call) -> str | None:
     """The JSON text the full path would print, or None to let the full path answer."""
     from agency_cron import reports
     from agency_cron.config import find_manifest, load_settings
-    from agency_cron.jsonout import json_text
+    from agency_cron.results import to_json
 
     settings = load_settings(call.config, crontab=None)
     path = find_manifest(call.manifest, settings)
@@ -261,7 +262,7 @@ def answer(call: Call) -> str | None:
         since = reports.parse_since((call.options.get("--since") or ["24h"])[-1])
         tasks = call.options.get("--task") or None
         data = reports.log_summary(settings, loaded, since, tasks)
-    return json_text(data)
+    return to_json(data)
 
 
 def try_answer(argv: list[str]) -> bool:
