@@ -21,8 +21,8 @@ that would take precedence, a folder not there yet, sendmail), plus fs.note for 
 to name one explicitly. Besides those: the source file of every module imported (an
 edited .py whose .pyc was read), agency-cron's whole source tree (code, templates,
 bundled scripts: also what install renders but does not import, such as the runner and
-the checks), the dist-info of every installed dependency, the files C libraries read
-behind Python's back (the user and group databases, /etc/localtime and its link), the
+the checks), the dist-info of every installed dependency, the user and group entries
+looked up (pwd, grp: the lookups and their answers), /etc/localtime and its link, the
 command line, working directory, interpreter, the whole environment and the day (zone
 rules are read over a window from today). Outputs come from the plan: each rendered file
 and the crontab by size, mtime, mode, owner and inode, the folders install keeps, a user
@@ -37,6 +37,10 @@ import os
 import sys
 import time
 
+TYPE_CHECKING = False  # (typing itself is not imported: read commands load this module)
+if TYPE_CHECKING:
+    from typing import Any
+
 try:  # the built-in module: hashlib loads OpenSSL, which costs a read command ~5 ms
     from _sha256 import sha256  # type: ignore[import-not-found]
 except ImportError:  # another Python (3.12 has _sha2)
@@ -44,8 +48,11 @@ except ImportError:  # another Python (3.12 has _sha2)
 
 FORMAT = 2
 PATH_OPTIONS = ("--config", "--manifest", "--crontab")
-# Read by C code (NSS, the C library's zone), which no audit hook sees.
-C_INPUTS = ("/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/localtime")
+# Read by C code (the C library's zone), which no audit hook sees. The user and group
+# databases are read through NSS too: the lookups themselves are recorded instead (pwd,
+# grp: _LOOKUPS), so that an unrelated user added to /etc/passwd does not count.
+C_INPUTS = ("/etc/localtime",)
+_LOOKUPS = (("pwd", "getpwnam"), ("pwd", "getpwuid"), ("grp", "getgrnam"), ("grp", "getgrgid"))
 # Kernel views: their stat moves with every process, and what install reads there (its own
 # ancestry, the running cron daemon) is not what its result depends on.
 _VOLATILE = ("/proc/", "/dev/", "/sys/")
@@ -61,6 +68,7 @@ class _Reads:
         self.probes: dict[str, bool] = {}
         self.listings: set[str] = set()
         self.programs: set[str] = set()
+        self.lookups: dict[tuple[str, str, object], list | None] = {}  # (module, call, key)
 
 
 _reads: _Reads | None = None
@@ -169,6 +177,31 @@ def _probing(real):
     return probe
 
 
+def _lookup(module: str, call: str, key: object) -> list | None:
+    """A user or group database entry as a list; None when there is none."""
+    found = _real_lookups.get((module, call)) or getattr(__import__(module), call)
+    try:
+        return list(found(key))
+    except (KeyError, TypeError, OverflowError):
+        return None
+
+
+_real_lookups: dict[tuple[str, str], Any] = {}
+
+
+def _looking(module: str, call: str, real):
+    def lookup(key):
+        reads = _reads
+        if reads is not None:
+            try:
+                reads.lookups.setdefault((module, call, key), list(real(key)))
+            except (KeyError, TypeError, OverflowError):
+                reads.lookups.setdefault((module, call, key), None)
+        return real(key)
+
+    return lookup
+
+
 def start_recording() -> None:
     """Note what this process reads from now on (__main__: a plain install, or a read
     command whose manifest load is to be cached, quick.py)."""
@@ -180,6 +213,10 @@ def start_recording() -> None:
     for name in _PROBES:
         _real_probes[name] = getattr(os, name)
         setattr(os, name, _probing(_real_probes[name]))
+    for module, call in _LOOKUPS:
+        where = __import__(module)
+        _real_lookups[(module, call)] = getattr(where, call)
+        setattr(where, call, _looking(module, call, _real_lookups[(module, call)]))
     sys.addaudithook(_audit)
 
 
@@ -196,6 +233,9 @@ def stop_recording() -> _Reads | None:
     for name, real in _real_probes.items():
         setattr(os, name, real)
     _real_probes.clear()
+    for (module, call), real in _real_lookups.items():
+        setattr(__import__(module), call, real)
+    _real_lookups.clear()
     return reads
 
 
@@ -335,6 +375,7 @@ def snapshot(key: list, reads: _Reads, extra: list[str] | None = None) -> dict:
         "probes": [[p, probe_signature(p)] for p in sorted(set(reads.probes) - set(files))],
         "listings": [[p, _listing(p)] for p in sorted(reads.listings)],
         "programs": sorted(programs.items()),
+        "lookups": [[*key, found] for key, found in reads.lookups.items()],
     }
 
 
@@ -347,6 +388,9 @@ def holds(record: object, key: list) -> bool:
         and all(probe_signature(path) == sig for path, sig in record["probes"])
         and all(_listing(path) == names for path, names in record["listings"])
         and all(_which(name) == found for name, found in record["programs"])
+        and all(
+            _lookup(module, call, key) == found for module, call, key, found in record["lookups"]
+        )
     )
 
 
