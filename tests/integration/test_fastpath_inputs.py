@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,10 @@ def test_the_fingerprint_holds_what_install_read(site):
     logrotate = shutil.which("logrotate", path="/usr/sbin:/usr/bin:/sbin:/bin")
     assert logrotate in {name for name, _ in found["programs"]}  # `logrotate -d` was run
     assert logrotate in files  # and the binary itself is an input
+    # The user database: the lookups made and their answers, not /etc/passwd's mtime.
+    me = [list(entry) for entry in [pwd.getpwuid(os.geteuid())]]
+    assert ["pwd", "getpwuid", os.geteuid(), *me] in found["lookups"]
+    assert "/etc/passwd" not in files
 
 
 def test_config_edit(site):
