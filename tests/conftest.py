@@ -7,10 +7,13 @@ away from the machine's crontabs; tests of `user:NAME` use a throwaway system us
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
@@ -25,6 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Env:
+    """A throwaway installation: config.env, tasks.yaml and a `file:` crontab in `root`, with
+    AGENCY_ROOT, LOG_DIR, STATE_DIR and LOGROTATE_DIR below it (see make_env)."""
+
     root: Path
     config: Path
     manifest: Path
@@ -50,6 +56,12 @@ class Env:
         self.manifest.write_text(textwrap.dedent(text))
         return self.manifest
 
+    def add_config(self, text: str = "", **values: str) -> None:
+        """Append lines to config.env: `text` as written (dedented), then KEY=value each."""
+        lines = textwrap.dedent(text) + "".join(f"{key}={value}\n" for key, value in values.items())
+        with self.config.open("a") as handle:
+            handle.write(lines)
+
     def args(self, *rest: str) -> list[str]:
         return ["--config", str(self.config), "--manifest", str(self.manifest), *rest]
 
@@ -63,13 +75,23 @@ class Env:
         return found
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    root = tmp_path / "site"
-    root.mkdir()
-    config = root / "config.env"
-    crontab = root / "crontab"
-    config.write_text(
+def make_env(
+    root: Path,
+    *,
+    crontab: str | None = None,
+    config: str = "",
+    manifest: str | None = None,
+    config_file: Path | None = None,
+) -> Env:
+    """Lay out a throwaway installation in `root` (made if missing): config.env naming
+    AGENCY_ROOT, LOG_DIR, STATE_DIR and LOGROTATE_DIR below root and CRONTAB (`crontab`, by
+    default file:ROOT/crontab), then the lines of `config`; LOGROTATE_DIR made; tasks.yaml
+    written when `manifest` is given (dedented). `config_file` puts config.env elsewhere (a
+    checkout's). The process environment is left alone: that is the `env` fixture's part."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / "crontab"
+    config_path = config_file or root / "config.env"
+    config_path.write_text(
         textwrap.dedent(
             f"""\
             # test installation
@@ -77,16 +99,54 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
             LOG_DIR={root}/log
             STATE_DIR={root}/state
             LOGROTATE_DIR={root}/logrotate.d
-            CRONTAB=file:{crontab}
+            CRONTAB={crontab or f"file:{target}"}
             """
         )
+        + textwrap.dedent(config)
     )
-    (root / "logrotate.d").mkdir()
+    (root / "logrotate.d").mkdir(exist_ok=True)
+    made = Env(root=root, config=config_path, manifest=root / "tasks.yaml", crontab=target)
+    if manifest is not None:
+        made.write_manifest(manifest)
+    return made
+
+
+@pytest.fixture(scope="session", name="make_env")
+def make_env_fixture():
+    """make_env(root, crontab=TARGET, config=LINES, manifest=TEXT) -> Env: the `env`
+    fixture's installation in any folder (a module's, one per Hypothesis example, one under
+    /tmp that other users can enter), with another target or more config; the process
+    environment untouched (see clean_environ)."""
+    return make_env
+
+
+@pytest.fixture
+def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No config or manifest named by the environment, no CRONTAB or AGENCY_ROOT inherited,
+    install fingerprints in a cache of this test's own."""
     for key in ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environ) -> Env:
+    """A throwaway installation under tmp_path with a `file:` crontab; the test runs in
+    tmp_path with a clean environment."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # install fingerprints
-    return Env(root=root, config=config, manifest=root / "tasks.yaml", crontab=crontab)
+    return make_env(tmp_path / "site")
+
+
+@pytest.fixture
+def shared_root():
+    """A folder under /tmp that other users can enter (tmp_path's parents are 0700), for an
+    installation whose tasks run as another user; removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="agency-cron-shared-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -202,42 +262,59 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: list[tuple[str, str]]  # as sent, in order
     body: bytes
+    line: str = ""  # the request line as sent: "POST /hook?x=1 HTTP/1.1"
 
     def header(self, name: str) -> str | None:
         """The first header of that name, case-insensitively (None when absent)."""
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
+    def json(self):
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
 
 class HttpRecorder:
     """A real HTTP server on 127.0.0.1 (port 0) that records every request and answers as
-    told: answer(status) (200 by default), hang() (read and record the request, then never
-    answer), disconnect() (record it, then close the connection without a response).
-    A mode can be set for one path only: answer(503, path="/fail")."""
+    told: answer(status) (200 by default; after `delay` seconds if given), respond(function)
+    (the function gets the RecordedRequest and returns (status, body, headers)), hang() (read
+    and record the request, then never answer), disconnect() (record it, then close the
+    connection without a response). A mode can be set for one path only:
+    answer(503, path="/fail"). With `tls` (an ssl.SSLContext for a server) it speaks HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls=None) -> None:
         import http.server
         import threading
 
         self.requests: list[RecordedRequest] = []
-        self._modes: dict[str | None, tuple] = {None: ("answer", 200, b"", {})}
+        self._modes: dict[str | None, tuple] = {None: ("answer", 200, b"", {}, 0)}
         self._arrived = threading.Condition()
         self._released = threading.Event()  # set at teardown: hanging handlers return
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _recording_handler(self))
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
         self._thread.daemon = True
         self._thread.start()
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
-    def answer(self, status=200, body: bytes = b"", headers=None, path=None) -> None:
-        self._modes[path] = ("answer", status, body, dict(headers or {}))
+    def answer(self, status=200, body: bytes = b"", headers=None, path=None, delay=0.0) -> None:
+        self._modes[path] = ("answer", status, body, dict(headers or {}), delay)
+
+    def respond(self, function, path=None) -> None:
+        """Answer with function(request) -> (status, body, headers)."""
+        self._modes[path] = ("call", function)
 
     def hang(self, path=None) -> None:
         self._modes[path] = ("hang",)
 
     def disconnect(self, path=None) -> None:
         self._modes[path] = ("close",)
+
+    def json_bodies(self) -> list:
+        """The body of every request so far, parsed as JSON (Apprise's json:// posts)."""
+        return [request.json() for request in self.requests]
 
     def wait_for(self, count: int, timeout: float = 30) -> list[RecordedRequest]:
         """Block until `count` requests have arrived (a bound against a stuck test, not a
@@ -251,7 +328,8 @@ class HttpRecorder:
         with self._arrived:
             self.requests.append(request)
             self._arrived.notify_all()
-        return self._modes.get(request.path, self._modes[None])
+        mode = self._modes.get(request.path, self._modes[None])
+        return ("answer", *mode[1](request), 0) if mode[0] == "call" else mode
 
     def stop(self) -> None:
         self._released.set()
@@ -275,6 +353,7 @@ def _recording_handler(recorder: HttpRecorder):
                 parse_qs(url.query, keep_blank_values=True),
                 list(self.headers.items()),
                 self._body(),
+                self.requestline,
             )
             mode = recorder._record(request)
             if mode[0] == "hang":
@@ -282,8 +361,10 @@ def _recording_handler(recorder: HttpRecorder):
                 self.close_connection = True
             elif mode[0] == "close":
                 self.close_connection = True  # handle() returns: the socket closes unanswered
+            elif recorder._released.wait(mode[4]):
+                self.close_connection = True  # torn down while delaying the answer
             else:
-                self._send(*mode[1:])
+                self._send(*mode[1:4])
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -314,8 +395,42 @@ def _recording_handler(recorder: HttpRecorder):
 
 @pytest.fixture
 def http_recorder():
-    """A running HttpRecorder (its .url, .requests, answer/hang/disconnect), stopped after
-    the test; hanging requests are released first."""
+    """A running HttpRecorder (its .url, .requests, answer/respond/hang/disconnect), stopped
+    after the test; hanging requests are released first."""
     recorder = HttpRecorder()
     yield recorder
     recorder.stop()
+
+
+@pytest.fixture
+def make_http_recorder():
+    """make_http_recorder(tls=SSL_CONTEXT) -> another HttpRecorder (an HTTPS one, a second
+    target), each stopped after the test."""
+    made: list[HttpRecorder] = []
+
+    def make(tls=None) -> HttpRecorder:
+        made.append(HttpRecorder(tls=tls))
+        return made[-1]
+
+    yield make
+    for recorder in made:
+        recorder.stop()
+
+
+@pytest.fixture
+def tls_certificate(tmp_path: Path):
+    """A self-signed certificate for 127.0.0.1 (openssl): (its PEM file, a server-side
+    ssl.SSLContext holding it), for make_http_recorder(tls=...)."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
