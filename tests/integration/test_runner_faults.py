@@ -19,12 +19,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -188,35 +186,13 @@ def remount_read_only(folder: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[int, list[dict]]]:
-    """An HTTP server that records every Apprise json:// notification it gets."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], received
-    server.shutdown()
-    server.server_close()
-
-
 # --------------------------------------------------------------------------- 1. output errors
 
 
 def test_a_full_log_dir_drops_output_but_keeps_the_run_its_code_and_its_alert(
-    env, cli, tmpfs, receiver
+    env, cli, tmpfs, http_recorder
 ):
-    port, received = receiver
+    port, received = http_recorder.port, http_recorder.json_bodies
     logs = tmpfs("logs", "2m")
     set_config(
         env, LOG_DIR=str(logs), ALERT_URLS=f"json://127.0.0.1:{port}/hook", ALERT_ON_FAILURE="true"
@@ -230,10 +206,10 @@ def test_a_full_log_dir_drops_output_but_keeps_the_run_its_code_and_its_alert(
     (row,) = db_rows(env, "chatty")
     assert (row["status"], row["exit_code"]) == ("failed", 3)
     assert re.fullmatch(r"log write failed: No space left on device; 3\.\d MB dropped", row["note"])
-    assert len(received) == 1
+    assert len(received()) == 1
     assert (
         "the log is incomplete: log write failed: No space left on device"
-        in (received[0]["message"])
+        in (received()[0]["message"])
     )
 
 
@@ -363,9 +339,9 @@ def test_kill_ends_overlap_allow_runs_one_by_run_id_then_all(env, cli, marker, s
 
 
 def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_lost(
-    env, cli, marker, started, receiver
+    env, cli, marker, started, http_recorder
 ):
-    port, received = receiver
+    port, received = http_recorder.port, http_recorder.json_bodies
     set_config(env, ALERT_URLS=f"json://127.0.0.1:{port}/hook", ALERT_ON_FAILURE="true")
     install(env, cli, task("orphaned", f"sleep {marker}; echo done"))
     run = start(env, "orphaned")
@@ -394,7 +370,7 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     rows = db_rows(env, "orphaned")
     assert [r["status"] for r in rows] == ["lost", "skipped"]
     assert "still hold the lock" in rows[1]["note"]
-    assert len(received) == 1 and "status: lost" in received[0]["message"]
+    assert len(received()) == 1 and "status: lost" in received()[0]["message"]
     assert alive(f"sleep {marker}")
 
     # kill ends what the dead runner left; the run after that runs.
@@ -403,7 +379,7 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     assert alive(marker) == []
     assert run_wrapper(env, "orphaned")[0] == 0
     assert [r["status"] for r in db_rows(env, "orphaned")] == ["lost", "skipped", "success"]
-    assert len(received) == 2 and "RECOVERED" in received[1]["title"]
+    assert len(received()) == 2 and "RECOVERED" in received()[1]["title"]
 
 
 def test_the_next_run_ends_what_a_dead_runner_left_once_it_is_past_the_timeout(
