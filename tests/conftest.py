@@ -149,6 +149,90 @@ def shared_root():
         shutil.rmtree(root, ignore_errors=True)
 
 
+# --- throwaway system users, for tasks that run as another user ---------------------------
+
+BARE_ENV = ["env", "-i", "PATH=/usr/bin:/bin"]  # what cron gives a job
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+    return found
+
+
+def _remove_user(name: str, home: bool) -> None:
+    import pwd
+
+    subprocess.run(["crontab", "-u", name, "-r"], capture_output=True, check=False)
+    # A job of this user may still be finishing: userdel refuses while the user has
+    # processes, so wait for them (a bound against a stuck test, not a timing assertion).
+    uid = pwd.getpwnam(name).pw_uid
+    deadline = time.monotonic() + 30
+    while _processes_of(uid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["userdel", *(["--remove"] if home else []), name], capture_output=True)
+
+
+@pytest.fixture
+def make_user():
+    """make_user(prefix, home=False) -> the name of a new system user (PREFIX + 6-8 hex
+    digits, shell /bin/sh); each is removed after the test with its crontab (and home).
+    Needs root."""
+    import uuid
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests need root (useradd, runuser, crontab -u)")
+    made: list[tuple[str, bool]] = []
+
+    def make(prefix: str, home: bool = False, digits: int = 6) -> str:
+        name = f"{prefix}{uuid.uuid4().hex[:digits]}"
+        subprocess.run(
+            ["useradd", "--system", "--create-home" if home else "--no-create-home",
+             "--shell", "/bin/sh", name],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        made.append((name, home))
+        return name
+
+    try:
+        yield make
+    finally:
+        for name, home in made:
+            _remove_user(name, home)
+
+
+def python_for(user: str) -> str:
+    """An interpreter `user` can run with this install's packages, in cron's bare
+    environment: the venv's own, or when that one is a symlink into a 0700 home (pyenv under
+    /root) the system Python of the same version (the wrapper's bootstrap puts the venv's
+    site-packages on its path). Fails the test when there is none."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [str(Path(sys.prefix) / "bin" / "python3"), f"/usr/bin/python{version}"]
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    program = f"import sys; sys.path[:0] = [{site!r}]; import agency_cron.runner, sqlite3"
+    for candidate in candidates:
+        probe = subprocess.run(
+            ["runuser", "-u", user, "--", *BARE_ENV, candidate, "-S", "-c", program],
+            capture_output=True,
+            check=False,
+            cwd="/",
+        )
+        if probe.returncode == 0:
+            return candidate
+    pytest.fail(f"{user} can run none of {candidates} with {site} (install python{version})")
+
+
+@pytest.fixture(scope="session", name="python_for")
+def python_for_fixture():
+    """python_for(user) -> an interpreter that user can run agency_cron.runner with."""
+    return python_for
+
+
 @pytest.fixture
 def cli(capsys):
     """Run the CLI in-process: returns (exit code, stdout, stderr)."""

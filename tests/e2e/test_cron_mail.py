@@ -14,8 +14,6 @@ import email
 import json
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -99,27 +97,7 @@ def msmtp_relay(inbox, site) -> Iterator[Path]:
             MSMTPRC.write_bytes(saved)
 
 
-def agency_cron(site: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron",
-            "--config",
-            str(site / "config.env"),
-            "--manifest",
-            str(site / "tasks.yaml"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-def statuses(site: Path, env: dict, name: str) -> list[str]:
+def statuses(agency_cron, site: Path, env: dict, name: str) -> list[str]:
     shown = agency_cron(site, env, "history", name, "--json")
     return [row["status"] for row in json.loads(shown.stdout)] if shown.returncode == 0 else []
 
@@ -133,25 +111,14 @@ def read(path: Path) -> str:
 
 @pytest.mark.slow
 def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
-    site, cron_daemon, cron_d_file, cli_env, inbox, msmtp_relay
+    site, cron_daemon, cron_d_file, cli_env, inbox, msmtp_relay, make_env, agency_cron
 ):
     word = uuid.uuid4().hex[:8]
     failing, passing = f"mail-fail-{word}", f"mail-ok-{word}"
-    (site / "logrotate.d").mkdir()
-    (site / "config.env").write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={site}/agency
-            LOG_DIR={site}/log
-            STATE_DIR={site}/state
-            LOGROTATE_DIR={site}/logrotate.d
-            CRONTAB=system:{cron_d_file}
-            """
-        )
-    )
-    (site / "tasks.yaml").write_text(
-        textwrap.dedent(
-            f"""\
+    make_env(
+        site,
+        crontab=f"system:{cron_d_file}",
+        manifest=f"""\
             tasks:
               - name: {failing}
                 schedule: "* * * * *"
@@ -159,8 +126,7 @@ def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
               - name: {passing}
                 schedule: "* * * * *"
                 command: echo "fine-{word}"
-            """
-        )
+            """,
     )
     # The operator's own line in the cron.d file: where cron mails a job's output.
     cron_d_file.write_text("MAILTO=ops@agency-cron.test\n")
@@ -186,8 +152,8 @@ def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
                 f"cron.d:\n{read(cron_d_file)}\n"
                 f"cron log:\n{read(site / 'log' / 'cron' / f'{failing}.sh.log')}"
             )
-        assert "success" in statuses(site, cli_env, passing)
-        assert statuses(site, cli_env, failing)[:2] == ["failed", "failed"]
+        assert "success" in statuses(agency_cron, site, cli_env, passing)
+        assert statuses(agency_cron, site, cli_env, failing)[:2] == ["failed", "failed"]
 
         report = reports()[0]
         assert "exit code 3" in report

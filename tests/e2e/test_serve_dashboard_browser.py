@@ -106,8 +106,7 @@ def until(check: Callable[[], object], what: str, seconds: float = DEADLINE_S):
 def served(env, cli_env, serving) -> Iterator[Served]:
     """`agency-cron serve` on a free loopback port over the env fixture's installation,
     with an admin and a read-only token, the manifest above installed first."""
-    with open(env.config, "a") as config:
-        config.write(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
+    env.add_config(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
     env.write_manifest(MANIFEST)
     environ = {**cli_env, "XDG_CACHE_HOME": str(env.root.parent / "cache")}
     installed = subprocess.run(

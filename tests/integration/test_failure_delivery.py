@@ -54,8 +54,7 @@ def test_cron_mail_or_an_alert_target_is_enough(env):
     assert delivery(env)["ok"] is True and "cron's mail" in delivery(env)["detail"]
 
     env.crontab.write_text('MAILTO=""\n')
-    with env.config.open("a") as config:
-        config.write("ALERT_URLS=json://127.0.0.1:9/hook\nALERT_ON_FAILURE=true\n")
+    env.add_config("ALERT_URLS=json://127.0.0.1:9/hook\nALERT_ON_FAILURE=true\n")
     installed = agency_cron(env, "install")
     assert installed.returncode == 0 and "reaches nobody" not in installed.stderr
     assert delivery(env) == {

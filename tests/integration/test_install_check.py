@@ -43,9 +43,9 @@ def check(env, cli_process, *extra: str):
 
 
 def add_secrets_to_config(env, password: str = DB_PASSWORD) -> None:
-    with open(env.config, "a") as config:
-        config.write(f"DB_PASSWORD={password}\n")
-        config.write(f"ALERT_URLS=mailto://alice:{CONFIG_URL_PASSWORD}@mail.example.com\n")
+    env.add_config(
+        DB_PASSWORD=password, ALERT_URLS=f"mailto://alice:{CONFIG_URL_PASSWORD}@mail.example.com"
+    )
 
 
 def assert_no_secret(text: str, *also: str) -> None:

@@ -10,8 +10,7 @@ import yaml
 
 
 def configure(env, urls: str, on_failure: bool = True) -> None:
-    with env.config.open("a") as handle:
-        handle.write(f"ALERT_URLS={urls}\nALERT_ON_FAILURE={'true' if on_failure else 'false'}\n")
+    env.add_config(f"ALERT_URLS={urls}\nALERT_ON_FAILURE={'true' if on_failure else 'false'}\n")
 
 
 def manifest(env, command: str, **fields) -> None:

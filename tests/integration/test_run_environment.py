@@ -38,8 +38,7 @@ def probe(env, tmp_path) -> Path:
     """An installed task that writes its environment to PROBE_DIR/<run id>.env."""
     folder = tmp_path / "probe"
     folder.mkdir()
-    with env.config.open("a") as handle:
-        handle.write(f"ADMIN_TOKEN={TOKEN}\n")
+    env.add_config(f"ADMIN_TOKEN={TOKEN}\n")
     env.write_manifest(
         f"""\
         tasks:

@@ -611,8 +611,7 @@ URL_PASSWORD = "hunter2pass"
 
 
 def test_secrets_stay_out_of_logs_history_and_output(env, cli, cli_process):
-    with env.config.open("a") as handle:
-        handle.write(f"ALERT_URLS=json://user:{URL_PASSWORD}@127.0.0.1:9/x\n")
+    env.add_config(f"ALERT_URLS=json://user:{URL_PASSWORD}@127.0.0.1:9/x\n")
     command = 'echo "token=$API_TOKEN"; echo "stderr-token=$API_TOKEN" >&2'
     install(env, cli, task("secretive", command, env={"API_TOKEN": SECRET}))
     assert run_wrapper(env, "secretive")[0] == 0
