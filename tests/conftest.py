@@ -65,6 +65,11 @@ class Env:
     def args(self, *rest: str) -> list[str]:
         return ["--config", str(self.config), "--manifest", str(self.manifest), *rest]
 
+    def process(self, *rest: str, **options):
+        """`python -m agency_cron --config C --manifest M REST` as a real process: run_cli's
+        options (env=MORE, environ=WHOLE, timeout=, cwd=)."""
+        return run_cli(*self.args(*rest), **options)
+
     def snapshot(self) -> dict[str, tuple[bytes, int, int]]:
         """Every file under root with its bytes, mode and mtime (ns)."""
         found = {}
@@ -118,6 +123,30 @@ def make_env_fixture():
     /tmp that other users can enter), with another target or more config; the process
     environment untouched (see clean_environ)."""
     return make_env
+
+
+# Keys of config.env that the process environment would override (CONTRACT.md): a test that
+# means its own config.env to count runs without them.
+CONFIG_KEYS = (
+    "AGENCY_CRON_CONFIG",
+    "AGENCY_CRON_MANIFEST",
+    "AGENCY_CRON_PYTHON",
+    "AGENCY_ROOT",
+    "LOG_DIR",
+    "STATE_DIR",
+    "LOGROTATE_DIR",
+    "CRONTAB",
+    "ALERT_URLS",
+    "ALERT_ON_FAILURE",
+    "ALERT_TIMEOUT",
+    "LOG_RETENTION_DAYS",
+)
+
+
+@pytest.fixture(scope="session")
+def config_keys() -> tuple[str, ...]:
+    """CONFIG_KEYS: the environment variables that would override a test's config.env."""
+    return CONFIG_KEYS
 
 
 @pytest.fixture
@@ -246,15 +275,21 @@ def cli(capsys):
 
 
 def run_cli(
-    *args: str, env: dict | None = None, timeout: float = 120
+    *args: str,
+    env: dict | None = None,
+    timeout: float = 120,
+    environ: dict | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `python -m agency_cron` as a real process (for exit codes and stderr as users see them)."""
+    """Run `python -m agency_cron` as a real process (for exit codes and stderr as users see
+    them): in this process's environment without colour plus `env`, or in `environ` alone."""
     return subprocess.run(
         [sys.executable, "-m", "agency_cron", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        env={**os.environ, "NO_COLOR": "1", **(env or {})} if environ is None else environ,
+        cwd=cwd,
         check=False,
     )
 

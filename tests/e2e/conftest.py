@@ -21,20 +21,6 @@ import pytest
 
 CRON = "/usr/sbin/cron"
 CRON_PIDFILE = Path("/run/crond.pid")
-# Keys of config.env that the process environment would override (CONTRACT.md): the CLI
-# runs without them so that the test's config.env is what counts.
-CONFIG_KEYS = (
-    "AGENCY_CRON_CONFIG",
-    "AGENCY_CRON_MANIFEST",
-    "AGENCY_CRON_PYTHON",
-    "AGENCY_ROOT",
-    "LOG_DIR",
-    "STATE_DIR",
-    "LOGROTATE_DIR",
-    "CRONTAB",
-    "ALERT_URLS",
-    "ALERT_ON_FAILURE",
-)
 
 
 def _needs_root_and_cron() -> None:
@@ -217,9 +203,9 @@ def _agency_cron(site: Path, environ: dict, *args: str) -> subprocess.CompletedP
 
 
 @pytest.fixture
-def cli_env() -> dict[str, str]:
-    """The environment for CLI processes: no config keys inherited, no colour."""
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_KEYS}
+def cli_env(config_keys) -> dict[str, str]:
+    """The environment for CLI processes: no config keys inherited (config_keys), no colour."""
+    env = {k: v for k, v in os.environ.items() if k not in config_keys}
     env["NO_COLOR"] = "1"
     return env
 

@@ -10,7 +10,6 @@ import contextlib
 import itertools
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +55,7 @@ def api_config(env):
     env.add_config(ADMIN_TOKEN=ADMIN_TOKEN, ADMIN_READ_TOKEN=READ_TOKEN)
     env.write_manifest(MANIFEST)
     env.crontab.write_text(FOREIGN)
-    result = subprocess.run(
-        [sys.executable, "-m", "agency_cron", *env.args("install")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = env.process("install")
     assert result.returncode == 0, result.stderr
     return env
 

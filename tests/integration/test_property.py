@@ -21,20 +21,6 @@ from hypothesis import strategies as st
 
 from agency_cron.backends.crontab import managed_name
 
-ENV_KEYS = (
-    "AGENCY_CRON_CONFIG",
-    "AGENCY_CRON_MANIFEST",
-    "AGENCY_ROOT",
-    "LOG_DIR",
-    "STATE_DIR",
-    "LOGROTATE_DIR",
-    "CRONTAB",
-    "ALERT_URLS",
-    "ALERT_ON_FAILURE",
-    "ALERT_TIMEOUT",
-    "LOG_RETENTION_DAYS",
-)
-
 # --------------------------------------------------------------------------- manifests
 
 VALID_NAMES = ["alpha", "b-2", "C_3", "9lives", "n" * 64, "backup", "x"]
@@ -223,10 +209,10 @@ def split(data: bytes) -> list[str]:
 )
 @given(case=manifests(), original=foreign_crontabs)
 def test_install_is_all_or_nothing_and_uninstall_restores(
-    cli, monkeypatch, tmp_path, make_env, case, original
+    cli, monkeypatch, tmp_path, make_env, config_keys, case, original
 ):
     text, valid, expected = case
-    for key in ENV_KEYS:
+    for key in config_keys:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     with tempfile.TemporaryDirectory(prefix="acprop-") as folder:

@@ -18,7 +18,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -74,17 +73,6 @@ def finish(process: subprocess.Popen, timeout: float = WAIT_S) -> tuple[int, str
 
 def run_wrapper(env, name: str) -> tuple[int, str, str]:
     return finish(start(env, name))
-
-
-def agency_cron(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agency_cron", *env.args(*args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT_S):
@@ -303,7 +291,7 @@ def test_kill_command_waits_until_the_tree_is_gone(env, cli, marker, started):
     run = start(env, "stubborn")
     started.append(run)
     wait_for(lambda: alive(f"sleep {marker}"), "the task's sleep")
-    result = agency_cron(env, "kill", "stubborn")
+    result = env.process("kill", "stubborn")
     assert result.returncode == 0, result.stderr
     assert "stopped" in result.stdout
     assert alive(marker) == [], "kill returned while the tree still ran"
@@ -322,12 +310,12 @@ def test_kill_ends_overlap_allow_runs_one_by_run_id_then_all(env, cli, marker, s
         lambda: [r["status"] for r in db_rows(env, "many")] == ["running"] * 3, "three running rows"
     )
     first = db_rows(env, "many")[0]
-    result = agency_cron(env, "kill", "many", "--run", first["run_id"])
+    result = env.process("kill", "many", "--run", first["run_id"])
     assert result.returncode == 0, result.stderr
     by_pid = {r.pid: r for r in runs}
     assert finish(by_pid[first["pid"]])[0] == 143
     assert len(alive(f"sleep {marker}")) == 2
-    result = agency_cron(env, "kill", "many")
+    result = env.process("kill", "many")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("stopped") == 2
     assert [finish(r)[0] for r in runs if r.pid != first["pid"]] == [143, 143]
@@ -353,13 +341,13 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     assert finish(run)[0] == -signal.SIGKILL
 
     # Any reader shows the run as lost, counted as a failure.
-    shown = json.loads(agency_cron(env, "history", "orphaned", "--json").stdout)
+    shown = json.loads(env.process("history", "orphaned", "--json").stdout)
     assert [r["status"] for r in shown] == ["lost"]
-    status = json.loads(agency_cron(env, "status", "orphaned", "--json").stdout)
+    status = json.loads(env.process("status", "orphaned", "--json").stdout)
     assert (status["state"], status["failures"]) == ("failing", 1)
-    summary = json.loads(agency_cron(env, "log-summary", "--json").stdout)["tasks"][0]
+    summary = json.loads(env.process("log-summary", "--json").stdout)["tasks"][0]
     assert (summary["last_status"], summary["failures"]) == ("lost", 1)
-    shown = agency_cron(env, "metrics")
+    shown = env.process("metrics")
     assert shown.returncode == 0, shown.stderr
     metrics = shown.stdout
     assert re.search(r'agency_cron_runs_total\{[^}]*status="lost"[^}]*\} 1(\.0)?$', metrics, re.M)
@@ -374,7 +362,7 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     assert alive(f"sleep {marker}")
 
     # kill ends what the dead runner left; the run after that runs.
-    result = agency_cron(env, "kill", "orphaned")
+    result = env.process("kill", "orphaned")
     assert result.returncode == 0, result.stderr
     assert alive(marker) == []
     assert run_wrapper(env, "orphaned")[0] == 0
@@ -439,7 +427,7 @@ def test_a_runner_killed_while_waiting_to_retry_leaves_a_lost_run(env, cli, star
     assert [r["status"] for r in db_rows(env, "retrying")] == ["retry-scheduled"]
     run.send_signal(signal.SIGKILL)
     assert finish(run)[0] == -signal.SIGKILL
-    shown = json.loads(agency_cron(env, "history", "retrying", "--json").stdout)
+    shown = json.loads(env.process("history", "retrying", "--json").stdout)
     assert [(r["status"], r["exit_code"]) for r in shown] == [("lost", 7)]
 
 

@@ -69,15 +69,7 @@ def schema_server(tmp_path_factory: pytest.TempPathFactory, serving, make_env):
     environ = {k: v for k, v in os.environ.items() if k not in CLEARED}
     environ.update(NO_COLOR="1", XDG_CACHE_HOME=str(tmp / "cache"))
     options = site.args()
-    installed = subprocess.run(
-        [sys.executable, "-m", "agency_cron", *options, "install"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=tmp,
-        timeout=120,
-        check=False,
-    )
+    installed = site.process("install", environ=environ, cwd=tmp)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     with serving(options, site.root / "serve.log", environ=environ, cwd=tmp) as server:
         yield server.url, server.log
