@@ -553,3 +553,71 @@ def tls_certificate(tmp_path: Path):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return cert, context
+
+
+# --- an SMTP server that keeps what it receives --------------------------------------------
+
+
+class SmtpInbox:
+    """An aiosmtpd handler on 127.0.0.1 (port 0, bound before the server starts: no
+    free-port race) keeping each message's bytes and the credentials it was sent with. Plain
+    SMTP; AUTH is offered without TLS (Apprise's mode=insecure) and every login succeeds."""
+
+    def __init__(self) -> None:
+        import socket as sockets
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[bytes] = []
+        self.logins: list[tuple[bytes, bytes]] = []
+        listener = sockets.create_server(("127.0.0.1", 0))
+
+        class Bound(Controller):
+            def _create_server(self):
+                return self.loop.create_server(self._factory_invoker, sock=listener)
+
+        self.port = listener.getsockname()[1]
+        self._controller = Bound(
+            self,
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=self._authenticate,
+            auth_require_tls=False,
+            ready_timeout=10,
+        )
+        self._controller.start()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if isinstance(auth_data, LoginPassword):
+            self.logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=True)
+
+    def emails(self) -> list:
+        """The messages so far, parsed (email.message.EmailMessage)."""
+        import email
+        from email import policy
+
+        return [email.message_from_bytes(m, policy=policy.default) for m in list(self.messages)]
+
+    def bodies(self) -> list[str]:
+        return [message.get_content() for message in self.emails()]
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@pytest.fixture
+def smtp_inbox():
+    """A running SmtpInbox (its .port, .messages, .logins, emails(), bodies()), stopped
+    after the test."""
+    inbox = SmtpInbox()
+    try:
+        yield inbox
+    finally:
+        inbox.stop()

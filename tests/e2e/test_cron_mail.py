@@ -10,58 +10,25 @@ arrives; the succeeding task sends nothing. Run under `flock /tmp/agency-crond.l
 from __future__ import annotations
 
 import contextlib
-import email
 import json
 import os
-import socket
 import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from email import policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 WAIT_S = 200  # cron reads the new file at the next minute; the test needs two runs of it
 MSMTPRC = Path("/etc/msmtprc")
 SENDMAIL = Path("/usr/sbin/sendmail")
 
 
-class BoundController(Controller):
-    """aiosmtpd's Controller on a socket already bound to port 0 (no free-port race)."""
-
-    def __init__(self, handler, **kwargs):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        super().__init__(handler, hostname="127.0.0.1", port=self.sock.getsockname()[1], **kwargs)
-
-    def _create_server(self):
-        return self.loop.create_server(self._factory_invoker, sock=self.sock)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-    def bodies(self) -> list[str]:
-        return [m.get_content() for m in list(self.messages)]
-
-
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = BoundController(handler, ready_timeout=10)
-    controller.start()
-    handler.port = controller.port
-    try:
-        yield handler
-    finally:
-        controller.stop()
+def inbox(smtp_inbox):
+    """The SMTP server the relay delivers to (tests/conftest.py's smtp_inbox)."""
+    return smtp_inbox
 
 
 @pytest.fixture
@@ -159,7 +126,7 @@ def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
         assert "exit code 3" in report
         assert f"broken-{word}" in report
         assert f"log: {site}/log/{failing}.log" in report
-        assert all(m["To"] == "ops@agency-cron.test" for m in inbox.messages)
+        assert all(m["To"] == "ops@agency-cron.test" for m in inbox.emails())
         assert [b for b in inbox.bodies() if passing in b or f"fine-{word}" in b] == []
         # The raw output still goes to the cron log, never to the mail.
         assert f"broken-{word}" in read(site / "log" / "cron" / f"{failing}.sh.log")

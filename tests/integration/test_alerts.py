@@ -10,8 +10,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from agency_cron import alerts
 from agency_cron.secrets import MARKER
@@ -44,44 +42,10 @@ def http_target(http_recorder):
     return http_recorder.port, http_recorder.requests
 
 
-class BoundController(Controller):
-    """aiosmtpd's Controller on a socket already bound to port 0: no free-port guess, no race."""
-
-    def __init__(self, handler, **kwargs):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        super().__init__(handler, hostname="127.0.0.1", port=self.sock.getsockname()[1], **kwargs)
-
-    def _create_server(self):
-        return self.loop.create_server(self._factory_invoker, sock=self.sock)
-
-
-class Inbox:
-    """An SMTP handler that keeps each message and the credentials it was sent with."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-        self.logins: list[tuple[bytes, bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(envelope.content)
-        return "250 OK"
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
-        if isinstance(auth_data, LoginPassword):
-            self.logins.append((auth_data.login, auth_data.password))
-        return AuthResult(success=True)
-
-
 @pytest.fixture
-def smtp_target() -> Iterator[tuple[int, Inbox]]:
+def smtp_target(smtp_inbox):
     """A real SMTP server (plain, AUTH allowed without TLS, as Apprise's mode=insecure expects)."""
-    inbox = Inbox()
-    controller = BoundController(
-        inbox, authenticator=inbox.authenticate, auth_require_tls=False, ready_timeout=10
-    )
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
+    return smtp_inbox.port, smtp_inbox
 
 
 @pytest.fixture
