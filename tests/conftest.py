@@ -1,4 +1,14 @@
-"""Shared fixtures: a throwaway agency-cron installation under tmp_path, and CLI drivers.
+"""Shared fixtures: the one throwaway installation, CLI drivers, and the one HTTP (and SMTP)
+test server. Tests cannot import this file (importlib mode): every helper is a fixture.
+
+- `env`: an installation under tmp_path with a `file:` crontab (Env: paths, write_manifest,
+  add_config, args, process, snapshot); `make_env` lays the same out in any folder (module
+  scoped, one per Hypothesis example, `shared_root` under /tmp for other users) with another
+  CRONTAB target or more config; `clean_environ`, `config_keys` keep the environment out.
+- `make_user`, `python_for`: throwaway system users and an interpreter they can run.
+- `cli` (in-process), `cli_process` (a real process), `serving` (a real `serve`).
+- `http_recorder`, `make_http_recorder`, `tls_certificate`: a recording HTTP(S) server that
+  answers, responds by request, delays, hangs or hangs up; `smtp_inbox`: an SMTP server.
 
 Everything is real: the crontab binary, logrotate, SQLite. `file:` targets keep most tests
 away from the machine's crontabs; tests of `user:NAME` use a throwaway system user.
@@ -51,6 +61,10 @@ class Env:
     @property
     def logrotate_dir(self) -> Path:
         return self.root / "logrotate.d"
+
+    def wrapper(self, name: str) -> Path:
+        """The task's wrapper script, as cron runs it."""
+        return self.agency_root / "scripts" / "cronjobs" / f"{name}.sh"
 
     def write_manifest(self, text: str) -> Path:
         self.manifest.write_text(textwrap.dedent(text))

@@ -178,7 +178,7 @@ def test_binary_spec_caches_are_named_not_dumped(env, cli_process):
 def test_a_wrapper_chmod_by_hand_is_drift_shown_as_a_mode_change(env, cli_process):
     env.write_manifest(MANIFEST)
     assert cli_process(*env.args("install")).returncode == 0
-    wrapper = env.agency_root / "scripts" / "cronjobs" / "alpha.sh"
+    wrapper = env.wrapper("alpha")
     wrapper.chmod(0o700)
     result = check(env, cli_process)
     assert result.returncode == 1

@@ -51,7 +51,7 @@ def task(name: str, command: str, **fields) -> dict:
 
 def start(env, name: str, **environ: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(env.agency_root / "scripts" / "cronjobs" / f"{name}.sh")],
+        [str(env.wrapper(name))],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

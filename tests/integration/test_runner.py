@@ -53,10 +53,6 @@ def install(env, cli, *tasks: dict) -> None:
     assert code == 0, out + err
 
 
-def wrapper(env, name: str) -> Path:
-    return env.agency_root / "scripts" / "cronjobs" / f"{name}.sh"
-
-
 def task_log(env, name: str) -> Path:
     return env.log_dir / f"{name}.log"
 
@@ -74,7 +70,7 @@ def start(env, name: str, *args: str) -> subprocess.Popen:
     in for the cron daemon among its ancestors (the e2e test has the real daemon)."""
     environ = {k: v for k, v in os.environ.items() if k != "AGENCY_CRON_NO_CRON_LOG"}
     return subprocess.Popen(
-        [str(wrapper(env, name)), *args],
+        [str(env.wrapper(name)), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -628,7 +624,7 @@ def test_secrets_stay_out_of_logs_history_and_output(env, cli, cli_process):
             if path.is_file():
                 assert needle.encode() not in path.read_bytes(), path
         assert needle not in result.stdout + result.stderr
-        assert needle not in wrapper(env, "secretive").read_text()
+        assert needle not in env.wrapper("secretive").read_text()
         for args in (("list", "--json"), ("status", "--json"), ("history", "secretive", "--json")):
             code, out, err = cli(*env.args(*args))
             assert code == 0, err
@@ -652,7 +648,7 @@ def test_secrets_stay_out_of_logs_history_and_output(env, cli, cli_process):
     for path in env.state_dir.glob("history.db*"):
         assert SECRET.encode() not in path.read_bytes(), path
 
-    assert stat.S_IMODE(wrapper(env, "secretive").stat().st_mode) == 0o755
+    assert stat.S_IMODE(env.wrapper("secretive").stat().st_mode) == 0o755
     spec = env.state_dir / "tasks" / "secretive.json"
     assert stat.S_IMODE(spec.stat().st_mode) == 0o600  # holds the value the runner must set
 

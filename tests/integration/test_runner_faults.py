@@ -50,14 +50,10 @@ def set_config(env, **values: str) -> None:
     env.config.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in values.items())]) + "\n")
 
 
-def wrapper(env, name: str) -> Path:
-    return env.agency_root / "scripts" / "cronjobs" / f"{name}.sh"
-
-
 def start(env, name: str, **popen) -> subprocess.Popen:
     environ = {k: v for k, v in os.environ.items() if k != "AGENCY_CRON_NO_CRON_LOG"}
     return subprocess.Popen(
-        [str(wrapper(env, name))],
+        [str(env.wrapper(name))],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -550,7 +546,7 @@ def test_a_completed_once_task_is_refused_before_the_next_install(env, cli):
     # the clock there) cron starts the wrapper, and the runner refuses the second run.
     at_its_minute = f"{moment + timedelta(seconds=20):%Y-%m-%d %H:%M:%S}"
     faked = subprocess.run(
-        ["faketime", at_its_minute, str(wrapper(env, "migrate"))],
+        ["faketime", at_its_minute, str(env.wrapper("migrate"))],
         capture_output=True,
         env={**os.environ, "AGENCY_CRON_SCHEDULED": "cron"},
         timeout=WAIT_S,
