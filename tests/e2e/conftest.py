@@ -203,6 +203,20 @@ def _agency_cron(site: Path, environ: dict, *args: str) -> subprocess.CompletedP
 
 
 @pytest.fixture
+def read():
+    """read(path) -> the file's text, or a note that it does not exist (for failure messages
+    about a log cron may not have written yet)."""
+    return _read
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"<{path} does not exist>"
+
+
+@pytest.fixture
 def cli_env(config_keys) -> dict[str, str]:
     """The environment for CLI processes: no config keys inherited (config_keys), no colour."""
     env = {k: v for k, v in os.environ.items() if k not in config_keys}

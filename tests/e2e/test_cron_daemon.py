@@ -33,13 +33,6 @@ import pytest
 WAIT_S = 150  # cron reads a changed crontab at the next minute, then runs the job
 
 
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"<{path} does not exist>"
-
-
 def chown_tree(path: Path, user: str) -> None:
     shutil.chown(path, user, user)
     for child in path.rglob("*"):
@@ -56,6 +49,7 @@ def test_cron_daemon_runs_the_installed_task(
     can_run_python_as,
     make_env,
     agency_cron,
+    read,
 ):
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     marker = f"e2e-{uuid.uuid4().hex}"

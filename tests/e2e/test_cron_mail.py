@@ -69,16 +69,9 @@ def statuses(agency_cron, site: Path, env: dict, name: str) -> list[str]:
     return [row["status"] for row in json.loads(shown.stdout)] if shown.returncode == 0 else []
 
 
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"<{path} does not exist>"
-
-
 @pytest.mark.slow
 def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
-    site, cron_daemon, cron_d_file, cli_env, inbox, msmtp_relay, make_env, agency_cron
+    site, cron_daemon, cron_d_file, cli_env, inbox, msmtp_relay, make_env, agency_cron, read
 ):
     word = uuid.uuid4().hex[:8]
     failing, passing = f"mail-fail-{word}", f"mail-ok-{word}"

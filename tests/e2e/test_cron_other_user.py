@@ -15,23 +15,15 @@ import re
 import stat
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 WAIT_S = 150  # cron reads a changed cron.d file at the next minute, then runs the job
 
 
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"<{path} does not exist>"
-
-
 @pytest.mark.slow
 def test_cron_runs_a_cron_d_task_as_another_user_and_history_shows_it(
-    site, cron_daemon, throwaway_user, cron_d_file, cli_env, make_env, agency_cron, python_for
+    site, cron_daemon, throwaway_user, cron_d_file, cli_env, make_env, agency_cron, python_for, read
 ):
     name = f"e2e-user-{uuid.uuid4().hex[:8]}"
     marker = f"e2e-{uuid.uuid4().hex}"
