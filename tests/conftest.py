@@ -84,6 +84,18 @@ class Env:
         options (env=MORE, environ=WHOLE, timeout=, cwd=)."""
         return run_cli(*self.args(*rest), **options)
 
+    def checks(self, *rest: str, environ: dict, timeout: float = 60):
+        """`python -m agency_cron.checks REST --config C --manifest M` (the built-in checks as
+        their tasks run them) as a real process in `environ`."""
+        return subprocess.run(
+            [sys.executable, "-m", "agency_cron.checks", *rest, *self.args()],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environ,
+            check=False,
+        )
+
     def snapshot(self) -> dict[str, tuple[bytes, int, int]]:
         """Every file under root with its bytes, mode and mtime (ns)."""
         found = {}

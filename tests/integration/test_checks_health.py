@@ -10,7 +10,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -356,23 +355,7 @@ def test_run_health_keeps_order_runs_checks_together_and_contains_crashes(monkey
 def run_checks(env, *args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("HEALTH_", "BACKUP_"))}
     environ.pop("AGENCY_CRON_RUN_ID", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron.checks",
-            *args,
-            "--config",
-            str(env.config),
-            "--manifest",
-            str(env.manifest),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**environ, **(extra or {})},
-        check=False,
-    )
+    return env.checks(*args, environ={**environ, **(extra or {})})
 
 
 def check_rows(env) -> list[tuple]:

@@ -9,7 +9,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -169,24 +168,7 @@ def site(env, api):
 
 def run_checks(env, *args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ("AGENCY_CRON_RUN_ID", "ALERT_URLS")}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron.checks",
-            "integrations",
-            *args,
-            "--config",
-            str(env.config),
-            "--manifest",
-            str(env.manifest),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**environ, **(extra or {})},
-        check=False,
-    )
+    return env.checks("integrations", *args, environ={**environ, **(extra or {})})
 
 
 def test_cli_records_results_and_never_shows_secrets(site, http_recorder):
