@@ -142,6 +142,27 @@ def make_env(
     return made
 
 
+def settings_at(root: Path, **values: str):
+    """The Settings of make_env's layout under `root` (file:ROOT/crontab) plus `values`, from
+    the values alone: no file written or read, for unit tests of pure functions."""
+    from agency_cron.config import load_settings
+
+    layout = {
+        "AGENCY_ROOT": str(root / "agency"),
+        "LOG_DIR": str(root / "log"),
+        "STATE_DIR": str(root / "state"),
+        "LOGROTATE_DIR": str(root / "logrotate.d"),
+        "CRONTAB": f"file:{root / 'crontab'}",
+    }
+    return load_settings(environ={**layout, **values})
+
+
+@pytest.fixture(scope="session", name="settings_at")
+def settings_at_fixture():
+    """settings_at(root, KEY=value...) -> Settings of a throwaway installation, no files."""
+    return settings_at
+
+
 @pytest.fixture(scope="session", name="make_env")
 def make_env_fixture():
     """make_env(root, crontab=TARGET, config=LINES, manifest=TEXT) -> Env: the `env`

@@ -14,7 +14,6 @@ from agency_cron.backends.systemd import (
     start_timeout,
     unit_name,
 )
-from agency_cron.config import load_settings
 from agency_cron.errors import ConfigError
 from agency_cron.manifest import Task
 
@@ -124,15 +123,9 @@ def test_exec_path_systemd_refuses(path):
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch):
+def settings(tmp_path, monkeypatch, settings_at):
     monkeypatch.chdir(tmp_path)
-    return load_settings(
-        environ={
-            "AGENCY_ROOT": str(tmp_path / "agency"),
-            "LOG_DIR": str(tmp_path / "log"),
-            "STATE_DIR": str(tmp_path / "state"),
-        }
-    )
+    return settings_at(tmp_path)
 
 
 def make_task(**fields) -> Task:
