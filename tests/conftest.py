@@ -76,6 +76,15 @@ class Env:
         with self.config.open("a") as handle:
             handle.write(lines)
 
+    def install(self, cli, manifest: str | None = None, *options: str) -> str:
+        """Write `manifest` (when given) and install it with the in-process `cli` fixture;
+        fails the test unless install exits 0; returns its output."""
+        if manifest is not None:
+            self.write_manifest(manifest)
+        code, out, err = cli(*self.args("install", *options))
+        assert code == 0, out + err
+        return out
+
     def args(self, *rest: str) -> list[str]:
         return ["--config", str(self.config), "--manifest", str(self.manifest), *rest]
 

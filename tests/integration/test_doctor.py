@@ -62,9 +62,7 @@ def problems(env) -> list[doctor.Finding]:
 
 @pytest.fixture
 def installed(env, cli):
-    env.write_manifest(MANIFEST)
-    code, _, err = cli(*env.args("install"))
-    assert code == 0, err
+    env.install(cli, MANIFEST)
     return env
 
 

@@ -40,9 +40,7 @@ def set_config(env, **values: str) -> None:
 
 def install(env, cli, *tasks: dict, **config: str) -> None:
     set_config(env, **config)
-    env.write_manifest(json.dumps({"tasks": list(tasks)}, indent=2))
-    code, out, err = cli(*env.args("install"))
-    assert code == 0, out + err
+    env.install(cli, json.dumps({"tasks": list(tasks)}, indent=2))
 
 
 def task(name: str, command: str, **fields) -> dict:

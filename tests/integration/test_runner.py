@@ -48,9 +48,7 @@ def task(name: str, command: str, **fields) -> dict:
 
 def install(env, cli, *tasks: dict) -> None:
     """Write the manifest (JSON is YAML, and keeps shell quoting out of YAML) and install it."""
-    env.write_manifest(json.dumps({"tasks": list(tasks)}, indent=2))
-    code, out, err = cli(*env.args("install"))
-    assert code == 0, out + err
+    env.install(cli, json.dumps({"tasks": list(tasks)}, indent=2))
 
 
 def task_log(env, name: str) -> Path:

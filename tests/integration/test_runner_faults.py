@@ -37,9 +37,7 @@ def task(name: str, command: str, **fields) -> dict:
 
 
 def install(env, cli, *tasks: dict) -> None:
-    env.write_manifest(json.dumps({"tasks": list(tasks)}, indent=2))
-    code, out, err = cli(*env.args("install"))
-    assert code == 0, out + err
+    env.install(cli, json.dumps({"tasks": list(tasks)}, indent=2))
 
 
 def set_config(env, **values: str) -> None:

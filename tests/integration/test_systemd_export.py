@@ -367,9 +367,7 @@ tasks:
 
 def install(env, cli, manifest: str = MANIFEST):
     """Install through the CLI, so every wrapper the units name exists; return the tasks."""
-    env.write_manifest(manifest)
-    code, _, err = cli(*env.args("install"))
-    assert code == 0, err
+    env.install(cli, manifest)
     settings = load_settings(config=env.config)
     return settings, load_manifest(env.manifest, settings).tasks
 
