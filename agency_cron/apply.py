@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agency_cron import layout
+from agency_cron.backends import backend
 from agency_cron.backends.crontab import merge
 from agency_cron.config import Settings
 from agency_cron.errors import PathError
@@ -64,8 +65,7 @@ def _apply(plan: Plan, settings: Settings, undo: Undo) -> Plan:
     create_user_histories(settings, plan.history_users, undo)
     if any(change.action != UNCHANGED for change in plan.files):
         os.sync()  # every file on disk before a crontab line can point at it
-    if plan.target.kind == "systemd":
-        activate_timers(plan)
+    backend(plan.target).activate(plan.target, list(plan.files))
     if plan.crontab_before == plan.crontab_after:
         return plan
     lock = layout.crontab_lock_path(settings)
@@ -192,26 +192,6 @@ def _seed_user_database(base: Path, path: Path, entry, undo: Undo) -> None:
     finally:
         for leftover in (seed, Path(f"{seed}-wal"), Path(f"{seed}-shm")):
             leftover.unlink(missing_ok=True)
-
-
-def activate_timers(plan: Plan) -> None:
-    """When systemd is the running init, load the changed units and start/stop their timers.
-
-    Without a running systemd (containers, chroots, a folder exported for another host)
-    the unit files are the whole result.
-    """
-    import subprocess
-
-    if not os.path.isdir("/run/systemd/system") or not any(
-        c.action != UNCHANGED for c in plan.files if c.path.parent == plan.target.path
-    ):
-        return
-    subprocess.run(["systemctl", "daemon-reload"], check=True)
-    for change in plan.files:
-        if change.path.parent != plan.target.path or change.path.suffix != ".timer":
-            continue
-        verb = "disable" if change.action == REMOVED else "enable"
-        subprocess.run(["systemctl", verb, "--now", change.path.name], check=True)
 
 
 def hand_over(path: Path, user: str) -> None:

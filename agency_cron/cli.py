@@ -643,23 +643,11 @@ def export_systemd(
     Example: agency-cron export systemd /etc/systemd/system
     """
     from agency_cron.backends import systemd
-    from agency_cron.fs import write_if_changed
-    from agency_cron.overrides import effective_enabled, read_overrides
+    from agency_cron.overrides import read_overrides
 
     settings, loaded, _ = _load(config, manifest, None, strict=True, intervals=True)
-    from agency_cron.plan import check_once_times
-
-    check_once_times(settings, loaded.tasks)  # as install does: a past time never fires
-    overrides = read_overrides(settings)
-    units = systemd.render_all(
-        settings, [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
-    )
-    written = [
-        name
-        for name, text in units.items()
-        if write_if_changed(directory / name, text.encode(), 0o644)
-    ]
-    out.print(f"{len(units)} unit file(s) in {directory}, {len(written)} written")
+    units = systemd.export(settings, loaded.tasks, directory, read_overrides(settings))
+    out.print(f"{len(units)} unit file(s) in {directory}, {len(units.written)} written")
 
 
 @export_app.command("kubernetes")

@@ -35,7 +35,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from agency_cron import layout, ping, render
-from agency_cron.backends.crontab import Target, entry_line, installed_entries
+from agency_cron.backends import Target, backend, parse_target
+from agency_cron.backends.crontab import installed_entries
 from agency_cron.config import Settings, read_config_file, split_urls
 from agency_cron.errors import AgencyCronError
 from agency_cron.fs import read_bytes
@@ -85,11 +86,8 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     were raised earlier, when `settings` and `manifest` were loaded.
     """
     plan, plan_error = _plan(settings, manifest, manifest_path)
-    if settings.crontab.startswith("systemd:"):
-        findings = check_systemd_units(plan, plan_error)
-    else:
-        findings = check_cron_daemon()
-        findings += check_crontab(settings, manifest, plan, plan_error)
+    target = parse_target(settings.crontab)
+    findings = backend(target).diagnose(settings, manifest, plan, plan_error)
     findings += check_wrappers(settings, manifest, plan)
     findings += check_log_dirs(settings)
     findings += check_logrotate(settings)
@@ -260,9 +258,7 @@ def _lines_from_spec(settings, target: Target, name: str) -> list[str] | None:
         schedules, enabled = list(spec["schedule"]), bool(spec["enabled"])
     except (ValueError, TypeError, KeyError):
         return None
-    user = pwd.getpwuid(os.geteuid()).pw_name if target.user_field else None
-    wrapper = layout.wrapper_path(settings, name)
-    return [entry_line(s, wrapper, name, enabled, user) for s in schedules]
+    return backend(target).entry_lines(target, settings, name, schedules, enabled)
 
 
 def _with_ok_summaries(findings: list[Finding], plan: Plan, installed) -> list[Finding]:
@@ -794,7 +790,7 @@ def _user_probes(settings: Settings, target: Target, user: str, task: Task):
     wanted = [("read", layout.spec_path(settings, task.name), os.R_OK)]
     wanted += _database_probes(settings, user)
     wanted.append(_write_probe("write the log", settings.log_dir / task.log_name))
-    if target.kind != "systemd":
+    if backend(target).CRON_LOG:
         wanted.append(_write_probe("write the cron log", layout.cron_log_path(settings, task.name)))
     if task.overlap != "allow":
         lock = settings.state_dir / "locks" / f"{task.name}.lock"
@@ -937,8 +933,8 @@ def _alerts_reach(settings: Settings, task: Task) -> bool:
 
 def cron_mail_problem(settings: Settings, crontab_text: str) -> str | None:
     """Why cron would not mail a job's output, or None when it would."""
-    if settings.crontab.startswith("systemd:"):
-        return "systemd timers do not mail a job's output"
+    if why := backend(parse_target(settings.crontab)).NO_MAIL:
+        return why
     if not os.access(SENDMAIL, os.X_OK):
         return f"cron cannot mail ({SENDMAIL} is missing: no MTA)"
     mailto = None

@@ -100,9 +100,10 @@ OWNED_SETTINGS = ("AGENCY_ROOT", "LOG_DIR", "STATE_DIR")
 def configured_paths(settings: Settings) -> list[tuple[str, Path]]:
     """(setting, path) for every path the configuration names, the crontab target's too."""
     found = [(key, Path(settings.get(key))) for key in PATH_SETTINGS]
-    kind, _, rest = settings.crontab.partition(":")
-    if kind in ("file", "system", "systemd") and rest.startswith("/"):
-        found.append(("CRONTAB", Path(rest)))
+    from agency_cron.backends import target_path
+
+    if (path := target_path(settings.crontab)) is not None:
+        found.append(("CRONTAB", path))
     return found
 
 

@@ -18,7 +18,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from agency_cron import layout, render, schedule
-from agency_cron.backends.crontab import Target, entry_line, installed_entries, merge, parse_target
+from agency_cron.backends import Desired, Installed, Target, backend, parse_target
+from agency_cron.backends.crontab import crontab_schedules as crontab_schedules  # its old home
+from agency_cron.backends.crontab import merge
 from agency_cron.config import Settings
 from agency_cron.errors import ConfigError, UsageError
 from agency_cron.fs import read_bytes
@@ -198,27 +200,31 @@ def build_plan(
     names: list[str] | None = None,
     overrides: dict[str, bool] | None = None,
 ) -> Plan:
-    """Compare what the manifest asks for with the crontab and files; write nothing."""
+    """Compare what the manifest asks for with what the target holds; write nothing."""
     target = parse_target(settings.crontab)
+    scheduler = backend(target)
     problems = layout.path_problems(settings)
     if problems:
         raise ConfigError(*problems)
     overrides = read_overrides(settings) if overrides is None else overrides
     tasks = select(manifest, names)
     check_once_times(settings, tasks)
-    _check_users(tasks, target)
+    problems = scheduler.user_problems(target, tasks)
+    if problems:
+        raise ConfigError(*problems)
     scope = frozenset(t.name for t in tasks) if names else None
-    before = target.read()
-    desired = {t.name: _entries(t, settings, target, overrides) for t in tasks}
+    installed = scheduler.read(target)
+    before = installed.text
+    wanted = scheduler.desired(
+        target, settings, [(t, effective_enabled(t, overrides)) for t in tasks]
+    )
+    desired = wanted.entries
     after = merge(before, desired, scope)
-    stale = _stale_tasks(settings, before, manifest) if scope is None else set()
+    stale = _stale_tasks(settings, installed, manifest) if scope is None else set()
     changes = _file_changes(settings, tasks, manifest_path, overrides, stale, scope is None)
-    installed = installed_entries(before)
-    if target.kind == "systemd":
-        unit_changes, installed = _unit_changes(settings, target, tasks, overrides, scope is None)
-        changes += unit_changes
-        stale |= {name for name in installed if manifest.get(name) is None}
-    rows = _task_rows(tasks, stale, installed, desired, changes, overrides)
+    changes += _scheduler_files(installed, wanted, {t.name for t in tasks}, scope is None)
+    stale |= {name for name in installed.files.values() if manifest.get(name) is None}
+    rows = _task_rows(tasks, stale, installed.entries, desired, changes, overrides)
     rows += [_file_row(c) for c in changes if c.owner == "shared"]
     owners = _owners(settings, tasks, target)
     secrets = plan_secrets(settings, tasks)
@@ -238,22 +244,9 @@ def build_plan(
 
 
 def run_as(task: Task, target: Target) -> str:
-    """Who cron runs the task as: the crontab's owner, or the cron.d line's user field."""
-    if target.kind == "user" and target.user:
-        return target.user
-    if target.user_field or target.kind == "systemd":  # cron.d's user field, `User=`
-        return task.user or "root"
-    return _run_as_user()
-
-
-def _check_users(tasks: list[Task], target: Target) -> None:
-    problems = [
-        f"task {t.name}: user: {t.user!r}, but the crontab of {target.user!r} runs every task as {target.user!r}"
-        for t in tasks
-        if t.user and target.kind == "user" and target.user and t.user != target.user
-    ]
-    if problems:
-        raise ConfigError(*problems)
+    """Who the scheduler runs the task as: the crontab's owner, the cron.d line's user
+    field, the unit's `User=`; whoever installs when the target does not say."""
+    return backend(target).run_as(target, task) or _run_as_user()
 
 
 def _owners(settings: Settings, tasks: list[Task], target: Target) -> tuple[tuple[Path, str], ...]:
@@ -299,77 +292,39 @@ def _owner_differs(path: Path, user: str) -> bool:
 
 
 def build_uninstall_plan(settings: Settings, purge: bool) -> Plan:
-    """Every managed line removed; with purge, every file install rendered as well."""
+    """Every managed line and scheduler file removed; with purge, every file install
+    rendered as well."""
     target = parse_target(settings.crontab)
-    before = target.read()
+    scheduler = backend(target)
+    installed = scheduler.read(target)
+    before = installed.text
     after = merge(before, {}, None)
-    installed = installed_entries(before)
-    stale = set(installed) | _rendered_tasks(settings)
+    stale = set(installed.entries) | _rendered_tasks(settings)
     changes = _removals(settings, stale, purge) if purge else []
-    if target.kind == "systemd" and target.path is not None:  # a systemd: target names its dir
-        from agency_cron.backends import systemd
-
-        units = sorted(systemd.installed_units(target.path))
-        installed = {systemd.task_of_unit(n): [] for n in units}
-        changes += [FileChange(target.path / n, None, 0, REMOVED, "shared") for n in units]
-    rows = [Row(name, "task", REMOVED) for name in sorted(installed)]
+    changes += [
+        FileChange(path, None, 0, REMOVED, "shared")
+        for path in scheduler.removed(target, installed)
+    ]
+    rows = [Row(name, "task", REMOVED) for name in sorted(installed.entries)]
     rows += [_file_row(c) for c in changes]
     return Plan(
         target, None, before, after, tuple(changes), tuple(rows), secrets=plan_secrets(settings, [])
     )
 
 
-def _unit_changes(settings, target, tasks, overrides, full) -> tuple[list[FileChange], dict]:
-    """systemd:DIR: a .service and a .timer per task instead of crontab lines."""
-    from agency_cron.backends import systemd
-
-    wanted = systemd.render_all(settings, [(t, effective_enabled(t, overrides)) for t in tasks])
-    present = systemd.installed_units(target.path)
+def _scheduler_files(
+    installed: Installed, wanted: Desired, names: set[str], full: bool
+) -> list[FileChange]:
+    """The files the scheduler itself reads (systemd units): each wanted one compared with
+    the disk, each installed one no task wants removed (in a full install, or when its
+    task is among those installed)."""
     changes = [
-        _compare(target.path / name, text.encode(), PUBLIC, systemd.task_of_unit(name))
-        for name, text in wanted.items()
+        _compare(path, content, PUBLIC, owner) for path, (content, owner) in wanted.files.items()
     ]
-    names = {t.name for t in tasks}
-    for name in sorted(present - set(wanted)):
-        owner = systemd.task_of_unit(name)
-        if full or owner in names:
-            changes.append(FileChange(target.path / name, None, 0, REMOVED, owner))
-    return changes, {systemd.task_of_unit(name): [] for name in present}
-
-
-def _entries(task: Task, settings: Settings, target: Target, overrides: dict[str, bool]):
-    if target.kind == "systemd":
-        return []
-    enabled = effective_enabled(task, overrides)
-    wrapper = layout.wrapper_path(settings, task.name)
-    user = (task.user or "root") if target.user_field else None
-    return [
-        entry_line(s, wrapper, task.name, enabled, user) for s in crontab_schedules(task, settings)
-    ]
-
-
-def crontab_schedules(task: Task, settings: Settings) -> list[str]:
-    """The host-time expressions for the crontab: a zoned task gets the superset lines that
-    the runner narrows down (schedule.host_expression); a completed one-time task none."""
-    if is_completed(settings, task):
-        return []
-    lines: list[str] = []
-    for expr in task.schedule:
-        if schedule.is_interval(expr):
-            # Read-only commands load intervals whatever the target (load_manifest).
-            try:
-                schedule.cron_form(expr)
-            except schedule.ScheduleError as exc:
-                raise ConfigError(f"task {task.name}: schedule: {exc}") from None
-        if expr == schedule.REBOOT:
-            line = expr
-        elif task.timezone:
-            line = schedule.host_expression(expr, task.timezone)
-        else:
-            line = schedule.cron_form(expr) if schedule.is_once(expr) else expr
-        if line not in lines:
-            lines.append(line)
-    return lines
+    for path, owner in sorted(installed.files.items()):
+        if path not in wanted.files and (full or owner in names):
+            changes.append(FileChange(path, None, 0, REMOVED, owner))
+    return changes
 
 
 is_once_only = layout.is_once_only
@@ -396,10 +351,10 @@ def _run_as_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _stale_tasks(settings: Settings, crontab_text: str, manifest: Manifest) -> set[str]:
+def _stale_tasks(settings: Settings, installed: Installed, manifest: Manifest) -> set[str]:
     """Tasks installed earlier (crontab lines or rendered specs) that the manifest dropped."""
     wanted = {t.name for t in manifest.tasks}
-    return (set(installed_entries(crontab_text)) | _rendered_tasks(settings)) - wanted
+    return (set(installed.entries) | _rendered_tasks(settings)) - wanted
 
 
 def _rendered_tasks(settings: Settings) -> set[str]:

@@ -32,6 +32,13 @@ import time
 from agency_cron.secrets import Redactor, secret_values, secrets_of_urls, worth_masking
 from agency_cron.statuses import ALERTING as ALERTING_STATUSES
 from agency_cron.statuses import FAILURES, NOT_FINAL, RETRYABLE, RUNNING
+from agency_cron.timing import (
+    ALERT_TIMEOUT_S,
+    KILL_GRACE_S,
+    RETRY_JITTER_PERCENT,
+    base_delay,
+    capped,
+)
 
 try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
     import _signal as signal
@@ -39,7 +46,6 @@ except ImportError:  # another Python implementation
     import signal
 
 EXIT_TIMEOUT = 124
-KILL_GRACE_S = 10.0
 CHUNK = 1 << 20
 TAIL_BYTES = 16 * 1024
 TAIL_LINES = 20
@@ -815,13 +821,12 @@ def _report_fd() -> int | None:
 
 def retry_delay(spec: dict, attempt: int) -> float:
     """Seconds before attempt `attempt + 1`: fixed or exponential, capped, with +-10% jitter."""
-    base = float(spec["retry_delay"])
-    if spec["retry_backoff"] == "exponential":
-        base *= 2 ** (attempt - 1)
+    base = base_delay(float(spec["retry_delay"]), spec["retry_backoff"], attempt)
     import random  # only when a retry is due: the success path never pays for it
 
-    jittered = base * random.uniform(0.9, 1.1)
-    return max(0.0, min(jittered, float(spec["retry_max_delay"])))
+    spread = RETRY_JITTER_PERCENT / 100
+    jittered = base * random.uniform(1 - spread, 1 + spread)
+    return capped(jittered, float(spec["retry_max_delay"]))
 
 
 class Run:
@@ -1221,7 +1226,7 @@ class Run:
             kind,
             event,
             self.secrets,
-            float(self.spec.get("alert_timeout", 30)),
+            float(self.spec.get("alert_timeout", ALERT_TIMEOUT_S)),
         )
         self.output.line(f"alert ({kind}): {outcome}")
         if row_id is not None:

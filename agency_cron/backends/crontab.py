@@ -1,4 +1,4 @@
-"""Crontab targets: `user`, `user:NAME`, `file:PATH` and `system:PATH` (cron.d).
+"""The crontab backend: `user`, `user:NAME` (the crontab binary) and `file:/PATH`.
 
 The text is handled as lines, never re-rendered: a line agency-cron did not write (no
 marker) is copied through byte for byte, which python-crontab's own save cannot promise
@@ -10,18 +10,25 @@ which reads that as a comment. A disabled task's line starts with `#`.
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from agency_cron.backends import Desired, Installed, Target
+from agency_cron.backends import parse_target as parse_target  # its old home
 from agency_cron.errors import BackendError, ConfigError
 from agency_cron.fs import read_bytes, write_atomic
+
+if TYPE_CHECKING:
+    from agency_cron.config import Settings
+    from agency_cron.doctor import Finding
+    from agency_cron.manifest import Manifest, Task
+    from agency_cron.plan import FileChange, Plan
 
 MARKER = "# agency-cron:"
 MANAGED = re.compile(
@@ -103,75 +110,114 @@ def _in_scope(line: str, scope: AbstractSet[str] | None) -> bool:
     return name is not None and (scope is None or name in scope)
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where managed lines live. `user_field` is set for cron.d files (system:PATH)."""
+# --- the Backend interface (agency_cron.backends.Backend) ---------------------------------
 
-    spec: str
-    kind: str
-    user: str | None = None
-    path: Path | None = None
-
-    @property
-    def user_field(self) -> bool:
-        return self.kind == "system"
-
-    @property
-    def label(self) -> str:
-        return self.spec
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.spec).strip("_")
-
-    @property
-    def file(self) -> Path:
-        """The path of a file:, system: or systemd: target (parse_target always sets one)."""
-        if self.path is None:
-            raise BackendError(f"CRONTAB: {self.spec}: this target has no file")
-        return self.path
-
-    def read(self) -> str:
-        if self.kind == "systemd":
-            return ""  # timers live in unit files, planned as files (plan.py)
-        if self.kind in ("file", "system"):
-            data = read_bytes(self.file)
-            return "" if data is None else data.decode(*ENCODING)
-        return _crontab_list(self.user)
-
-    def write(self, text: str) -> None:
-        if self.kind == "systemd":
-            return
-        if self.kind == "system":
-            write_atomic(self.file, text.encode(*ENCODING), 0o644)
-        elif self.kind == "file":
-            mode = self.file.stat().st_mode & 0o7777 if self.file.exists() else 0o644
-            write_atomic(self.file, text.encode(*ENCODING), mode)
-        else:
-            _crontab_install(self.user, text)
+CRON_LOG: bool = True
+NO_MAIL: str | None = None
 
 
-def parse_target(spec: str) -> Target:
-    """`user`, `user:NAME`, `file:PATH`, `system:PATH` -> Target; ConfigError if wrong."""
-    kind, _, rest = spec.partition(":")
-    if kind == "user" and not rest:
-        return Target(spec, "user")
-    if kind == "user":
-        try:
-            pwd.getpwnam(rest)
-        except KeyError:
-            raise ConfigError(f"CRONTAB: user:{rest}: no such user on this system") from None
-        return Target(spec, "user", user=rest)
-    if kind in ("file", "system", "systemd") and rest.startswith("/"):
-        path = Path(rest)
-        if kind == "system" and "." in path.name:
-            raise ConfigError(
-                f"CRONTAB: {spec}: Debian cron skips cron.d files whose names contain a dot"
-            )
-        return Target(spec, kind, path=path)
-    raise ConfigError(
-        f"CRONTAB: expected user, user:NAME, file:/PATH or system:/PATH, got {spec!r}"
+def read(target: Target) -> Installed:
+    """The crontab's text (a user's, through the binary, or a file:) and its managed lines."""
+    if target.path is not None:
+        data = read_bytes(target.path)
+        text = "" if data is None else data.decode(*ENCODING)
+    else:
+        text = _crontab_list(target.user)
+    return Installed(text, installed_entries(text))
+
+
+def write(target: Target, text: str) -> None:
+    if target.path is not None:
+        mode = target.path.stat().st_mode & 0o7777 if target.path.exists() else 0o644
+        write_atomic(target.path, text.encode(*ENCODING), mode)
+    else:
+        _crontab_install(target.user, text)
+
+
+def desired(target: Target, settings: Settings, tasks: list[tuple[Task, bool]]) -> Desired:
+    return Desired(
+        {task.name: task_lines(settings, task, enabled, None) for task, enabled in tasks}
     )
+
+
+def entry_lines(
+    target: Target, settings: Settings, name: str, schedules: list[str], enabled: bool
+) -> list[str]:
+    return lines_of(settings, name, schedules, enabled, None)
+
+
+def activate(target: Target, changes: list[FileChange]) -> None:
+    """cron reads the table itself: nothing to tell it."""
+
+
+def removed(target: Target, installed: Installed) -> list[Path]:
+    return []  # every line goes through the table
+
+
+def run_as(target: Target, task: Task) -> str | None:
+    return target.user  # the crontab's owner; None: whoever installs
+
+
+def user_problems(target: Target, tasks: list[Task]) -> list[str]:
+    return [
+        f"task {t.name}: user: {t.user!r}, but the crontab of {target.user!r} runs every task as {target.user!r}"
+        for t in tasks
+        if t.user and target.user and t.user != target.user
+    ]
+
+
+def diagnose(
+    settings: Settings, manifest: Manifest, plan: Plan | None, error: Exception | None
+) -> list[Finding]:
+    from agency_cron import doctor
+
+    return doctor.check_cron_daemon() + doctor.check_crontab(settings, manifest, plan, error)
+
+
+# --- shared with crond.py -------------------------------------------------------------------
+
+
+def task_lines(settings: Settings, task: Task, enabled: bool, user: str | None) -> list[str]:
+    """A task's managed lines: one per host-time schedule (crontab_schedules)."""
+    return lines_of(settings, task.name, crontab_schedules(task, settings), enabled, user)
+
+
+def lines_of(
+    settings: Settings, name: str, schedules: list[str], enabled: bool, user: str | None
+) -> list[str]:
+    from agency_cron import layout
+
+    wrapper = layout.wrapper_path(settings, name)
+    return [entry_line(s, wrapper, name, enabled, user) for s in schedules]
+
+
+def crontab_schedules(task: Task, settings: Settings) -> list[str]:
+    """The host-time expressions for the crontab: a zoned task gets the superset lines that
+    the runner narrows down (schedule.host_expression); a completed one-time task none."""
+    from agency_cron import layout, schedule
+
+    if layout.is_completed(settings, task):
+        return []
+    lines: list[str] = []
+    for expr in task.schedule:
+        if schedule.is_interval(expr):
+            # Read-only commands load intervals whatever the target (load_manifest).
+            try:
+                schedule.cron_form(expr)
+            except schedule.ScheduleError as exc:
+                raise ConfigError(f"task {task.name}: schedule: {exc}") from None
+        if expr == schedule.REBOOT:
+            line = expr
+        elif task.timezone:
+            line = schedule.host_expression(expr, task.timezone)
+        else:
+            line = schedule.cron_form(expr) if schedule.is_once(expr) else expr
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+# --- the crontab binary ---------------------------------------------------------------------
 
 
 def crontab_binary() -> str:

@@ -70,17 +70,15 @@ field), and tests validate the very dicts that are dumped.
 
 # No `from __future__ import annotations` here: annotations() below would shadow it.
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from agency_cron import render
+from agency_cron import render, timing
 from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem
 from agency_cron.errors import ConfigError
 from agency_cron.manifest import Task
-from agency_cron.runner import KILL_GRACE_S
 from agency_cron.schedule import REBOOT, cron_form, is_interval, is_once
 from agency_cron.secrets import is_secret_name
 
@@ -115,7 +113,7 @@ SUCCESSFUL_HISTORY = 3
 FAILED_HISTORY = 5
 STARTING_DEADLINE_S = 300
 # Python start-up, an image pull (the pod's clock starts before it), the history write.
-START_MARGIN_S = 120
+START_MARGIN_S = timing.POD_START_MARGIN_S
 # Time for a Job's pod to be scheduled at all (a cluster autoscaler adding a node).
 PENDING_ALLOWANCE_S = 600
 # The Job controller's retry back-off: 10s, doubling, at most 6 minutes.
@@ -297,15 +295,18 @@ def starting_deadline(expr: str) -> int:
 
 def pod_deadline(task: Task, settings: Settings) -> int:
     """Per attempt: the runner's timeout, its kill grace, an alert, its pings (when it
-    pings) and a start-up margin."""
-    pings = math.ceil(settings.ping_timeout) if render.ping_url(task, settings) else 0
-    return (
-        task.timeout
-        + math.ceil(KILL_GRACE_S)
-        + math.ceil(settings.alert_timeout)
-        + pings
-        + START_MARGIN_S
+    pings) and a start-up margin. The runner in the pod does not retry (backoffLimit does)."""
+    pings = settings.ping_timeout if render.ping_url(task, settings) else 0.0
+    bound = timing.run_bound(
+        task.timeout,
+        0,
+        task.retry_delay,
+        task.retry_backoff,
+        task.retry_max_delay,
+        settings.alert_timeout,
+        pings,
     )
+    return bound + START_MARGIN_S
 
 
 def job_deadline(task: Task, settings: Settings) -> int:

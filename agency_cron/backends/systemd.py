@@ -23,19 +23,19 @@ no timer (layout.is_completed), like a disabled one.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agency_cron import layout
+from agency_cron import layout, timing
+from agency_cron.backends import Desired, Installed, Target
 from agency_cron.config import Settings
-from agency_cron.errors import ConfigError
+from agency_cron.errors import BackendError, ConfigError
 from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Task
-from agency_cron.render import render, working_dir
-from agency_cron.runner import KILL_GRACE_S
+from agency_cron.render import ping_url, render, working_dir
 from agency_cron.schedule import (
     NICKNAMES,
     REBOOT,
@@ -46,6 +46,11 @@ from agency_cron.schedule import (
     local_zone,
     normalise,
 )
+
+if TYPE_CHECKING:
+    from agency_cron.doctor import Finding
+    from agency_cron.manifest import Manifest
+    from agency_cron.plan import FileChange, Plan
 
 UNIT_PREFIX = "agency-cron-"
 UNIT_SUFFIXES = (".service", ".timer")
@@ -58,8 +63,6 @@ FIELDS_START = datetime(2000, 1, 1)
 # cron's @reboot runs when the daemon starts; a minute after boot is the closest timer form.
 BOOT_DELAY = "1min"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # systemd's order: Monday first
-# Margin on top of the runner's own bound, for Python's start-up and the history write.
-START_MARGIN_S = 60
 # systemd reads zones from the host's tz database, not from Python's tzdata package.
 ZONEINFO = Path("/usr/share/zoneinfo")
 # ExecStart paths: anything outside this set is written inside double quotes, and systemd
@@ -282,23 +285,21 @@ def start_timeout(task: Task, settings: Settings) -> int:
 
     The runner enforces `timeout` per attempt and records the timeout itself (exit 124); if
     systemd killed it at the same moment, that record and the alert would be lost. So the
-    backstop covers every attempt, every retry delay (+10% jitter), an alert and a margin.
+    backstop covers every attempt, every retry delay (+10% jitter), an alert, the pings
+    when the task pings (the runner waits for its last ping before it exits) and a margin
+    (timing.run_bound).
     """
-    attempts = task.retries + 1
-    delays = sum(_retry_delay(task, attempt) for attempt in range(1, attempts))
-    alert = math.ceil(settings.alert_timeout)
-    grace = math.ceil(KILL_GRACE_S)
-    jittered = (delays * 11 + 9) // 10  # +10%, rounded up, in integers
-    return attempts * (task.timeout + grace) + jittered + alert + START_MARGIN_S
-
-
-def _retry_delay(task: Task, attempt: int) -> int:
-    """The runner's delay before attempt `attempt + 1`, without its random part."""
-    if task.retry_backoff == "exponential":
-        # Capped before the power grows: retries may be up to 100.
-        doublings = min(attempt - 1, 62)
-        return min(task.retry_delay * 2**doublings, task.retry_max_delay)
-    return min(task.retry_delay, task.retry_max_delay)
+    pings = settings.ping_timeout if ping_url(task, settings) else 0.0
+    bound = timing.run_bound(
+        task.timeout,
+        task.retries,
+        task.retry_delay,
+        task.retry_backoff,
+        task.retry_max_delay,
+        settings.alert_timeout,
+        pings,
+    )
+    return bound + timing.SYSTEMD_START_MARGIN_S
 
 
 def render_all(settings: Settings, tasks: Iterable[tuple[Task, bool]]) -> dict[str, str]:
@@ -335,16 +336,126 @@ def task_of_unit(file_name: str) -> str:
     return file_name.removeprefix(UNIT_PREFIX).rsplit(".", 1)[0]
 
 
-def export(settings: Settings, tasks: Iterable[Task], directory: Path) -> list[Path]:
-    """Write every task's units into `directory` (0644); return their paths, written or not.
+class Exported(list[Path]):
+    """The unit files `export` left in the folder (written or already current), in render
+    order; `written` holds those it changed."""
 
-    Every task is converted before anything is written, so one bad task leaves the folder
-    untouched; ConfigError carries every problem found.
+    def __init__(self, paths: list[Path], written: list[Path]):
+        super().__init__(paths)
+        self.written = written
+
+
+def export(
+    settings: Settings,
+    tasks: Iterable[Task],
+    directory: Path,
+    overrides: dict[str, bool] | None = None,
+) -> Exported:
+    """Write every task's units into `directory` (0644), writing only what changed; a task
+    disabled (in the manifest or by `agency-cron disable`: `overrides`) or completed keeps
+    its service but gets no timer. `agency-cron export systemd DIR` is this function.
+
+    As install does, a one-time schedule in the past is refused. Every task is converted
+    before anything is written, so one bad task leaves the folder untouched; ConfigError
+    carries every problem found.
     """
-    rendered = render_all(settings, [(task, True) for task in tasks])
-    paths = []
+    from agency_cron.overrides import effective_enabled
+    from agency_cron.plan import check_once_times
+
+    tasks = list(tasks)
+    check_once_times(settings, tasks)
+    rendered = render_all(settings, [(t, effective_enabled(t, overrides or {})) for t in tasks])
+    paths, written = [], []
     for file_name, text in rendered.items():
         path = Path(directory) / file_name
-        write_if_changed(path, text.encode(), UNIT_MODE)
+        if write_if_changed(path, text.encode(), UNIT_MODE):
+            written.append(path)
         paths.append(path)
-    return paths
+    return Exported(paths, written)
+
+
+# --- the Backend interface (agency_cron.backends.Backend): CRONTAB=systemd:/DIR -----------
+
+CRON_LOG: bool = False  # the service runs the wrapper with its output in the journal
+NO_MAIL: str | None = "systemd timers do not mail a job's output"
+# Where systemd, when it is the running init, says so (sd_booted(3)).
+RUNNING_INIT = Path("/run/systemd/system")
+
+
+def read(target: Target) -> Installed:
+    """The unit files of agency-cron in the folder; each task that has one is installed."""
+    units = sorted(installed_units(target.file))
+    return Installed(
+        entries={task_of_unit(name): [] for name in units},
+        files={target.file / name: task_of_unit(name) for name in units},
+    )
+
+
+def desired(target: Target, settings: Settings, tasks: list[tuple[Task, bool]]) -> Desired:
+    wanted = render_all(settings, tasks)
+    return Desired(
+        {task.name: [] for task, _ in tasks},
+        {target.file / name: (text.encode(), task_of_unit(name)) for name, text in wanted.items()},
+    )
+
+
+def entry_lines(
+    target: Target, settings: Settings, name: str, schedules: list[str], enabled: bool
+) -> list[str]:
+    return []  # timers live in unit files
+
+
+def write(target: Target, text: str) -> None:
+    """No table: the units are the plan's files."""
+
+
+def activate(target: Target, changes: list[FileChange]) -> None:
+    """When systemd is the running init, load the changed units and start/stop their timers.
+
+    Without a running systemd (containers, chroots, a folder exported for another host)
+    the unit files are the whole result. A systemctl that fails is a BackendError.
+    """
+    from agency_cron.plan import REMOVED, UNCHANGED
+
+    units = [c for c in changes if c.path.parent == target.path]
+    if not RUNNING_INIT.is_dir() or all(c.action == UNCHANGED for c in units):
+        return
+    _systemctl("daemon-reload")
+    for change in units:
+        if change.path.suffix == ".timer":
+            verb = "disable" if change.action == REMOVED else "enable"
+            _systemctl(verb, "--now", change.path.name)
+
+
+def _systemctl(*args: str) -> None:
+    import subprocess
+
+    command = " ".join(("systemctl", *args))
+    try:
+        result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise BackendError(f"{command}: {exc.strerror or exc}") from None
+    if result.returncode:
+        why = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        detail = f": {why[-1]}" if why else ""
+        raise BackendError(f"{command} failed (exit {result.returncode}){detail}")
+
+
+def removed(target: Target, installed: Installed) -> list[Path]:
+    return sorted(installed.files)
+
+
+def run_as(target: Target, task: Task) -> str | None:
+    return task.user or "root"  # the service's User=
+
+
+def user_problems(target: Target, tasks: list[Task]) -> list[str]:
+    return []
+
+
+def diagnose(
+    settings: Settings, manifest: Manifest, plan: Plan | None, error: Exception | None
+) -> list[Finding]:
+    from agency_cron.doctor import check_systemd_units
+
+    return check_systemd_units(plan, error)
