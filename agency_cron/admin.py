@@ -20,12 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agency_cron import apply, layout, reports
+from agency_cron import apply, layout, reports, statuses
 from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError, UsageError
 from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
 from agency_cron.manifest import NAME_PATTERN, Manifest, Task, api_may_replace, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
+from agency_cron.results import RunDetail, RunRow, Started, TaskStatus, TaskView, names
 from agency_cron.secrets import MARKER as REDACTED
 from agency_cron.secrets import is_secret_name, masked_ping_url, masked_url, redact
 
@@ -183,7 +184,7 @@ def unmasked(body: dict, previous: dict) -> dict:
     return result
 
 
-def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -> dict:
+def describe(settings: Settings, manifest: Manifest, task: Task, status: TaskStatus) -> TaskView:
     """A task as the API shows it: its definition (secrets masked) and its state."""
     from agency_cron.render import redaction_list
 
@@ -193,38 +194,38 @@ def describe(settings: Settings, manifest: Manifest, task: Task, status: dict) -
     document = masked(source_document(settings, manifest, task))
     definition = _walk(document, lambda text: redact(text, secrets))
     from_api = is_api_task(settings, manifest, task.name)
-    return {
-        "name": task.name,
-        "description": task.description,
-        "schedule": list(task.schedule),
-        "enabled": effective_enabled(task, read_overrides(settings)),
-        "tags": list(task.tags),
-        "state": status["state"],
-        "next_run": status["next_run"],
-        "last_run": status["last_run"],
-        "last_status": status["last_status"],
-        "source": "api" if from_api else "manifest",
-        "read_only": not from_api and not api_may_replace(settings),
-        "definition": definition,
-    }
+    return TaskView(
+        name=task.name,
+        description=task.description,
+        schedule=list(task.schedule),
+        enabled=effective_enabled(task, read_overrides(settings)),
+        tags=list(task.tags),
+        state=status.state,
+        next_run=status.next_run,
+        last_run=status.last_run,
+        last_status=status.last_status,
+        source="api" if from_api else "manifest",
+        read_only=not from_api and not api_may_replace(settings),
+        definition=definition,
+    )
 
 
 def list_tasks(
     settings: Settings, manifest: Manifest, tag: str | None = None, state: str | None = None
-) -> list[dict]:
+) -> list[TaskView]:
     """Every task, optionally only those with a tag or in a state (status's states)."""
-    statuses = {row["name"]: row for row in reports.task_status(settings, manifest, None)}
+    figures = {row.name: row for row in reports.task_status(settings, manifest, None)}
     found = []
     for task in manifest.tasks:
         if tag and tag not in task.tags:
             continue
-        if state and statuses[task.name]["state"] != state:
+        if state and figures[task.name].state != state:
             continue
-        found.append(describe(settings, manifest, task, statuses[task.name]))
+        found.append(describe(settings, manifest, task, figures[task.name]))
     return found
 
 
-def get_task(settings: Settings, manifest: Manifest, name: str) -> dict:
+def get_task(settings: Settings, manifest: Manifest, name: str) -> TaskView:
     task = _task(manifest, name)
     status = reports.task_status(settings, manifest, [name])[0]
     return describe(settings, manifest, task, status)
@@ -261,7 +262,7 @@ def _audited(settings: Settings, actor: dict, action: str, name: object):
         raise
 
 
-def create_task(context: Context, body: dict, actor: dict) -> dict:
+def create_task(context: Context, body: dict, actor: dict) -> TaskView:
     """Add a task through the API (409 if the name is taken); returns it as shown."""
     settings, manifest, _ = context.load()
     with _audited(settings, actor, "create", body.get("name")):
@@ -271,7 +272,7 @@ def create_task(context: Context, body: dict, actor: dict) -> dict:
         return _write_task(context, name, body, actor, "create")
 
 
-def update_task(context: Context, name: str, body: dict, actor: dict) -> dict:
+def update_task(context: Context, name: str, body: dict, actor: dict) -> TaskView:
     """Replace an API task's definition (or, with API_EDITS_MANIFEST, a manifest task's)."""
     check_name(name)
     settings, manifest, _ = context.load()
@@ -331,7 +332,7 @@ def _origin(manifest: Manifest, name: str) -> str:
     return str(manifest.origins.get(name, "the manifest"))
 
 
-def _write_task(context: Context, name: str, body: dict, actor: dict, action: str) -> dict:
+def _write_task(context: Context, name: str, body: dict, actor: dict, action: str) -> TaskView:
     settings, _, _ = context.load()
     _change(context, layout.api_tasks_dir(settings) / f"{name}.json", body, actor, name, action)
     settings, manifest, _ = context.load()
@@ -370,7 +371,7 @@ def _put_bytes(path: Path, content: bytes | None) -> None:
 # --- actions -----------------------------------------------------------------------------
 
 
-def set_paused(context: Context, name: str, paused: bool, actor: dict) -> dict:
+def set_paused(context: Context, name: str, paused: bool, actor: dict) -> TaskView:
     """pause = `agency-cron disable`, resume = `enable` (kept in STATE_DIR across installs)."""
     check_name(name)
     settings, manifest, path = context.load()
@@ -383,20 +384,18 @@ def set_paused(context: Context, name: str, paused: bool, actor: dict) -> dict:
     return get_task(settings, manifest, name)
 
 
-def run_now(context: Context, name: str, actor: dict) -> dict:
-    """Start the task through the runner in the background; returns its run id at once."""
-    from agency_cron import launch, render
+def run_now(context: Context, name: str, actor: dict) -> Started:
+    """Start the task through the runner in the background (launch.run_now, as
+    `agency-cron run --detach` does); returns its run id at once."""
+    from agency_cron import launch
 
     check_name(name)
     settings, manifest, path = context.load()
     with _audited(settings, actor, "run", name):
         task = _task(manifest, name)
-    enabled = effective_enabled(task, read_overrides(settings))
-    spec = render.spec_run_now(task, settings, enabled, path)
-    run_id = launch.new_run_id()
-    pid = launch.start_detached(settings, spec, False, run_id)
-    audit(settings, actor, "run", name, "started", {"run_id": run_id, "pid": pid})
-    return {"task": name, "run_id": run_id, "pid": pid, "run_url": f"/api/runs/{run_id}"}
+    started = launch.run_now(settings, task, path)
+    audit(settings, actor, "run", name, "started", {"run_id": started.run_id, "pid": started.pid})
+    return started
 
 
 def reset_retries(context: Context, name: str, actor: dict) -> dict:
@@ -417,8 +416,8 @@ def reset_retries(context: Context, name: str, actor: dict) -> dict:
 
 def _waiting_run(settings: Settings, name: str) -> str | None:
     rows = reports.task_history(settings, name, 1)
-    if rows and rows[0]["status"] == "retry-scheduled":
-        return rows[0]["run_id"]
+    if rows and rows[0].status == statuses.RETRY_SCHEDULED:
+        return rows[0].run_id
     return None
 
 
@@ -427,29 +426,29 @@ def _waiting_run(settings: Settings, name: str) -> str | None:
 EXCERPT_LINES = 200
 
 
-def get_run(settings: Settings, manifest: Manifest, run_id: str) -> dict:
+def get_run(settings: Settings, manifest: Manifest, run_id: str) -> RunDetail:
     """Every attempt of a run and its lines from the task's log (already redacted there)."""
     attempts = reports.run_attempts(settings, run_id)
     if not attempts:
         raise NotFound(f"no run {run_id!r} in the history")
-    task = attempts[0]["task"]
+    task = attempts[0].task
     known = manifest.get(task)
     log = settings.log_dir / (known.log_name if known else f"{task}.log")
     excerpt = log_excerpt(log, task, run_id)
     if not excerpt:
-        excerpt = (attempts[-1].get("output_tail") or "").splitlines()
+        excerpt = (attempts[-1].output_tail or "").splitlines()
     final = attempts[-1]
-    return {
-        "run_id": run_id,
-        "task": task,
-        "status": final["status"],
-        "exit_code": final["exit_code"],
-        "started_at": attempts[0]["started_at"],
-        "finished_at": final["finished_at"],
-        "attempts": [{k: v for k, v in a.items() if k != "output_tail"} for a in attempts],
-        "log": str(log),
-        "log_excerpt": excerpt[-EXCERPT_LINES:],
-    }
+    return RunDetail(
+        run_id=run_id,
+        task=task,
+        status=final.status,
+        exit_code=final.exit_code,
+        started_at=attempts[0].started_at,
+        finished_at=final.finished_at,
+        attempts=[RunRow(**{k: getattr(a, k) for k in names(RunRow)}) for a in attempts],
+        log=str(log),
+        log_excerpt=excerpt[-EXCERPT_LINES:],
+    )
 
 
 def log_excerpt(path: Path, task: str, run_id: str) -> list[str]:

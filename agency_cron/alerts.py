@@ -36,7 +36,7 @@ def _policy_alert(policy: str, status: str, previous: str | None) -> str | None:
     if failed:
         # on_change stays quiet while a task keeps failing: one alert per outage.
         return None if policy == "on_change" and was_failed else "failure"
-    if status != "success":
+    if status != statuses.SUCCESS:
         return None
     if was_failed:
         return "recovery"
@@ -59,7 +59,7 @@ def decide(
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown alert policy {policy!r}; expected one of {', '.join(POLICIES)}")
-    if status == "skipped":
+    if status == statuses.SKIPPED:
         return None
     if force and status in FORCED_STATUSES:
         return "failure"

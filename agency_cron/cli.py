@@ -7,7 +7,8 @@ with its exit code (2 for bad input), never a traceback. Human output goes throu
 
 from __future__ import annotations
 
-import json
+import functools
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agency_cron import __version__, apply, reports, schedule
+from agency_cron import __version__, apply, reports, results, schedule
 from agency_cron.config import Settings, load_settings
 from agency_cron.errors import AgencyCronError
 from agency_cron.manifest import Manifest, find_manifest, load_manifest
@@ -57,7 +58,7 @@ WideOpt = Annotated[
 
 
 class Options:
-    """--config/--manifest/--crontab given before the command; the command's own win."""
+    """--config/--manifest/--crontab, before the command or after it (the command's win)."""
 
     config: Path | None = None
     manifest: Path | None = None
@@ -66,23 +67,86 @@ class Options:
     settings: Settings | None = None  # to name the setting behind a path in an OS error
 
 
-def _settings(config: Path | None, crontab: str | None) -> Settings:
-    Options.settings = load_settings(config or Options.config, crontab=crontab or Options.crontab)
+# The options every command takes, declared here once (README: "Every command takes
+# --config and --manifest, and where it touches a scheduler, --crontab").
+_SHARED = {"config": ConfigOpt, "manifest": ManifestOpt, "crontab": CrontabOpt}
+
+
+def command(name: str | None = None, *, crontab: bool = False, group: typer.Typer = app):
+    """`group.command(name)` with the shared options added to the command's signature:
+    --config and --manifest always, --crontab where the command touches a scheduler.
+    Their values land in Options (a value after the command name beats one before it);
+    the command itself reads them through _load/_settings."""
+    shared = ("config", "manifest", "crontab") if crontab else ("config", "manifest")
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)
+        added = [
+            inspect.Parameter(
+                key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_SHARED[key]
+            )
+            for key in shared
+        ]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            for key in shared:
+                value = kwargs.pop(key, None)
+                if value is not None:
+                    setattr(Options, key, value)
+            return func(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), *added]
+        )
+        return group.command(name)(wrapper)
+
+    return decorate
+
+
+def _settings() -> Settings:
+    Options.settings = load_settings(Options.config, crontab=Options.crontab)
     return Options.settings
 
 
-def _load(
-    config, manifest, crontab, strict: bool = False, intervals: bool | None = None
-) -> tuple[Settings, Manifest, Path]:
+def _load(strict: bool = False, intervals: bool | None = None) -> tuple[Settings, Manifest, Path]:
     """Settings and manifest; `strict` for commands that write, `intervals` for systemd
     exports (see load_manifest)."""
-    settings = _settings(config, crontab)
-    path = find_manifest(manifest or Options.manifest, settings)
+    settings = _settings()
+    path = find_manifest(Options.manifest, settings)
     return settings, load_manifest(path, settings, strict, intervals=intervals), path
 
 
 def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Every --json output: results.to_json (typed results, the `version` envelope)."""
+    sys.stdout.write(results.to_json(data))
+
+
+def _columns(cls, keys, wrap=(), right=(), headers=None) -> list:
+    """Table columns showing fields of the result class `cls` (results.py), headed by the
+    field's name ("last_run" -> "last run") unless `headers` names it otherwise. A key that
+    is no field of `cls` fails here, so a table cannot drift from its result's shape."""
+    from agency_cron.tables import Column
+
+    unknown = [key for key in keys if key not in results.names(cls)]
+    if unknown:
+        raise AssertionError(f"{cls.__name__} has no field {unknown}")
+    named = headers or {}
+    return [
+        Column(
+            named.get(key, key.replace("_", " ")),
+            wrap=key in wrap,
+            justify="right" if key in right else "left",
+        )
+        for key in keys
+    ]
+
+
+def _cells(rows, keys, shown) -> list[list]:
+    """Each row's fields `keys`, through `shown[key](row)` where given, else as they are."""
+    return [
+        [shown[key](row) if key in shown else getattr(row, key) for key in keys] for row in rows
+    ]
 
 
 def _version(value: bool) -> None:
@@ -107,8 +171,8 @@ def main_options(
     Options.config, Options.manifest, Options.crontab = config, manifest, crontab
 
 
-@app.command()
-def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
+@command()
+def validate() -> None:
     """Check config.env and the manifest; write nothing. Exit 0 valid, 2 invalid.
 
     Example: agency-cron validate --manifest tasks.yaml
@@ -117,7 +181,7 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
     from agency_cron.errors import ConfigError
     from agency_cron.layout import path_problems
 
-    settings, loaded, path = _load(config, manifest, None, strict=True)
+    settings, loaded, path = _load(strict=True)
     parse_target(settings.crontab)
     problems = path_problems(settings)
     if problems:
@@ -125,7 +189,7 @@ def validate(config: ConfigOpt = None, manifest: ManifestOpt = None) -> None:
     out.print(f"{path}: {len(loaded.tasks)} task(s), valid")
 
 
-@app.command()
+@command(crontab=True)
 def install(
     names: Annotated[list[str] | None, typer.Argument(help="Only these tasks.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show plan and diff only.")] = False,
@@ -136,9 +200,6 @@ def install(
         ),
     ] = False,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Render wrappers and logrotate, create log dirs, sync the managed crontab lines.
 
@@ -147,7 +208,7 @@ def install(
 
     Example: agency-cron install --dry-run health-check
     """
-    settings, loaded, path = _load(config, manifest, crontab, strict=True)
+    settings, loaded, path = _load(strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run or check)
     _show_plan(plan, dry_run or check, json_)
     _warn_undelivered_failures(settings, loaded, plan)
@@ -161,19 +222,17 @@ def install(
         fastpath.record_install(Options.argv, settings, loaded, plan)
 
 
-@app.command()
+@command(crontab=True)
 def uninstall(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete rendered files.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show plan and diff only.")] = False,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Remove every managed crontab line; other lines stay byte for byte.
 
     Example: agency-cron uninstall --purge
     """
-    plan = apply.uninstall(_settings(config, crontab), purge, dry_run)
+    plan = apply.uninstall(_settings(), purge, dry_run)
     _show_plan(plan, dry_run, json_)
 
 
@@ -197,19 +256,20 @@ def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
         extra = {"diff": plan.diff()} if dry_run else {}
         _print_json({**plan.as_json(), "dry_run": dry_run, **extra})
         return
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
     from agency_cron.terminal import escape_controls
 
     tasks = [row for row in plan.rows if row.kind == "task"]
     big = len(tasks) > FULL_TABLE_MAX
     rows = [r for r in plan.rows if r.action != UNCHANGED or (r.kind == "task" and not big)]
     shown, hidden = (rows[:FULL_TABLE_MAX], rows[FULL_TABLE_MAX:]) if big else (rows, [])
-    cells = [[row.item, row.kind, row.action, row.detail] for row in shown]
+    keys = ("item", "kind", "action", "detail")
+    cells = _cells(shown, keys, {})
     counts: dict[str, int] = {}
     for row in hidden + ([r for r in tasks if r.action == UNCHANGED] if big else []):
         counts[row.action] = counts.get(row.action, 0) + 1
     cells += [[f"{count} more", "", action, ""] for action, count in counts.items()]
-    columns = [Column("item"), Column("kind"), Column("action"), Column("detail", wrap=True)]
+    columns = _columns(results.PlanRow, keys, wrap=("detail",))
     title = f"plan for {plan.target.label}" + (" (dry run)" if dry_run else "")
     print_table(out, columns, cells, title=title)
     if dry_run and plan.changes:
@@ -221,44 +281,36 @@ def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:
         out.print("dry run: nothing written")
 
 
-@app.command("list")
+@command("list")
 def list_(
     json_: JsonOpt = False,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """List tasks: name, schedule, enabled, next run, description, tags.
 
     Example: agency-cron list --json
     """
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     rows = reports.task_list(settings, loaded)
     if json_:
         _print_json(rows)
         return
-    columns = [
-        Column("name"),
-        Column("schedule"),
-        Column("enabled", wrap=True),
-        Column("next run"),
-        Column("description", wrap=True),
-        Column("tags", wrap=True),
-    ]
-    cells = [
-        [
-            row["name"],
-            "\n".join(row["schedule"]),
-            _enabled_cell(row),
-            _when(row["next_run"], wide),
-            row["description"],
-            ", ".join(row["tags"]),
-        ]
-        for row in rows
-    ]
-    print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
+    keys = ("name", "schedule", "enabled", "next_run", "description", "tags")
+    columns = _columns(results.TaskListRow, keys, wrap=("enabled", "description", "tags"))
+    shown = {
+        "schedule": lambda row: "\n".join(row.schedule),
+        "enabled": _enabled_cell,
+        "next_run": lambda row: _when(row.next_run, wide),
+        "tags": lambda row: ", ".join(row.tags),
+    }
+    print_table(out, columns, _cells(rows, keys, shown), caption=_zone_caption(wide), wide=wide)
+
+
+def _time_of(key: str, wide: bool):
+    """The cell of a time field `key`, as _when shows it."""
+    return lambda row: _when(getattr(row, key), wide)
 
 
 def _when(value: str | None, wide: bool) -> str:
@@ -274,103 +326,88 @@ def _zone_caption(wide: bool) -> str | None:
     return None if wide else zone_note()
 
 
-def _enabled_cell(row: dict) -> str:
+def _enabled_cell(row: results.TaskListRow) -> str:
     from agency_cron.overrides import describe
 
-    return describe(row["override"]) or ("yes" if row["enabled"] else "no")
+    return describe(row.override) or ("yes" if row.enabled else "no")
 
 
-def _state_cell(row: dict) -> str:
-    if row["override"] == "disabled" and row["state"] == "disabled":
+def _state_cell(row: results.TaskStatus) -> str:
+    if row.override == "disabled" and row.state == "disabled":
         return "disabled locally"
-    return f"{row['state']} (enabled locally)" if row["override"] == "enabled" else row["state"]
+    return f"{row.state} (enabled locally)" if row.override == "enabled" else row.state
 
 
-def _toggle(name: str, enabled: bool, config, manifest, crontab) -> None:
-    settings, loaded, path = _load(config, manifest, crontab, strict=True)
+def _toggle(name: str, enabled: bool) -> None:
+    settings, loaded, path = _load(strict=True)
     apply.set_enabled(settings, loaded, path, name, enabled)
     out.print(f"{name}: {'enabled' if enabled else 'disabled'}")
 
 
-@app.command()
+@command(crontab=True)
 def disable(
     name: str,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Comment the task's line out; the choice survives later installs.
 
     Example: agency-cron disable backup-verify
     """
-    _toggle(name, False, config, manifest, crontab)
+    _toggle(name, False)
 
 
-@app.command()
+@command(crontab=True)
 def enable(
     name: str,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Comment the task's line back in (reverses disable).
 
     Example: agency-cron enable backup-verify
     """
-    _toggle(name, True, config, manifest, crontab)
+    _toggle(name, True)
 
 
-@app.command()
+@command()
 def run(
     name: str,
     alert: Annotated[bool, typer.Option("--alert", help="Send the failure alert anyway.")] = False,
     detach: Annotated[
         bool, typer.Option("--detach", help="Start it in the background and return at once.")
     ] = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Run a task now exactly as cron would; exits with the task's exit code.
 
     Example: agency-cron run health-check --alert
     """
-    from agency_cron import render, runner
-    from agency_cron.overrides import effective_enabled, read_overrides
+    from agency_cron import launch, runner
     from agency_cron.plan import select
 
-    settings, loaded, path = _load(config, manifest, None)
+    settings, loaded, path = _load()
     task = select(loaded, [name])[0]
-    enabled = effective_enabled(task, read_overrides(settings))
-    spec = render.spec_run_now(task, settings, enabled, path)
     if detach:
-        from agency_cron.launch import new_run_id, start_detached
-
-        run_id = new_run_id()
-        pid = start_detached(settings, spec, alert, run_id)
+        started = launch.run_now(settings, task, path, alert)
         out.print(
-            f"{name}: started in the background (run {run_id}, runner pid {pid});"
-            f" see `agency-cron status {name}`"
+            f"{name}: started in the background (run {started.run_id}, runner pid"
+            f" {started.pid}); see `agency-cron status {name}`"
         )
         raise typer.Exit(0)
+    spec = launch.spec_now(settings, task, path)
     raise typer.Exit(runner.scheduled_run(spec, force_alert=alert))
 
 
-@app.command()
+@command()
 def status(
     name: Annotated[str | None, typer.Argument(help="One task (default: all).")] = None,
     json_: JsonOpt = False,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """State, runs, successes, failures, last run/success/failure/error, next run.
 
     Example: agency-cron status health-check --json
     """
     from agency_cron.plan import select
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     if name:
         select(loaded, [name])
     rows = reports.task_status(settings, loaded, [name] if name else None)
@@ -379,22 +416,16 @@ def status(
         return
     counts = ("runs", "successes", "failures") if wide else ("runs", "failures")
     times = ("last_run", "last_success", "last_failure") if wide else ("last_run",)
-    columns = [Column("name"), Column("state", wrap=True)]
-    columns += [Column(key, justify="right") for key in counts]
-    columns += [Column(key.replace("_", " ")) for key in times]
-    columns += [Column("last error", wrap=True), Column("next run")]
-    cells = [
-        [row["name"], _state_cell(row)]
-        + [row[key] for key in counts]
-        + [_when(row[key], wide) for key in times]
-        + [row["last_error"], _when(row["next_run"], wide)]
-        for row in rows
-    ]
-    if any(row["ping"] for row in rows):  # the column only where some task pings
-        columns.append(Column("ping", wrap=True))
-        for row, line in zip(rows, cells, strict=True):
-            line.append((row["last_ping"] or "none yet") if row["ping"] else "-")
-    print_table(out, columns, cells, caption=_zone_caption(wide), wide=wide)
+    # the ping column only where some task pings
+    pings = ("ping",) if any(row.ping for row in rows) else ()
+    keys = ("name", "state", *counts, *times, "last_error", "next_run", *pings)
+    columns = _columns(results.TaskStatus, keys, wrap=("state", "last_error", "ping"), right=counts)
+    shown = {
+        "state": _state_cell,
+        "ping": lambda row: (row.last_ping or "none yet") if row.ping else "-",
+        **{key: _time_of(key, wide) for key in (*times, "next_run")},
+    }
+    print_table(out, columns, _cells(rows, keys, shown), caption=_zone_caption(wide), wide=wide)
     out.print(_metrics_line(settings), markup=False)
 
 
@@ -413,23 +444,21 @@ def _metrics_line(settings: Settings) -> str:
     return f"metrics: exported to {where}, written {age:.0f}s ago"
 
 
-@app.command()
+@command()
 def history(
     name: str,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 20,
     json_: JsonOpt = False,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Runs of a task, newest first (every attempt is a row).
 
     Example: agency-cron history backup-verify --limit 5
     """
     from agency_cron.plan import select
-    from agency_cron.tables import Column, print_table
+    from agency_cron.tables import print_table
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     select(loaded, [name])
     rows = reports.task_history(settings, name, limit)
     if json_:
@@ -437,17 +466,21 @@ def history(
         return
     times = ("started_at", "finished_at") if wide else ("started_at",)
     tail = ("note", "alert", "ping") if wide else ("note",)
-    columns = [Column("run id"), *(Column(key.split("_")[0]) for key in times)]
-    columns += [Column("duration", justify="right"), Column("exit", justify="right")]
-    columns += [Column("status"), Column("attempt", justify="right")]
-    columns += [Column(key, wrap=True) for key in tail]
-    cells = [
-        [row["run_id"], *(_when(row[key], wide) for key in times)]
-        + [_seconds(row["duration_s"]), row["exit_code"], row["status"]]
-        + [f"{row['attempt']}/{row['attempts']}" if row["attempts"] else row["attempt"]]
-        + [row[key] for key in tail]
-        for row in rows
-    ]
+    keys = ("run_id", *times, "duration_s", "exit_code", "status", "attempt", *tail)
+    headers = {"started_at": "started", "finished_at": "finished", "duration_s": "duration"}
+    columns = _columns(
+        results.RunRow,
+        keys,
+        wrap=tail,
+        right=("duration_s", "exit_code", "attempt"),
+        headers={**headers, "exit_code": "exit"},
+    )
+    shown = {
+        **{key: _time_of(key, wide) for key in times},
+        "duration_s": lambda row: _seconds(row.duration_s),
+        "attempt": lambda row: f"{row.attempt}/{row.attempts}" if row.attempts else row.attempt,
+    }
+    cells = _cells(rows, keys, shown)
     print_table(
         out, columns, cells, title=f"history of {name}", caption=_zone_caption(wide), wide=wide
     )
@@ -457,14 +490,12 @@ def _seconds(value) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-@app.command()
+@command()
 def kill(
     name: str,
     run: Annotated[
         str | None, typer.Option("--run", help="Only this run (its run id, as in history).")
     ] = None,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """End a task's runs in progress, each with its whole process tree (recorded as
     killed); waits until the trees are gone. Exit 1 if none runs.
@@ -473,21 +504,19 @@ def kill(
     """
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     select(loaded, [name])
     for ended in reports.kill_task(settings, name, run):
-        who = f"runner {ended['pid']}" if ended["pid"] else "left by a dead runner"
-        state = "stopped" if ended["stopped"] else "still ending"
-        out.print(f"{name}: run {ended['run_id']} ({who}): {state}")
+        who = f"runner {ended.pid}" if ended.pid else "left by a dead runner"
+        state = "stopped" if ended.stopped else "still ending"
+        out.print(f"{name}: run {ended.run_id} ({who}): {state}")
 
 
-@app.command("next")
+@command("next")
 def next_(
     name: str,
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many.")] = 5,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """The next fire times of a task, in the task's zone (its timezone:, else the host's).
 
@@ -495,7 +524,7 @@ def next_(
     """
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     task = select(loaded, [name])[0]
     times = reports.upcoming(task, count, settings)
     if json_:
@@ -505,7 +534,7 @@ def next_(
         out.print(moment)
 
 
-@app.command()
+@command()
 def explain(expr: str, json_: JsonOpt = False) -> None:
     """A cron expression in plain English, with its next fire times. Exit 2 if invalid.
 
@@ -522,15 +551,13 @@ def explain(expr: str, json_: JsonOpt = False) -> None:
         out.print(f"  next: {moment}")
 
 
-@app.command("log-summary")
+@command("log-summary")
 def log_summary(
     since: Annotated[str, typer.Option("--since", help="Window: 90m, 24h, 7d.")] = "24h",
     task: Annotated[list[str] | None, typer.Option("--task", help="Only this task.")] = None,
     json_: JsonOpt = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page.")] = None,
     wide: WideOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Per task: last run, status, duration, runs and failures in the window, last error,
     next run, overdue. Reads the SQLite history, never the log files.
@@ -539,7 +566,7 @@ def log_summary(
     """
     from agency_cron.plan import select
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     if task:
         select(loaded, task)
     summary = reports.log_summary(settings, loaded, reports.parse_since(since), task)
@@ -551,72 +578,71 @@ def log_summary(
     _print_summary(summary, wide)
 
 
-def _print_summary(summary: dict, wide: bool) -> None:
-    from agency_cron.tables import Column, print_table
+SUMMARY_HEADERS = {
+    "name": "task",
+    "last_status": "status",
+    "last_duration_s": "duration",
+    "last_exit_code": "exit",
+}
+
+
+def _print_summary(summary: results.Summary, wide: bool) -> None:
+    from agency_cron import statuses
+    from agency_cron.tables import print_table
     from agency_cron.terminal import escape_controls
 
-    headers = ["task", "last run", "status", "duration", "runs", "failures", "next run", "overdue"]
-    if wide:
-        headers[4:4] = ["exit", "skipped"]
-    right = {"duration", "runs", "failures", "exit", "skipped"}
-    columns = [Column(h, justify="right" if h in right else "left") for h in headers]
-    cells = [_summary_cells(row, wide) for row in summary["tasks"]]
-    title = f"since {_when(summary['since'], wide)}"
+    wide_only = ("last_exit_code", "skipped") if wide else ()
+    keys = ("name", "last_run", "last_status", "last_duration_s", *wide_only)
+    keys += ("runs", "failures", "next_run", "overdue")
+    right = ("last_duration_s", "runs", "failures", "last_exit_code", "skipped")
+    columns = _columns(results.SummaryRow, keys, right=right, headers=SUMMARY_HEADERS)
+    shown = {
+        "last_run": lambda row: _when(row.last_run, wide) if row.last_run else "never",
+        "last_status": lambda row: row.last_status or "-",
+        "last_duration_s": lambda row: _seconds(row.last_duration_s),
+        "runs": lambda row: str(row.runs),
+        "failures": lambda row: str(row.failures),
+        "next_run": lambda row: _when(row.next_run, wide),
+        "overdue": lambda row: "OVERDUE" if row.overdue else "no",
+    }
+    cells = _cells(summary.tasks, keys, shown)
+    title = f"since {_when(summary.since, wide)}"
     print_table(out, columns, cells, title=title, caption=_zone_caption(wide), wide=wide)
-    for row in summary["tasks"]:
-        if row["last_error"] and row["last_status"] != "success":
-            out.print(f"[bold]{row['name']}[/bold] last error:")
-            for line in row["last_error"]:
+    for row in summary.tasks:
+        if row.last_error and row.last_status != statuses.SUCCESS:
+            out.print(f"[bold]{row.name}[/bold] last error:")
+            for line in row.last_error:
                 out.print(f"  {escape_controls(line)}", markup=False)
 
 
-def _summary_cells(row: dict, wide: bool = False) -> list[str]:
-    duration = row["last_duration_s"]
-    cells = [
-        row["name"],
-        _when(row["last_run"], wide) if row["last_run"] else "never",
-        row["last_status"] or "-",
-        "-" if duration is None else f"{duration:.2f}s",
-        str(row["runs"]),
-        str(row["failures"]),
-        _when(row["next_run"], wide),
-        "OVERDUE" if row["overdue"] else "no",
-    ]
-    if wide:
-        cells[4:4] = [row["last_exit_code"], row["skipped"]]
-    return cells
-
-
-def _write_summary_html(path: Path, summary: dict) -> None:
+def _write_summary_html(path: Path, summary: results.Summary) -> None:
     from agency_cron.fs import write_atomic
     from agency_cron.render import render_html
     from agency_cron.terminal import escape_all
 
-    page = render_html("log_summary.html.j2", summary=escape_all(summary))
+    page = render_html("log_summary.html.j2", summary=escape_all(results.enveloped(summary)))
     write_atomic(path, page.encode(), 0o644)
 
 
-@app.command()
+@command()
 def health(
     alert: Annotated[bool, typer.Option("--alert", help="Alert when tasks are overdue.")] = False,
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Overdue tasks: no success within their expected interval. Exit 0 none, 1 some.
 
     Example: agency-cron health --alert
     """
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     overdue = reports.overdue_tasks(settings, loaded)
     outcome = reports.alert_overdue(settings, overdue) if alert and overdue else None
     if json_:
-        _print_json({"version": 1, "healthy": not overdue, "overdue": overdue, "alert": outcome})
+        _print_json({"healthy": not overdue, "overdue": overdue, "alert": outcome})
     elif overdue:
         from agency_cron.terminal import escape_controls
 
         for item in overdue:
-            out.print(escape_controls(f"OVERDUE {item['name']}: {item['reason']}"), markup=False)
+            out.print(escape_controls(f"OVERDUE {item.name}: {item.reason}"), markup=False)
         if outcome:
             out.print(escape_controls(f"alert: {outcome}"), markup=False)
     else:
@@ -632,11 +658,9 @@ export_app = typer.Typer(
 app.add_typer(export_app, name="export")
 
 
-@export_app.command("systemd")
+@command("systemd", group=export_app)
 def export_systemd(
     directory: Annotated[Path, typer.Argument(help="Folder for the .service/.timer files.")],
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """A .service and a .timer per task (disabled tasks get no timer); writes only changes.
 
@@ -645,20 +669,18 @@ def export_systemd(
     from agency_cron.backends import systemd
     from agency_cron.overrides import read_overrides
 
-    settings, loaded, _ = _load(config, manifest, None, strict=True, intervals=True)
+    settings, loaded, _ = _load(strict=True, intervals=True)
     units = systemd.export(settings, loaded.tasks, directory, read_overrides(settings))
     out.print(f"{len(units)} unit file(s) in {directory}, {len(units.written)} written")
 
 
-@export_app.command("kubernetes")
+@command("kubernetes", group=export_app)
 def export_kubernetes(
     destination: Annotated[str, typer.Argument(help="File to write, or - for stdout.")],
     image: Annotated[
         str, typer.Option("--image", help="Image with agency-cron and the tasks' tools.")
     ] = "agency-cron:latest",
     namespace: Annotated[str, typer.Option("--namespace", help="Namespace.")] = "default",
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """One batch/v1 CronJob per task (plus a ConfigMap of task specs); secrets as secretKeyRef.
 
@@ -667,7 +689,7 @@ def export_kubernetes(
     from agency_cron.backends import kubernetes
     from agency_cron.overrides import effective_enabled, read_overrides
 
-    settings, loaded, _ = _load(config, manifest, None, strict=True)
+    settings, loaded, _ = _load(strict=True)
     overrides = read_overrides(settings)
     pairs = [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
     text = kubernetes.export(settings, pairs, image, namespace)
@@ -680,13 +702,11 @@ def export_kubernetes(
     err.print(f"wrote {destination}")
 
 
-@app.command()
+@command()
 def dashboard(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder (default: STATE_DIR/dashboard).")
     ] = None,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Write dashboard.json and a static index.html (tasks, checks, "Alerts & Logs").
 
@@ -694,19 +714,17 @@ def dashboard(
     """
     from agency_cron import dashboard as board
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     data_path, html_path = board.write(settings, loaded, out_dir or board.default_out_dir(settings))
     out.print(f"wrote {data_path} and {html_path}")
 
 
-@app.command("metrics")
+@command("metrics")
 def metrics_(
     textfile: Annotated[
         Path | None,
         typer.Option("--textfile", help="Write them atomically to this file (mode 0644)."),
     ] = None,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
 ) -> None:
     """Prometheus metrics of every task (text format, no timestamps), on stdout or, with
     --textfile, into a file for node_exporter's textfile collector.
@@ -715,7 +733,7 @@ def metrics_(
     """
     from agency_cron import metrics
 
-    settings, loaded, _ = _load(config, manifest, None)
+    settings, loaded, _ = _load()
     content = metrics.exposition(settings, loaded)
     if textfile is None:
         sys.stdout.buffer.write(content)
@@ -724,12 +742,9 @@ def metrics_(
     metrics.write_textfile(textfile, content, "METRICS_TEXTFILE" if named else "--textfile")
 
 
-@app.command()
+@command(crontab=True)
 def doctor(
     json_: JsonOpt = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """Troubleshoot: cron daemon, managed lines and drift, wrappers, log dirs, logrotate,
     config permissions, alert URLs, commands. Each problem comes with the command that
@@ -739,7 +754,7 @@ def doctor(
     """
     from agency_cron import doctor as diagnosis
 
-    settings, loaded, path = _load(config, manifest, crontab)
+    settings, loaded, path = _load()
     findings = diagnosis.diagnose(settings, loaded, path)
     if json_:
         _print_json(diagnosis.as_json(findings))
@@ -763,7 +778,7 @@ def doctor(
     raise typer.Exit(0 if diagnosis.healthy(findings) else 1)
 
 
-@app.command()
+@command(crontab=True)
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8765,
@@ -773,9 +788,6 @@ def serve(
             "--insecure-localhost", help="Serve without a token (loopback addresses only)."
         ),
     ] = False,
-    config: ConfigOpt = None,
-    manifest: ManifestOpt = None,
-    crontab: CrontabOpt = None,
 ) -> None:
     """The admin API (/api/..., /openapi.json) and the live dashboard (/).
 
@@ -788,9 +800,7 @@ def serve(
     from agency_cron import serve as service
     from agency_cron.admin import Context
 
-    context = Context(
-        config or Options.config, manifest or Options.manifest, crontab or Options.crontab
-    )
+    context = Context(Options.config, Options.manifest, Options.crontab)
     service.run(context, host, port, insecure_localhost)
 
 

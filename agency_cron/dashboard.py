@@ -26,6 +26,7 @@ from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Manifest, Task
 from agency_cron.metrics import export_state
 from agency_cron.overrides import effective_enabled, read_overrides
+from agency_cron.results import TaskStatus
 from agency_cron.schedule import explain, local_zone, next_runs
 
 DATA_VERSION = 1
@@ -105,7 +106,7 @@ def default_out_dir(settings: Settings) -> Path:
 
 def task_rows(settings: Settings, manifest: Manifest, moment: datetime) -> list[dict]:
     """One row per task: the manifest's words, the history's figures, the next fire time."""
-    figures = {row["name"]: row for row in reports.task_status(settings, manifest, None)}
+    figures = {row.name: row for row in reports.task_status(settings, manifest, None)}
     overrides = read_overrides(settings)
     return [
         _task_row(
@@ -120,7 +121,7 @@ def task_rows(settings: Settings, manifest: Manifest, moment: datetime) -> list[
 
 
 def _task_row(
-    task: Task, status: dict, enabled: bool, moment: datetime, completed: bool = False
+    task: Task, status: TaskStatus, enabled: bool, moment: datetime, completed: bool = False
 ) -> dict:
     # Computed from `moment`, not from the clock, so that collect(now=...) is reproducible.
     due = enabled and not completed  # a one-time task that ran has no next run
@@ -131,18 +132,18 @@ def _task_row(
         "schedule": list(task.schedule),
         "schedule_text": "; ".join(explain(expr) for expr in task.schedule),
         "enabled": enabled,
-        "state": status["state"],
-        "last_run": status["last_run"],
-        "last_status": status["last_status"],
+        "state": status.state,
+        "last_run": status.last_run,
+        "last_status": status.last_status,
         "next_run": upcoming[0].isoformat() if upcoming else None,
-        "runs": status["runs"],
-        "successes": status["successes"],
-        "failures": status["failures"],
-        "last_success": status["last_success"],
-        "last_failure": status["last_failure"],
-        "last_error": status["last_error"],
-        "ping": status.get("ping", False),
-        "last_ping": status.get("last_ping"),
+        "runs": status.runs,
+        "successes": status.successes,
+        "failures": status.failures,
+        "last_success": status.last_success,
+        "last_failure": status.last_failure,
+        "last_error": status.last_error,
+        "ping": status.ping,
+        "last_ping": status.last_ping,
         "log": task.log_name,
         "tags": list(task.tags),
     }

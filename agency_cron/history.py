@@ -14,6 +14,9 @@ try:  # the C module: the `sqlite3` package adds datetime adapters that nothing 
 except ImportError:  # another Python implementation
     import sqlite3  # type: ignore[no-redef]
 
+from agency_cron import statuses
+from agency_cron.statuses import LOST, quoted
+
 SCHEMA_VERSION = 6
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = (
@@ -36,7 +39,8 @@ COLUMNS = (
 )
 # The rows of runs still in progress (see migration 4); the text must stay identical to the
 # partial index's, for SQLite to use that index.
-OPEN = "(status = 'running' OR (status = 'retry-scheduled' AND runner IS NOT NULL))"
+_RUNNING, _RETRY, _LOST = (quoted(s) for s in (statuses.RUNNING, statuses.RETRY_SCHEDULED, LOST))
+OPEN = f"(status = {_RUNNING} OR (status = {_RETRY} AND runner IS NOT NULL))"
 # Each entry moves the schema from version N-1 to N; never edit a released one, add one.
 MIGRATIONS = {
     1: (
@@ -181,7 +185,7 @@ def set_ping(conn: sqlite3.Connection, row_id: int, outcome: str) -> None:
 def last_final_status(conn: sqlite3.Connection, task: str) -> str | None:
     """The status of the task's last finished run, skipped runs and retries left out."""
     found = conn.execute(
-        "SELECT status FROM runs WHERE task = ? AND status NOT IN ('skipped', 'retry-scheduled')"
+        f"SELECT status FROM runs WHERE task = ? AND status NOT IN {statuses.sql(statuses.NOT_FINAL)}"
         " ORDER BY started_at DESC, id DESC LIMIT 1",
         (task,),
     ).fetchone()
@@ -491,10 +495,10 @@ def sweep_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
     if not lost:
         return []
     for row in lost:
-        row.update(status="lost", note=lost_note(row))
+        row.update(status=LOST, note=lost_note(row))
     try:
         conn.executemany(
-            f"UPDATE runs SET status = 'lost', note = ? WHERE id = ? AND {OPEN}",
+            f"UPDATE runs SET status = {_LOST}, note = ? WHERE id = ? AND {OPEN}",
             [(row["note"], row["id"]) for row in lost],
         )
     except sqlite3.OperationalError:  # read-only: show, do not store
@@ -517,7 +521,7 @@ def _shadow_lost(conn: sqlite3.Connection, ids: list[int]) -> None:
     SQLite's lookup, so every query of this connection sees it."""
     listed = ", ".join(str(int(i)) for i in ids)
     columns = ", ".join(
-        f"CASE WHEN id IN ({listed}) THEN 'lost' ELSE status END AS status" if c == "status" else c
+        f"CASE WHEN id IN ({listed}) THEN {_LOST} ELSE status END AS status" if c == "status" else c
         for c in ("id", *COLUMNS)
     )
     found = conn.execute(
@@ -535,7 +539,7 @@ def unnotified_lost(conn: sqlite3.Connection, task: str) -> list[dict]:
     conn.row_factory = sqlite3.Row
     try:
         cursor = conn.execute(
-            "SELECT * FROM runs WHERE task = ? AND status = 'lost' AND alert IS NULL ORDER BY id",
+            f"SELECT * FROM runs WHERE task = ? AND status = {_LOST} AND alert IS NULL ORDER BY id",
             (task,),
         )
         return [dict(r) for r in cursor]

@@ -10,9 +10,34 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agency_cron import layout, render
 from agency_cron.config import Settings
+from agency_cron.results import Started
+
+if TYPE_CHECKING:
+    from agency_cron.manifest import Task
+
+
+def spec_now(settings: Settings, task: Task, manifest_path: Path | str) -> dict:
+    """The spec of a run asked for now (`run`, `run --detach`, the API's run action): the
+    task as its local override leaves it, with the wrapper's environment (render.spec_run_now)."""
+    from agency_cron.overrides import effective_enabled, read_overrides
+
+    enabled = effective_enabled(task, read_overrides(settings))
+    return render.spec_run_now(task, settings, enabled, manifest_path)
+
+
+def run_now(
+    settings: Settings, task: Task, manifest_path: Path | str, alert: bool = False
+) -> Started:
+    """Run-now, for the CLI (`run --detach`) and the API alike: the task's spec_now started
+    in the background under a fresh run id; returns at once."""
+    run_id = new_run_id()
+    pid = start_detached(settings, spec_now(settings, task, manifest_path), alert, run_id)
+    return Started(task.name, run_id, pid)
 
 
 def new_run_id() -> str:

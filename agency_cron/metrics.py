@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agency_cron import history, layout, reports
+from agency_cron import history, layout, reports, statuses
 from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError
 from agency_cron.manifest import Manifest, Task
@@ -42,15 +42,19 @@ TEXTFILE_MODE = 0o644  # node_exporter runs as its own user and must read the fi
 STALE_AFTER_S = 300
 # Statuses that are no run's outcome: skipped runs did not run, a retry-scheduled attempt
 # is followed by another, a running one has not ended. Anything else ends a run.
-NOT_OUTCOMES = ("skipped", "retry-scheduled", "running")
-TRANSIENT = ("running",)
-# Counted from 0 for every task, so that increase() sees a task's first failure.
-BASELINE = ("success", "failed", "timeout", "killed", "lost", "skipped", "retry-scheduled")
+NOT_OUTCOMES = (*statuses.NOT_FINAL, statuses.RUNNING)
+TRANSIENT = (statuses.RUNNING,)
+# Counted from 0 for every task, so that increase() sees a task's first failure: every
+# status but the transient one, outcomes first.
+BASELINE = (
+    *(s for s in statuses.ALL if s not in NOT_OUTCOMES),
+    *(s for s in statuses.NOT_FINAL),
+)
 
 COUNTS_SQL = "SELECT task, status, COUNT(*) FROM runs GROUP BY task, status"
 LAST_OUTCOME_SQL = f"""
 SELECT started_at, status, duration_s, exit_code FROM runs
-WHERE task = ? AND status NOT IN ({", ".join(repr(s) for s in NOT_OUTCOMES)})
+WHERE task = ? AND status NOT IN {statuses.sql(NOT_OUTCOMES)}
 ORDER BY started_at DESC, id DESC LIMIT 1
 """
 
@@ -257,7 +261,7 @@ def _task_values(task: TaskFigures) -> dict[str, float | None]:
         "next_run_timestamp_seconds": task.next_run,
         "last_run_timestamp_seconds": task.last_run or 0,
         "last_success_timestamp_seconds": task.last_success or 0,
-        "last_run_success": (task.last_status == "success") if ended else None,
+        "last_run_success": (task.last_status == statuses.SUCCESS) if ended else None,
         "last_duration_seconds": task.last_duration,
         "last_exit_code": task.last_exit_code,
     }

@@ -26,6 +26,7 @@ import os
 import select
 import time
 
+from agency_cron import statuses
 from agency_cron.secrets import masked_ping_url
 
 try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
@@ -102,9 +103,9 @@ def rid_of(run_id: str) -> str:
 
 def signal_of(status: str, code: int | None) -> str:
     """Which final ping a run gets: "success", "fail", or the exit code of a failure."""
-    if status == "success":
-        return "success"
-    if status == "failed" and code is not None and 0 < code <= 255:
+    if status == statuses.SUCCESS:
+        return "success"  # the ping's own word (success, fail or an exit code)
+    if status == statuses.FAILED and code is not None and 0 < code <= 255:
         return str(code)
     return "fail"  # timeout, killed, lost, or a failure without an exit code
 

@@ -26,6 +26,7 @@ from agency_cron.errors import ConfigError, UsageError
 from agency_cron.fs import read_bytes
 from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import describe, effective_enabled, override_of, read_overrides
+from agency_cron.results import PlanRow as Row
 from agency_cron.secrets import MARKER as REDACTED
 from agency_cron.secrets import redact, secrets_of_urls, worth_masking
 
@@ -42,16 +43,6 @@ class FileChange:
     mode: int
     action: str
     owner: str  # the task it belongs to, or "shared"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the plan table."""
-
-    item: str
-    kind: str  # "task" or "file"
-    action: str
-    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Read-only views over the manifest and the history: list, next, status, history, kill.
 
-Functions return plain dicts (the --json form); the CLI turns them into tables.
+Functions return the typed results of results.py (results.to_json is their --json form);
+the CLI turns them into tables, the API into its response models.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
 from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import effective_enabled, override_of, read_overrides
+from agency_cron.results import (
+    Ended,
+    Overdue,
+    RunAttempt,
+    RunRow,
+    Summary,
+    SummaryRow,
+    TaskListRow,
+    TaskStatus,
+)
 from agency_cron.schedule import next_runs, zone_of
 from agency_cron.secrets import secret_values
 
@@ -33,7 +44,7 @@ def next_run(task: Task, settings: Settings | None = None) -> str | None:
     return runs[0] if runs else None
 
 
-def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
+def task_list(settings: Settings, manifest: Manifest) -> list[TaskListRow]:
     """CONTRACT.md `list`: name, schedule, enabled, next_run, description, tags, and
     `override` ("disabled"/"enabled" where a local choice differs from the manifest)."""
     overrides = read_overrides(settings)
@@ -41,15 +52,15 @@ def task_list(settings: Settings, manifest: Manifest) -> list[dict]:
     for task in manifest.tasks:
         enabled = effective_enabled(task, overrides)
         rows.append(
-            {
-                "name": task.name,
-                "schedule": list(task.schedule),
-                "enabled": enabled,
-                "next_run": next_run(task, settings) if enabled else None,
-                "description": task.description,
-                "tags": list(task.tags),
-                "override": override_of(task, overrides),
-            }
+            TaskListRow(
+                name=task.name,
+                schedule=list(task.schedule),
+                enabled=enabled,
+                next_run=next_run(task, settings) if enabled else None,
+                description=task.description,
+                tags=list(task.tags),
+                override=override_of(task, overrides),
+            )
         )
     return rows
 
@@ -72,6 +83,10 @@ def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
 
 FAILED_SQL = statuses.sql(statuses.FAILURES)
 ERROR_SQL = statuses.sql((*statuses.FAILURES, statuses.RETRY_SCHEDULED))
+NOT_FINAL_SQL = statuses.sql(statuses.NOT_FINAL)  # skipped, retry-scheduled
+SUCCESS, SKIPPED, RETRY, LOST = map(
+    statuses.quoted, (statuses.SUCCESS, statuses.SKIPPED, statuses.RETRY_SCHEDULED, statuses.LOST)
+)
 
 
 def _close(conns: list[sqlite3.Connection]) -> None:
@@ -96,17 +111,19 @@ def _newest(conns: list[sqlite3.Connection], sql: str, params: tuple) -> tuple |
 
 STATUS_SQL = f"""
 SELECT
-  COUNT(DISTINCT CASE WHEN status != 'retry-scheduled' THEN run_id END) AS runs,
-  SUM(status = 'success') AS successes,
+  COUNT(DISTINCT CASE WHEN status != {RETRY} THEN run_id END) AS runs,
+  SUM(status = {SUCCESS}) AS successes,
   SUM(status IN {FAILED_SQL}) AS failures,
   MAX(started_at) AS last_run,
-  MAX(CASE WHEN status = 'success' THEN started_at END) AS last_success,
+  MAX(CASE WHEN status = {SUCCESS} THEN started_at END) AS last_success,
   MAX(CASE WHEN status IN {FAILED_SQL} THEN started_at END) AS last_failure
-FROM runs WHERE task = ? AND status != 'skipped'
+FROM runs WHERE task = ? AND status != {SKIPPED}
 """
 
 
-def task_status(settings: Settings, manifest: Manifest, names: list[str] | None) -> list[dict]:
+def task_status(
+    settings: Settings, manifest: Manifest, names: list[str] | None
+) -> list[TaskStatus]:
     """CONTRACT.md `status` per task, figures from history (the 004 seed's counters)."""
     overrides = read_overrides(settings)
     conns = _open_histories(settings)
@@ -118,14 +135,14 @@ def task_status(settings: Settings, manifest: Manifest, names: list[str] | None)
         figures = _figures(conns, task.name)
         state = _state(settings, task.name, enabled, figures)
         result.append(
-            {
-                "name": task.name,
-                "state": state,
+            TaskStatus(
+                name=task.name,
+                state=state,
                 **figures,
-                "next_run": next_run(task, settings) if enabled else None,
-                "override": override_of(task, overrides),
+                next_run=next_run(task, settings) if enabled else None,
+                override=override_of(task, overrides),
                 **_ping_figures(settings, conns, task),
-            }
+            )
         )
     _close(conns)
     return result
@@ -151,7 +168,7 @@ def _figures(conns: list[sqlite3.Connection], name: str) -> dict:
     last = _newest(
         conns,
         "SELECT started_at, status FROM runs WHERE task = ?"
-        " AND status NOT IN ('skipped', 'retry-scheduled') ORDER BY started_at DESC, id DESC LIMIT 1",
+        f" AND status NOT IN {NOT_FINAL_SQL} ORDER BY started_at DESC, id DESC LIMIT 1",
         (name,),
     )
     error = _newest(
@@ -195,14 +212,14 @@ def _error_text(row) -> str:
 
 def _state(settings: Settings, name: str, enabled: bool, figures: dict) -> str:
     if running_pid(settings, name) or figures["last_status"] == statuses.RUNNING:
-        return "running"
+        return "running"  # a state (CONTRACT.md's status), named as the status is
     if layout.completed_path(settings, name).exists():
         return "completed"
     if not enabled:
         return "disabled"
     if figures["last_status"] in statuses.FAILURES:
         return "failing"
-    return "ok" if figures["last_status"] == "success" else "never-run"
+    return "ok" if figures["last_status"] == statuses.SUCCESS else "never-run"
 
 
 HISTORY_KEYS = (
@@ -216,7 +233,7 @@ HISTORY_KEYS = (
 )
 
 
-def task_history(settings: Settings, name: str, limit: int, offset: int = 0) -> list[dict]:
+def task_history(settings: Settings, name: str, limit: int, offset: int = 0) -> list[RunRow]:
     """CONTRACT.md `history`: the task's attempts, newest first."""
     conns = _open_histories(settings)
     try:
@@ -225,7 +242,12 @@ def task_history(settings: Settings, name: str, limit: int, offset: int = 0) -> 
         _close(conns)
 
 
-def history_row(row: dict) -> dict:
+def history_row(row: dict) -> RunRow:
+    return RunRow(**_run_fields(row))
+
+
+def _run_fields(row: dict) -> dict:
+    """A history.db row's RunRow fields (CONTRACT.md's HISTORY_KEYS first)."""
     return {
         **{k: row[k] for k in HISTORY_KEYS},
         "attempts": row["attempts"],
@@ -243,14 +265,16 @@ def history_count(settings: Settings, name: str) -> int:
         _close(conns)
 
 
-def run_attempts(settings: Settings, run_id: str) -> list[dict]:
+def run_attempts(settings: Settings, run_id: str) -> list[RunAttempt]:
     """Every attempt of one run (with the task and its output tail), first attempt first."""
     conns = _open_histories(settings)
     try:
         rows = history.run_rows_of_all(conns, run_id)
     finally:
         _close(conns)
-    return [{"task": r["task"], **history_row(r), "output_tail": r["output_tail"]} for r in rows]
+    return [
+        RunAttempt(**_run_fields(r), task=r["task"], output_tail=r["output_tail"]) for r in rows
+    ]
 
 
 def running_pid(settings: Settings, name: str) -> int | None:
@@ -284,10 +308,10 @@ def running_pid(settings: Settings, name: str) -> int | None:
 KILL_WAIT_S = 20.0  # the runner's grace (10 s) before SIGKILL, and time to spare
 
 
-def kill_task(settings: Settings, name: str, run_id: str | None = None) -> list[dict]:
+def kill_task(settings: Settings, name: str, run_id: str | None = None) -> list[Ended]:
     """End the task's runs in progress (every one: `overlap: allow` may have several) or
     only `run_id`, each with its whole process tree; returns once the trees are gone or the
-    wait ran out: [{"run_id", "pid", "stopped"}].
+    wait ran out.
 
     A live runner gets SIGTERM and ends its tree itself (SIGKILL after its grace), records
     `killed` and exits. The processes a dead runner left (a `lost` run; they hold the task's
@@ -307,10 +331,8 @@ def kill_task(settings: Settings, name: str, run_id: str | None = None) -> list[
     for _, pid in runners:
         _signal(pid, signal.SIGTERM)
     ended = {r: runner.end_processes(pids, runner.KILL_GRACE_S) for r, pids in orphans.items()}
-    results = [
-        {"run_id": r, "pid": pid, "stopped": _wait_gone(pid, identities[pid])} for r, pid in runners
-    ]
-    results += [{"run_id": r, "pid": None, "stopped": ended[r]} for r in orphans]
+    results = [Ended(r, pid, _wait_gone(pid, identities[pid])) for r, pid in runners]
+    results += [Ended(r, None, ended[r]) for r in orphans]
     return results
 
 
@@ -361,7 +383,7 @@ def _recent_lost_runs(settings: Settings, name: str) -> list[str]:
     try:
         for conn in history.holding(conns, name):
             rows += conn.execute(
-                "SELECT started_at, run_id FROM runs WHERE task = ? AND status = 'lost'"
+                f"SELECT started_at, run_id FROM runs WHERE task = ? AND status = {LOST}"
                 " ORDER BY started_at DESC LIMIT 5",
                 (name,),
             ).fetchall()
@@ -394,17 +416,17 @@ def _wait_gone(pid: int, identity: str | None, timeout: float = KILL_WAIT_S) -> 
 
 SUMMARY_SQL = f"""
 SELECT
-  SUM(status NOT IN ('retry-scheduled', 'skipped')) AS runs,
+  SUM(status NOT IN {NOT_FINAL_SQL}) AS runs,
   SUM(status IN {FAILED_SQL}) AS failures,
-  SUM(status = 'skipped') AS skipped
+  SUM(status = {SKIPPED}) AS skipped
 FROM runs WHERE task = ? AND started_at >= ?
 """
-LAST_SQL = """
+LAST_SQL = f"""
 SELECT started_at, status, duration_s, exit_code FROM runs
-WHERE task = ? AND status NOT IN ('retry-scheduled', 'skipped')
+WHERE task = ? AND status NOT IN {NOT_FINAL_SQL}
 ORDER BY started_at DESC LIMIT 1
 """
-LAST_SUCCESS_SQL = "SELECT MAX(started_at) FROM runs WHERE task = ? AND status = 'success'"
+LAST_SUCCESS_SQL = f"SELECT MAX(started_at) FROM runs WHERE task = ? AND status = {SUCCESS}"
 LAST_ERROR_SQL = f"""
 SELECT started_at, output_tail, note, exit_code FROM runs
 WHERE task = ? AND status IN {ERROR_SQL}
@@ -426,7 +448,7 @@ def parse_since(text: str) -> int:
 
 def log_summary(
     settings: Settings, manifest: Manifest, since_s: int, names: list[str] | None = None
-) -> dict:
+) -> Summary:
     """Per task: last run, status, duration, runs and failures in the window, last error
     lines, next run, overdue. One indexed query per task: the history is never scanned whole.
     """
@@ -445,9 +467,9 @@ def log_summary(
         row["next_run"] = next_run(task, settings) if enabled else None
         row["enabled"] = enabled
         row["overdue"] = bool(enabled and overdue_reason(settings, task, row["last_success"], now))
-        tasks.append(row)
+        tasks.append(SummaryRow(**row))
     _close(conns)
-    return {"version": 1, "generated_at": now.isoformat(), "since": window_start, "tasks": tasks}
+    return Summary(generated_at=now.isoformat(), since=window_start, tasks=tasks)
 
 
 def _summary_row(conns: list[sqlite3.Connection], task: Task, window_start: str) -> dict:
@@ -554,7 +576,7 @@ def _human(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def overdue_tasks(settings: Settings, manifest: Manifest) -> list[dict]:
+def overdue_tasks(settings: Settings, manifest: Manifest) -> list[Overdue]:
     """`health`: every enabled task with no success within its expected interval."""
     from datetime import UTC
 
@@ -568,18 +590,18 @@ def overdue_tasks(settings: Settings, manifest: Manifest) -> list[dict]:
         last = _last_success(history.holding(conns, task.name), task.name)
         reason = overdue_reason(settings, task, last, now)
         if reason:
-            found.append({"name": task.name, "last_success": last, "reason": reason})
+            found.append(Overdue(task.name, last, reason))
     _close(conns)
     return found
 
 
-def alert_overdue(settings: Settings, overdue: list[dict]) -> str:
+def alert_overdue(settings: Settings, overdue: list[Overdue]) -> str:
     """One alert naming every overdue task, through the same Apprise path as the runner."""
     import socket
 
     from agency_cron import alerts
 
-    names = ", ".join(item["name"] for item in overdue)
+    names = ", ".join(item.name for item in overdue)
     event = {
         "host": socket.gethostname(),
         "task": f"health ({names})",
@@ -589,7 +611,7 @@ def alert_overdue(settings: Settings, overdue: list[dict]) -> str:
         "attempt": 1,
         "attempts": 1,
         "run_id": "-",
-        "output_tail": "\n".join(f"{i['name']}: {i['reason']}" for i in overdue),
+        "output_tail": "\n".join(f"{i.name}: {i.reason}" for i in overdue),
     }
     secrets = secret_values(settings.values)
     return alerts.send(list(settings.alert_urls), "failure", event, secrets, settings.alert_timeout)

@@ -31,7 +31,21 @@ import time
 
 from agency_cron.secrets import Redactor, secret_values, secrets_of_urls, worth_masking
 from agency_cron.statuses import ALERTING as ALERTING_STATUSES
-from agency_cron.statuses import FAILURES, NOT_FINAL, RETRYABLE, RUNNING
+from agency_cron.statuses import (
+    FAILED,
+    FAILURES,
+    KILLED,
+    LOST,
+    NOT_FINAL,
+    RETRY_SCHEDULED,
+    RETRYABLE,
+    RUNNING,
+    SKIPPED,
+    SUCCESS,
+    TIMEOUT,
+    quoted,
+    sql,
+)
 from agency_cron.timing import (
     ALERT_TIMEOUT_S,
     KILL_GRACE_S,
@@ -919,7 +933,8 @@ class Run:
         name = self.spec["name"]
         found = self._history(
             lambda conn: conn.execute(
-                "SELECT MAX(started_at) FROM runs WHERE task = ? AND status = 'lost'", (name,)
+                f"SELECT MAX(started_at) FROM runs WHERE task = ? AND status = {quoted(LOST)}",
+                (name,),
             ).fetchone()[0]
         )
         return bool(found) and time.time() - _epoch(found) > float(self.spec["timeout"])
@@ -979,7 +994,7 @@ class Run:
     def _skip(self, note: str) -> int:
         self.output.line(f"skipped task={self.spec['name']} run={self.run_id}: {note}")
         started = now_iso()
-        self._record(1, started, started, 0.0, 0, "skipped", "", note)
+        self._record(1, started, started, 0.0, 0, SKIPPED, "", note)
         return 0
 
     def _notice_lost(self) -> None:
@@ -992,8 +1007,8 @@ class Run:
             self.output.line(
                 f"lost task={name} run={row['run_id']} started={row['started_at']}: {note}"
             )
-            outcome = self._maybe_alert("lost", None, row["attempt"], note, 0.0, row["id"])
-            told = self._report("lost", None, row["attempt"], note, outcome, row["run_id"])
+            outcome = self._maybe_alert(LOST, None, row["attempt"], note, 0.0, row["id"])
+            told = self._report(LOST, None, row["attempt"], note, outcome, row["run_id"])
             if outcome is None:  # marked, so that the next run does not tell it again
                 mark = "reported to cron mail" if told else "not sent: no alert target"
                 if not told and self._alert_target():
@@ -1022,7 +1037,7 @@ class Run:
                     self._after_reset(attempt, signals)
                     waited = row_id
                     continue
-                code, status = 128 + (signals.received or 0), "killed"
+                code, status = 128 + (signals.received or 0), KILLED
                 end = {
                     "status": status,
                     "exit_code": code,
@@ -1045,10 +1060,10 @@ class Run:
         """Recorded and alerted like any failure, so a task that never starts is noticed."""
         self.output.line(f"error task={self.spec['name']} run={self.run_id}: {problem}")
         started = now_iso()
-        row_id = self._record(1, started, started, 0.0, 2, "failed", problem, problem)
-        self._ping_end("failed", 2, 1, 0.0, row_id, problem.encode())
-        outcome = self._maybe_alert("failed", 2, 1, problem, 0.0, row_id)
-        self._report("failed", 2, 1, problem, outcome, self.run_id)
+        row_id = self._record(1, started, started, 0.0, 2, FAILED, problem, problem)
+        self._ping_end(FAILED, 2, 1, 0.0, row_id, problem.encode())
+        outcome = self._maybe_alert(FAILED, 2, 1, problem, 0.0, row_id)
+        self._report(FAILED, 2, 1, problem, outcome, self.run_id)
         return 2
 
     def _one(self, attempt: int, signals: Signals, waited: int | None):
@@ -1069,7 +1084,7 @@ class Run:
         duration = time.monotonic() - clock
         final = _status(code, runner.timed_out, signals.received)
         retrying = final in RETRYABLE and attempt < self.attempts and signals.received is None
-        shown = "retry-scheduled" if retrying else final
+        shown = RETRY_SCHEDULED if retrying else final
         note = self.output.log.problem(dropped)
         if note:
             self.output.line(f"warning: {note}")
@@ -1105,7 +1120,7 @@ class Run:
         """The attempt's `running` row, inserted as it starts."""
         from agency_cron import history
 
-        row = self._row(attempt, now_iso(started), None, None, None, "running", None)
+        row = self._row(attempt, now_iso(started), None, None, None, RUNNING, None)
         return self._history(lambda conn: history.start_run(conn, row))
 
     def _close_wait(self, row_id: int | None, end: dict | None = None) -> None:
@@ -1297,7 +1312,7 @@ def _secrets(spec: dict, alert_urls: list[str]) -> list[str]:
 
 def _alert_kind(spec: dict, status: str, previous: str | None, force: bool) -> str | None:
     """Decide without importing alerts.py when no alert can be due (the common case)."""
-    if status == "success" and spec["alert"] != "always" and previous not in ALERTING_STATUSES:
+    if status == SUCCESS and spec["alert"] != "always" and previous not in ALERTING_STATUSES:
         return None
     from agency_cron import alerts
 
@@ -1308,7 +1323,7 @@ def _previous_status(conn, task: str, current_row: int | None) -> str | None:
     """How the task's run before `current_row` ended (runs still in progress left out)."""
     found = conn.execute(
         "SELECT status FROM runs WHERE task = ? AND id < ? AND status NOT IN"
-        f" ('{RUNNING}', '{NOT_FINAL[0]}', '{NOT_FINAL[1]}') ORDER BY id DESC LIMIT 1",
+        f" {sql((RUNNING, *NOT_FINAL))} ORDER BY id DESC LIMIT 1",
         (task, current_row if current_row is not None else 1 << 62),
     ).fetchone()
     return found[0] if found else None
@@ -1316,10 +1331,10 @@ def _previous_status(conn, task: str, current_row: int | None) -> str | None:
 
 def _status(code: int, timed_out: bool, signalled: int | None) -> str:
     if timed_out:
-        return "timeout"
+        return TIMEOUT
     if signalled is not None:
-        return "killed"
-    return "success" if code == 0 else "failed"
+        return KILLED
+    return SUCCESS if code == 0 else FAILED
 
 
 def _sleep_unless_signalled(delay: float, signals: Signals) -> bool:
@@ -1379,8 +1394,15 @@ def run_spec(
     return Run(spec, force_alert, echo, run_id).execute()
 
 
+# "Started by cron?" is one rule: the cron daemon is the parent or the grandparent (cron's
+# `sh -c LINE`). The wrapper (templates/wrapper.sh.j2, from_cron) asks it to choose where
+# its output goes, then execs the runner in its own process, so the runner's parent and
+# grandparent are the wrapper's and both answer alike.
+CRON_ANCESTORS = 2
+
+
 def started_by_cron() -> bool:
-    """True when the cron daemon started this run (it is among our nearest ancestors).
+    """True when the cron daemon started this run (see CRON_ANCESTORS).
 
     Zone checks and jitter apply to scheduled runs only: a run by hand runs now.
     AGENCY_CRON_SCHEDULED=cron|no overrides the detection (systemd units set it).
@@ -1389,7 +1411,7 @@ def started_by_cron() -> bool:
     if flag is not None:
         return flag == "cron"
     pid = os.getppid()
-    for _ in range(4):
+    for _ in range(CRON_ANCESTORS):
         try:
             with open(f"/proc/{pid}/stat", "rb") as handle:
                 head, tail = handle.read().rsplit(b")", 1)

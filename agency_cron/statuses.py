@@ -28,4 +28,9 @@ NOT_FINAL = (SKIPPED, RETRY_SCHEDULED)
 
 def sql(statuses: tuple[str, ...]) -> str:
     """`('failed', 'timeout', ...)` for an SQL IN clause (the names are constants above)."""
-    return "(" + ", ".join(f"'{s}'" for s in statuses) + ")"
+    return "(" + ", ".join(quoted(s) for s in statuses) + ")"
+
+
+def quoted(status: str) -> str:
+    """`'success'`, one name as an SQL literal (`status = 'success'`)."""
+    return f"'{status}'"

@@ -133,7 +133,7 @@ def measure(folder: Path, users: int, args, show_plans: bool) -> None:
     manifest = load_manifest(manifest_path, settings)
     summary = timed(lambda: reports.log_summary(settings, manifest, 86400), args.repeat)
     status = timed(lambda: reports.task_status(settings, manifest, None), args.repeat)
-    runs = sum(r["runs"] for r in reports.task_status(settings, manifest, None))
+    runs = sum(r.runs for r in reports.task_status(settings, manifest, None))
     expected = args.rows // len(TASKS) * len(TASKS)
     assert runs == expected, (users, runs, expected)  # every run merged, and once
     print(f"| {users} | {summary:.1f} | {status:.1f} |")

@@ -122,7 +122,7 @@ print(json.dumps({"m_call": t1 - t0, "m_warm": t2 - t1, "m_read": read}))
 IN_PROCESS = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from agency_cron import reports
+from agency_cron import reports, results
 from agency_cron.config import load_settings
 from agency_cron.manifest import load_manifest
 t1 = time.perf_counter()
@@ -131,7 +131,7 @@ manifest = load_manifest(sys.argv[2], settings)
 t2 = time.perf_counter()
 summary = reports.log_summary(settings, manifest, int(sys.argv[3]))
 t3 = time.perf_counter()
-text = json.dumps(summary, indent=2, default=str)
+text = results.to_json(summary)
 t4 = time.perf_counter()
 reports.log_summary(settings, manifest, int(sys.argv[3]))
 t5 = time.perf_counter()
@@ -180,20 +180,20 @@ print(json.dumps({
 # seconds. Output goes where the CLI's goes (/dev/null).
 LEAN = """
 import json, sys
-from agency_cron import reports
+from agency_cron import reports, results
 from agency_cron.config import load_settings
 from agency_cron.manifest import load_manifest
 FREEZE
 settings = load_settings(sys.argv[1])
 summary = reports.log_summary(settings, load_manifest(sys.argv[2], settings), int(sys.argv[3]))
-sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\\n")
+sys.stdout.write(results.to_json(summary))
 """
 
 # 4: argv: config, manifest, since seconds, bare SQL.
 PROFILE = r"""
 import cProfile, pstats, sqlite3, sys, time
 from datetime import UTC, datetime, timedelta
-from agency_cron import reports
+from agency_cron import reports, results
 from agency_cron.config import load_settings
 from agency_cron.manifest import load_manifest
 
@@ -262,7 +262,7 @@ from agency_cron.schedule import next_runs
 def call():
     return reports.log_summary(settings, manifest, since)
 
-expected = [t["overdue"] for t in call()["tasks"]]
+expected = [t.overdue for t in call().tasks]
 original_interval, original_overdue = reports.expected_interval, reports.overdue_reason
 memo = functools.lru_cache(maxsize=None)(
     lambda schedule, within: original_interval(
@@ -299,7 +299,7 @@ variants = {
 }
 for name, (interval, overdue) in variants.items():
     reports.expected_interval, reports.overdue_reason = interval, overdue
-    same = [t["overdue"] for t in fresh_memo()["tasks"]] == expected
+    same = [t.overdue for t in fresh_memo().tasks] == expected
     print(f"  {name:<66} {best(fresh_memo):>8.2f}{'' if same else '  (DIFFERENT overdue!)'}")
 reports.expected_interval, reports.overdue_reason = original_interval, original_overdue
 

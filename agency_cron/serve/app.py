@@ -15,8 +15,11 @@ with a stack trace.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
+import types
+import typing
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -24,10 +27,10 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
 
-from agency_cron import __version__, admin, dashboard, reports
+from agency_cron import __version__, admin, dashboard, reports, results
 from agency_cron.errors import (
     AgencyCronError,
     BackendError,
@@ -62,54 +65,43 @@ class Problem(BaseModel):
     errors: list[str] = Field(default_factory=list)
 
 
-class TaskView(BaseModel):
-    name: str
-    description: str
-    schedule: list[str]
-    enabled: bool
-    tags: list[str]
-    state: STATES
-    next_run: str | None
-    last_run: str | None
-    last_status: str | None
-    source: Literal["manifest", "api"]
-    read_only: bool
-    definition: dict[str, Any]
+def model_of(cls, name: str | None = None, **narrowed: Any) -> type[BaseModel]:
+    """The response model of a results.py dataclass: its fields, in order, with their types
+    and defaults (the shape is written once, there). `narrowed` gives some fields a stricter
+    type for the OpenAPI description (a status as its Literal) or adds fields the API alone
+    has (a run's URL)."""
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        default = ... if item.default is dataclasses.MISSING else item.default
+        fields[item.name] = (narrowed.pop(item.name, hints[item.name]), default)
+    fields.update({key: (annotation, ...) for key, annotation in narrowed.items()})
+    return create_model(name or cls.__name__, **fields)
 
 
-class TaskPage(BaseModel):
-    items: list[TaskView]
-    total: int
-    limit: int
-    offset: int
+def list_of(model: type[BaseModel]) -> Any:
+    """`list[model]` for a model made by model_of (a value, which a type checker cannot
+    read as a type)."""
+    return types.GenericAlias(list, (model,))
 
 
-class Execution(BaseModel):
-    run_id: str
-    started_at: str
-    finished_at: str | None
-    duration_s: float | None
-    exit_code: int | None
-    status: RUN_STATUSES
-    attempt: int
-    attempts: int
-    note: str | None
-    alert: str | None
-    ping: str | None = None  # the outcome of the run's final heartbeat ping (ping.py)
+def page_of(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """A page of `model` items: items, total, limit, offset."""
+    return create_model(
+        name, items=(list_of(model), ...), total=(int, ...), limit=(int, ...), offset=(int, ...)
+    )
 
 
-class ExecutionPage(BaseModel):
-    items: list[Execution]
-    total: int
-    limit: int
-    offset: int
-
-
-class RunStarted(BaseModel):
-    task: str
-    run_id: str
-    pid: int
-    run_url: str
+TaskView = model_of(
+    results.TaskView,
+    state=STATES,
+    source=Literal["manifest", "api"],
+    definition=dict[str, Any],
+)
+TaskPage = page_of(TaskView, "TaskPage")
+Execution = model_of(results.RunRow, "Execution", status=RUN_STATUSES)
+ExecutionPage = page_of(Execution, "ExecutionPage")
+RunStarted = model_of(results.Started, "RunStarted", run_url=str)
 
 
 class RetriesReset(BaseModel):
@@ -118,27 +110,9 @@ class RetriesReset(BaseModel):
     reset: bool
 
 
-class RunView(BaseModel):
-    run_id: str
-    task: str
-    status: RUN_STATUSES
-    exit_code: int | None
-    started_at: str
-    finished_at: str | None
-    attempts: list[Execution]
-    log: str
-    log_excerpt: list[str]
-
-
-class Overdue(BaseModel):
-    name: str
-    reason: str
-    model_config = {"extra": "allow"}
-
-
-class Health(BaseModel):
-    healthy: bool
-    overdue: list[Overdue]
+RunView = model_of(results.RunDetail, "RunView", status=RUN_STATUSES, attempts=list_of(Execution))
+Overdue = model_of(results.Overdue)
+Health = create_model("Health", healthy=(bool, ...), overdue=(list_of(Overdue), ...))
 
 
 PROBLEMS = {
@@ -363,7 +337,7 @@ def _routes():
         settings, manifest, _ = request.app.state.context.load()
         items = admin.list_tasks(settings, manifest, tag, state)
         return {
-            "items": items[offset : offset + limit],
+            "items": results.plain(items[offset : offset + limit]),
             "total": len(items),
             "limit": limit,
             "offset": offset,
@@ -378,13 +352,13 @@ def _routes():
     )
     def create_task(request: Request, actor: Writer, body: TaskBody, response: Response):
         created = admin.create_task(request.app.state.context, body, actor)
-        response.headers["Location"] = f"/api/tasks/{created['name']}"
-        return created
+        response.headers["Location"] = f"/api/tasks/{created.name}"
+        return results.plain(created)
 
     @router.get("/api/tasks/{name}", response_model=TaskView, tags=["tasks"])
     def get_task(request: Request, actor: Reader, name: NAME):
         settings, manifest, _ = request.app.state.context.load()
-        return admin.get_task(settings, manifest, admin.check_name(name))
+        return results.plain(admin.get_task(settings, manifest, admin.check_name(name)))
 
     @router.put(
         "/api/tasks/{name}",
@@ -393,7 +367,7 @@ def _routes():
         responses={k: PROBLEMS[k] for k in (403, 502)},
     )
     def update_task(request: Request, actor: Writer, name: NAME, body: TaskBody):
-        return admin.update_task(request.app.state.context, name, body, actor)
+        return results.plain(admin.update_task(request.app.state.context, name, body, actor))
 
     @router.delete(
         "/api/tasks/{name}",
@@ -413,7 +387,8 @@ def _routes():
         responses={403: PROBLEMS[403]},
     )
     def run_task(request: Request, actor: Writer, name: NAME):
-        return admin.run_now(request.app.state.context, name, actor)
+        started = admin.run_now(request.app.state.context, name, actor)
+        return {**results.plain(started), "run_url": f"/api/runs/{started.run_id}"}
 
     for action, paused in (("pause", True), ("resume", False)):
         _add_toggle(router, action, paused)
@@ -434,7 +409,7 @@ def _routes():
         settings, manifest, _ = request.app.state.context.load()
         admin.get_task(settings, manifest, admin.check_name(name))
         return {
-            "items": reports.task_history(settings, name, limit, offset),
+            "items": results.plain(reports.task_history(settings, name, limit, offset)),
             "total": reports.history_count(settings, name),
             "limit": limit,
             "offset": offset,
@@ -447,7 +422,7 @@ def _routes():
         run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$", description="A run id")],
     ):
         settings, manifest, _ = request.app.state.context.load()
-        return admin.get_run(settings, manifest, run_id)
+        return results.plain(admin.get_run(settings, manifest, run_id))
 
     @router.get(
         "/api/health",
@@ -458,7 +433,7 @@ def _routes():
     def health(request: Request, actor: Reader):
         settings, manifest, _ = request.app.state.context.load()
         overdue = reports.overdue_tasks(settings, manifest)
-        body = {"healthy": not overdue, "overdue": overdue}
+        body = {"healthy": not overdue, "overdue": results.plain(overdue)}
         return JSONResponse(body, status_code=503 if overdue else 200)
 
     @router.get(
@@ -486,7 +461,8 @@ def _routes():
         if task:
             for name in task:
                 admin.get_task(settings, manifest, admin.check_name(name))
-        return reports.log_summary(settings, manifest, reports.parse_since(since), task)
+        summary = reports.log_summary(settings, manifest, reports.parse_since(since), task)
+        return results.enveloped(summary)  # what `log-summary --json` prints
 
     @router.get("/api/dashboard", response_model=dict[str, Any], tags=["dashboard"])
     def dashboard_data(request: Request, actor: Reader):
@@ -524,7 +500,7 @@ def _add_toggle(router, action: str, paused: bool) -> None:
         responses={k: PROBLEMS[k] for k in (403, 502)},
     )
     def toggle(request: Request, actor: Writer, name: NAME):
-        return admin.set_paused(request.app.state.context, name, paused, actor)
+        return results.plain(admin.set_paused(request.app.state.context, name, paused, actor))
 
 
 # --- errors and headers --------------------------------------------------------------------

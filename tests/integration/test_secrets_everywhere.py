@@ -8,6 +8,7 @@ import os
 
 from agency_cron import reports, runner
 from agency_cron.config import load_settings
+from agency_cron.results import Overdue
 
 SECRET = "lowercase-named-s3cret"
 
@@ -19,7 +20,7 @@ def test_the_overdue_alert_masks_a_lowercase_api_token(env, http_recorder):
         "ALERT_URLS": f"json://127.0.0.1:{http_recorder.port}/",
     }
     settings = load_settings(environ=environ)
-    overdue = [{"name": "backup", "last_success": None, "reason": f"failed with {SECRET}"}]
+    overdue = [Overdue("backup", None, f"failed with {SECRET}")]
     outcome = reports.alert_overdue(settings, overdue)
     assert outcome == "sent to 1 target(s)"
     (request,) = http_recorder.wait_for(1)
