@@ -114,7 +114,12 @@ def _load(strict: bool = False, intervals: bool | None = None) -> tuple[Settings
     exports (see load_manifest)."""
     settings = _settings()
     path = find_manifest(Options.manifest, settings)
-    return settings, load_manifest(path, settings, strict, intervals=intervals), path
+    loaded = load_manifest(path, settings, strict, intervals=intervals)
+    if not strict and intervals is None:
+        from agency_cron import quick
+
+        quick.store(Options.argv, path, loaded)  # for the next read command (quick.py)
+    return settings, loaded, path
 
 
 def _print_json(data) -> None:
@@ -211,7 +216,7 @@ def install(
     settings, loaded, path = _load(strict=True)
     plan = apply.install(settings, loaded, path, names or None, dry_run or check)
     _show_plan(plan, dry_run or check, json_)
-    _warn_undelivered_failures(settings, loaded, plan)
+    warnings = _warn_undelivered_failures(settings, loaded, plan)
     if check:
         if plan.changes and not json_:
             out.print("check: install would change something (exit 1)")
@@ -219,7 +224,7 @@ def install(
     if not dry_run and not names:
         from agency_cron import fastpath
 
-        fastpath.record_install(Options.argv, settings, loaded, plan)
+        fastpath.record_install(Options.argv, settings, loaded, plan, warnings)
 
 
 @command(crontab=True)
@@ -239,13 +244,17 @@ def uninstall(
 FULL_TABLE_MAX = 50  # past this many tasks, unchanged ones are counted, not listed
 
 
-def _warn_undelivered_failures(settings, loaded, plan: Plan) -> None:
-    """One line on stderr when a failed run would reach neither an alert target nor cron mail."""
+def _warn_undelivered_failures(settings, loaded, plan: Plan) -> list[str]:
+    """One line on stderr when a failed run would reach neither an alert target nor cron
+    mail; the lines, for the no-op install's replay (fastpath.py)."""
     from agency_cron.doctor import check_failure_delivery
 
+    lines = []
     for finding in check_failure_delivery(settings, loaded, plan):
         if not finding.ok:
-            err.print(f"agency-cron: warning: {finding.detail}; {finding.fix}")
+            lines.append(f"agency-cron: warning: {finding.detail}; {finding.fix}")
+            err.print(lines[-1], markup=False)
+    return lines
 
 
 def _show_plan(plan: Plan, dry_run: bool, as_json: bool) -> None:

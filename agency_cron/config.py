@@ -131,19 +131,35 @@ def find_config(explicit: str | os.PathLike | None, environ: dict[str, str]) -> 
 
     Raises ConfigError when a file that was named (option or AGENCY_CRON_CONFIG) is missing.
     """
+    from agency_cron import fs  # the probes are inputs of the install fingerprint
+
     named = explicit or environ.get("AGENCY_CRON_CONFIG")
     if named:
         path = Path(named)
-        if not path.is_file():
+        if not fs.is_file(path):
             raise ConfigError(f"{path}: config file not found")
         return path
     for candidate in (
         Path("config.env"),
         Path(environ.get("AGENCY_ROOT") or default_agency_root()) / "config.env",
     ):
-        if candidate.is_file():
+        if fs.is_file(candidate):
             return candidate
     return None
+
+
+def find_manifest(explicit: str | os.PathLike | None, settings: Settings) -> Path:
+    """--manifest, AGENCY_CRON_MANIFEST, ./tasks.yaml, $AGENCY_ROOT/tasks.yaml (CONTRACT.md)."""
+    from agency_cron import fs  # the probes are inputs of the fingerprints (fastpath.py)
+
+    named = explicit or settings.values.get("AGENCY_CRON_MANIFEST")
+    candidates = (
+        [Path(named)] if named else [Path("tasks.yaml"), settings.agency_root / "tasks.yaml"]
+    )
+    for path in candidates:
+        if fs.exists(path):
+            return path
+    raise ConfigError(f"{candidates[0]}: manifest not found")
 
 
 def read_config_file(path: Path) -> dict[str, str]:

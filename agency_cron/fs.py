@@ -10,9 +10,28 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+# Told of every path checked with exists()/is_file() (and of any the caller notes): the
+# no-op install fingerprint (fastpath.py) records them beside the files install opened.
+observer: Callable[[str | os.PathLike], None] | None = None
+
+
+def note(path: str | os.PathLike) -> None:
+    """Tell the observer that the result depends on `path`, though it is not opened."""
+    if observer is not None:
+        observer(path)
+
+
+def exists(path: Path) -> bool:
+    note(path)
+    return path.exists()
+
+
+def is_file(path: Path) -> bool:
+    note(path)
+    return path.is_file()
 
 
 def read_bytes(path: Path) -> bytes | None:
@@ -48,6 +67,8 @@ def write_atomic(path: Path, content: bytes, mode: int, durable: bool = True) ->
 
 
 def _replace(path: Path, content: bytes, mode: int, durable: bool) -> None:
+    import tempfile  # (not at import: read commands load this module and never write)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

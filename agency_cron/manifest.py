@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agency_cron import layout
 from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem
+from agency_cron.config import find_manifest as find_manifest  # its home: config.py (light)
 from agency_cron.errors import SHOWN_MAX, ConfigError, shown
 from agency_cron.schedule import ScheduleError, normalise_list
 from agency_cron.secrets import is_secret_name
@@ -254,18 +255,6 @@ class Manifest:
 
     def get(self, name: str) -> Task | None:
         return next((task for task in self.tasks if task.name == name), None)
-
-
-def find_manifest(explicit: str | os.PathLike | None, settings: Settings) -> Path:
-    """--manifest, AGENCY_CRON_MANIFEST, ./tasks.yaml, $AGENCY_ROOT/tasks.yaml (CONTRACT.md)."""
-    named = explicit or settings.values.get("AGENCY_CRON_MANIFEST")
-    candidates = (
-        [Path(named)] if named else [Path("tasks.yaml"), settings.agency_root / "tasks.yaml"]
-    )
-    for path in candidates:
-        if path.exists():
-            return path
-    raise ConfigError(f"{candidates[0]}: manifest not found")
 
 
 def load_manifest(

@@ -7,12 +7,15 @@ planner and everything it brings.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from agency_cron import layout
 from agency_cron.config import Settings
 from agency_cron.errors import ConfigError, shown
 from agency_cron.fs import read_bytes
-from agency_cron.manifest import Task
+
+if TYPE_CHECKING:  # pydantic: not imported by read commands that need no validation
+    from agency_cron.manifest import Task
 
 
 def read_overrides(settings: Settings) -> dict[str, bool]:

@@ -16,9 +16,9 @@ from pathlib import Path
 from agency_cron import layout
 from agency_cron.config import Settings
 from agency_cron.manifest import Task
+from agency_cron.runner import SPEC_VERSION  # the runner refuses a spec of another
 from agency_cron.secrets import is_secret_name, ping_url_secrets, secrets_of_urls, worth_masking
 
-SPEC_VERSION = 1
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -72,8 +72,10 @@ def python_executable() -> str:
 def _running_python() -> str:
     # sys.prefix/bin/python3 rather than sys.executable: `python` and `python3` of one
     # venv must render the same wrapper, or switching between them rewrites every file.
+    from agency_cron.fs import exists
+
     preferred = Path(sys.prefix) / "bin" / "python3"
-    return str(preferred if preferred.exists() else sys.executable)
+    return str(preferred if exists(preferred) else sys.executable)
 
 
 def task_path() -> str:
@@ -103,9 +105,14 @@ def find_program(name: str) -> str | None:
     folders where logrotate and cron live."""
     import shutil
 
+    from agency_cron.fs import note
+
     path = os.environ.get("PATH", "")
     extra = [d for d in CRON_PATH.split(":") if d not in path.split(":")]
-    return shutil.which(name, path=":".join(p for p in [path, *extra] if p))
+    search = ":".join(p for p in [path, *extra] if p)
+    for folder in search.split(":"):  # each candidate is an input of the install fingerprint
+        note(os.path.join(folder or ".", name))
+    return shutil.which(name, path=search)
 
 
 def wrapper_text(task: Task, settings: Settings, manifest: Path | str) -> str:

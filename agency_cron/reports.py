@@ -12,12 +12,11 @@ import signal
 import sqlite3
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agency_cron import history, layout, statuses
 from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
-from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import effective_enabled, override_of, read_overrides
 from agency_cron.results import (
     Ended,
@@ -31,6 +30,9 @@ from agency_cron.results import (
 )
 from agency_cron.schedule import next_runs, zone_of
 from agency_cron.secrets import secret_values
+
+if TYPE_CHECKING:  # pydantic: not imported by read commands that need no validation
+    from agency_cron.manifest import Manifest, Task
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -59,6 +59,9 @@ try:  # the C module: `signal` wraps it in enums, whose import costs more than a
 except ImportError:  # another Python implementation
     import signal
 
+# The format of the spec install writes (render.spec); a spec of any other version, or of
+# none, is refused before anything runs: its fields may not mean what this runner reads.
+SPEC_VERSION = 1
 EXIT_TIMEOUT = 124
 CHUNK = 1 << 20
 TAIL_BYTES = 16 * 1024
@@ -1381,10 +1384,25 @@ def load_spec(path: str) -> dict:
         raise RunnerError(f"{path}: cannot read the task spec: {exc}") from None
 
 
+def check_version(spec: object, where: str) -> None:
+    """Refuse a spec this runner does not know the format of (one line, exit 2, as for a
+    spec that cannot be read)."""
+    version = spec.get("version") if isinstance(spec, dict) else None
+    if version != SPEC_VERSION:
+        shown = "no version" if version is None else f"version {version!r}"
+        raise RunnerError(
+            f"{where}: task spec of {shown}; this runner reads version {SPEC_VERSION}"
+            " (run `agency-cron install` again with this agency-cron)"
+        )
+
+
 def _stdin_spec() -> dict:
     import json
 
-    return json.load(sys.stdin)
+    try:
+        return json.load(sys.stdin)
+    except ValueError as exc:
+        raise RunnerError(f"the task spec on stdin cannot be read: {exc}") from None
 
 
 def run_spec(
@@ -1490,6 +1508,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         spec = _stdin_spec() if paths[0] == "-" else load_spec(paths[0])
+        check_version(spec, "the task spec on stdin" if paths[0] == "-" else paths[0])
         return scheduled_run(spec, force_alert="--alert" in flags, run_id=run_id)
     except RunnerError as exc:
         print(f"agency-cron: error: {exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """CLI read commands benchmark: each `--json` read command as a ratio to `python -c pass`.
 
     .venv/bin/python bench/cli.py [--rows 100000] [--tasks 100] [--repeat 15]
-        [--no-imports] [--keep]
+        [--no-imports] [--keep] [--no-quick]
 
 Run by hand, never in the tests, with the interpreter of a non-editable install (the
 `agency-cron` console script beside it is what is measured). Everything in one run:
@@ -26,6 +26,10 @@ Run by hand, never in the tests, with the interpreter of a non-editable install 
    the CLI's imports.
 4. `python -X importtime` of `list --json` and `status --json`: the total, the heaviest
    first-level imports (cumulative) and the own import time by top-level package.
+
+The read commands answer from the quick path (agency_cron/quick.py) once the warm-up round
+has cached the manifest, as they do on any installation whose manifest has not changed
+since the last full load; `--no-quick` measures the full path (AGENCY_CRON_NO_QUICK=1).
 
 The load average before and after is printed: on a shared machine the figures are noisy,
 the ratios less so (the floor is measured in the same rounds).
@@ -211,11 +215,18 @@ def library_profile(site: Site, env: dict[str, str], folder: Path) -> None:
 
 def import_profile(argv: list[str], env: dict[str, str], label: str) -> None:
     """`python -X importtime` of one command: total, heaviest first-level imports, packages."""
-    # The console script is a Python file: run it under the same interpreter, traced.
+    # The console script is a Python file: run it under its own interpreter (its #! line:
+    # the read commands' cache is keyed by the interpreter, so another path would miss it).
     traced = argv[1:] if argv[0] == sys.executable else argv
+    interpreter = sys.executable
+    if argv[0] != sys.executable:
+        with open(argv[0], "rb") as handle:
+            first = handle.readline()
+        if first.startswith(b"#!") and b" " not in first.strip():
+            interpreter = first[2:].strip().decode()
     result = checked(
         subprocess.run(
-            [sys.executable, "-X", "importtime", *traced],
+            [interpreter, "-X", "importtime", *traced],
             env=env,
             capture_output=True,
             text=True,
@@ -278,12 +289,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-imports", action="store_true", help="skip -X importtime")
     parser.add_argument("--keep", action="store_true", help="keep the site and say where")
+    parser.add_argument("--no-quick", action="store_true", help="the full path only")
     options = parser.parse_args()
     if options.tasks <= 42:
         sys.exit(f"bench: --tasks must be over 42 ({PROBE} is the probe)")
     print(f"{installed()}, {sys.executable}, {' '.join(agency_cron_cmd())}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     env = clean_env()
+    if options.no_quick:
+        env["AGENCY_CRON_NO_QUICK"] = "1"
     folder = Path(tempfile.mkdtemp(prefix="agency-cron-bench-cli-"))
     try:
         started = time.perf_counter()

@@ -387,6 +387,8 @@ def rows_for(count: int, end: float, seed: int = 1):
             tail,
             alert,
             note,
+            None,  # runner: set only while a run is open
+            None,  # ping: no task here pings
         )
 
 
