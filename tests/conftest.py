@@ -1,4 +1,14 @@
-"""Shared fixtures: a throwaway agency-cron installation under tmp_path, and CLI drivers.
+"""Shared fixtures: the one throwaway installation, CLI drivers, and the one HTTP (and SMTP)
+test server. Tests cannot import this file (importlib mode): every helper is a fixture.
+
+- `env`: an installation under tmp_path with a `file:` crontab (Env: paths, write_manifest,
+  add_config, args, process, snapshot); `make_env` lays the same out in any folder (module
+  scoped, one per Hypothesis example, `shared_root` under /tmp for other users) with another
+  CRONTAB target or more config; `clean_environ`, `config_keys` keep the environment out.
+- `make_user`, `python_for`: throwaway system users and an interpreter they can run.
+- `cli` (in-process), `cli_process` (a real process), `serving` (a real `serve`).
+- `http_recorder`, `make_http_recorder`, `tls_certificate`: a recording HTTP(S) server that
+  answers, responds by request, delays, hangs or hangs up; `smtp_inbox`: an SMTP server.
 
 Everything is real: the crontab binary, logrotate, SQLite. `file:` targets keep most tests
 away from the machine's crontabs; tests of `user:NAME` use a throwaway system user.
@@ -7,10 +17,13 @@ away from the machine's crontabs; tests of `user:NAME` use a throwaway system us
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
@@ -25,6 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Env:
+    """A throwaway installation: config.env, tasks.yaml and a `file:` crontab in `root`, with
+    AGENCY_ROOT, LOG_DIR, STATE_DIR and LOGROTATE_DIR below it (see make_env)."""
+
     root: Path
     config: Path
     manifest: Path
@@ -46,12 +62,48 @@ class Env:
     def logrotate_dir(self) -> Path:
         return self.root / "logrotate.d"
 
+    def wrapper(self, name: str) -> Path:
+        """The task's wrapper script, as cron runs it."""
+        return self.agency_root / "scripts" / "cronjobs" / f"{name}.sh"
+
     def write_manifest(self, text: str) -> Path:
         self.manifest.write_text(textwrap.dedent(text))
         return self.manifest
 
+    def add_config(self, text: str = "", **values: str) -> None:
+        """Append lines to config.env: `text` as written (dedented), then KEY=value each."""
+        lines = textwrap.dedent(text) + "".join(f"{key}={value}\n" for key, value in values.items())
+        with self.config.open("a") as handle:
+            handle.write(lines)
+
+    def install(self, cli, manifest: str | None = None, *options: str) -> str:
+        """Write `manifest` (when given) and install it with the in-process `cli` fixture;
+        fails the test unless install exits 0; returns its output."""
+        if manifest is not None:
+            self.write_manifest(manifest)
+        code, out, err = cli(*self.args("install", *options))
+        assert code == 0, out + err
+        return out
+
     def args(self, *rest: str) -> list[str]:
         return ["--config", str(self.config), "--manifest", str(self.manifest), *rest]
+
+    def process(self, *rest: str, **options):
+        """`python -m agency_cron --config C --manifest M REST` as a real process: run_cli's
+        options (env=MORE, environ=WHOLE, timeout=, cwd=)."""
+        return run_cli(*self.args(*rest), **options)
+
+    def checks(self, *rest: str, environ: dict, timeout: float = 60):
+        """`python -m agency_cron.checks REST --config C --manifest M` (the built-in checks as
+        their tasks run them) as a real process in `environ`."""
+        return subprocess.run(
+            [sys.executable, "-m", "agency_cron.checks", *rest, *self.args()],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environ,
+            check=False,
+        )
 
     def snapshot(self) -> dict[str, tuple[bytes, int, int]]:
         """Every file under root with its bytes, mode and mtime (ns)."""
@@ -63,13 +115,23 @@ class Env:
         return found
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
-    root = tmp_path / "site"
-    root.mkdir()
-    config = root / "config.env"
-    crontab = root / "crontab"
-    config.write_text(
+def make_env(
+    root: Path,
+    *,
+    crontab: str | None = None,
+    config: str = "",
+    manifest: str | None = None,
+    config_file: Path | None = None,
+) -> Env:
+    """Lay out a throwaway installation in `root` (made if missing): config.env naming
+    AGENCY_ROOT, LOG_DIR, STATE_DIR and LOGROTATE_DIR below root and CRONTAB (`crontab`, by
+    default file:ROOT/crontab), then the lines of `config`; LOGROTATE_DIR made; tasks.yaml
+    written when `manifest` is given (dedented). `config_file` puts config.env elsewhere (a
+    checkout's). The process environment is left alone: that is the `env` fixture's part."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / "crontab"
+    config_path = config_file or root / "config.env"
+    config_path.write_text(
         textwrap.dedent(
             f"""\
             # test installation
@@ -77,16 +139,183 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
             LOG_DIR={root}/log
             STATE_DIR={root}/state
             LOGROTATE_DIR={root}/logrotate.d
-            CRONTAB=file:{crontab}
+            CRONTAB={crontab or f"file:{target}"}
             """
         )
+        + textwrap.dedent(config)
     )
-    (root / "logrotate.d").mkdir()
+    (root / "logrotate.d").mkdir(exist_ok=True)
+    made = Env(root=root, config=config_path, manifest=root / "tasks.yaml", crontab=target)
+    if manifest is not None:
+        made.write_manifest(manifest)
+    return made
+
+
+def settings_at(root: Path, **values: str):
+    """The Settings of make_env's layout under `root` (file:ROOT/crontab) plus `values`, from
+    the values alone: no file written or read, for unit tests of pure functions."""
+    from agency_cron.config import load_settings
+
+    layout = {
+        "AGENCY_ROOT": str(root / "agency"),
+        "LOG_DIR": str(root / "log"),
+        "STATE_DIR": str(root / "state"),
+        "LOGROTATE_DIR": str(root / "logrotate.d"),
+        "CRONTAB": f"file:{root / 'crontab'}",
+    }
+    return load_settings(environ={**layout, **values})
+
+
+@pytest.fixture(scope="session", name="settings_at")
+def settings_at_fixture():
+    """settings_at(root, KEY=value...) -> Settings of a throwaway installation, no files."""
+    return settings_at
+
+
+@pytest.fixture(scope="session", name="make_env")
+def make_env_fixture():
+    """make_env(root, crontab=TARGET, config=LINES, manifest=TEXT) -> Env: the `env`
+    fixture's installation in any folder (a module's, one per Hypothesis example, one under
+    /tmp that other users can enter), with another target or more config; the process
+    environment untouched (see clean_environ)."""
+    return make_env
+
+
+# Keys of config.env that the process environment would override (CONTRACT.md): a test that
+# means its own config.env to count runs without them.
+CONFIG_KEYS = (
+    "AGENCY_CRON_CONFIG",
+    "AGENCY_CRON_MANIFEST",
+    "AGENCY_CRON_PYTHON",
+    "AGENCY_ROOT",
+    "LOG_DIR",
+    "STATE_DIR",
+    "LOGROTATE_DIR",
+    "CRONTAB",
+    "ALERT_URLS",
+    "ALERT_ON_FAILURE",
+    "ALERT_TIMEOUT",
+    "LOG_RETENTION_DAYS",
+)
+
+
+@pytest.fixture(scope="session")
+def config_keys() -> tuple[str, ...]:
+    """CONFIG_KEYS: the environment variables that would override a test's config.env."""
+    return CONFIG_KEYS
+
+
+@pytest.fixture
+def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No config or manifest named by the environment, no CRONTAB or AGENCY_ROOT inherited,
+    install fingerprints in a cache of this test's own."""
     for key in ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environ) -> Env:
+    """A throwaway installation under tmp_path with a `file:` crontab; the test runs in
+    tmp_path with a clean environment."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # install fingerprints
-    return Env(root=root, config=config, manifest=root / "tasks.yaml", crontab=crontab)
+    return make_env(tmp_path / "site")
+
+
+@pytest.fixture
+def shared_root():
+    """A folder under /tmp that other users can enter (tmp_path's parents are 0700), for an
+    installation whose tasks run as another user; removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="agency-cron-shared-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- throwaway system users, for tasks that run as another user ---------------------------
+
+BARE_ENV = ["env", "-i", "PATH=/usr/bin:/bin"]  # what cron gives a job
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+    return found
+
+
+def _remove_user(name: str, home: bool) -> None:
+    import pwd
+
+    subprocess.run(["crontab", "-u", name, "-r"], capture_output=True, check=False)
+    # A job of this user may still be finishing: userdel refuses while the user has
+    # processes, so wait for them (a bound against a stuck test, not a timing assertion).
+    uid = pwd.getpwnam(name).pw_uid
+    deadline = time.monotonic() + 30
+    while _processes_of(uid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["userdel", *(["--remove"] if home else []), name], capture_output=True)
+
+
+@pytest.fixture
+def make_user():
+    """make_user(prefix, home=False) -> the name of a new system user (PREFIX + 6-8 hex
+    digits, shell /bin/sh); each is removed after the test with its crontab (and home).
+    Needs root."""
+    import uuid
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests need root (useradd, runuser, crontab -u)")
+    made: list[tuple[str, bool]] = []
+
+    def make(prefix: str, home: bool = False, digits: int = 6) -> str:
+        name = f"{prefix}{uuid.uuid4().hex[:digits]}"
+        subprocess.run(
+            ["useradd", "--system", "--create-home" if home else "--no-create-home",
+             "--shell", "/bin/sh", name],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        made.append((name, home))
+        return name
+
+    try:
+        yield make
+    finally:
+        for name, home in made:
+            _remove_user(name, home)
+
+
+def python_for(user: str) -> str:
+    """An interpreter `user` can run with this install's packages, in cron's bare
+    environment: the venv's own, or when that one is a symlink into a 0700 home (pyenv under
+    /root) the system Python of the same version (the wrapper's bootstrap puts the venv's
+    site-packages on its path). Fails the test when there is none."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [str(Path(sys.prefix) / "bin" / "python3"), f"/usr/bin/python{version}"]
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    program = f"import sys; sys.path[:0] = [{site!r}]; import agency_cron.runner, sqlite3"
+    for candidate in candidates:
+        probe = subprocess.run(
+            ["runuser", "-u", user, "--", *BARE_ENV, candidate, "-S", "-c", program],
+            capture_output=True,
+            check=False,
+            cwd="/",
+        )
+        if probe.returncode == 0:
+            return candidate
+    pytest.fail(f"{user} can run none of {candidates} with {site} (install python{version})")
+
+
+@pytest.fixture(scope="session", name="python_for")
+def python_for_fixture():
+    """python_for(user) -> an interpreter that user can run agency_cron.runner with."""
+    return python_for
 
 
 @pytest.fixture
@@ -102,15 +331,21 @@ def cli(capsys):
 
 
 def run_cli(
-    *args: str, env: dict | None = None, timeout: float = 120
+    *args: str,
+    env: dict | None = None,
+    timeout: float = 120,
+    environ: dict | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `python -m agency_cron` as a real process (for exit codes and stderr as users see them)."""
+    """Run `python -m agency_cron` as a real process (for exit codes and stderr as users see
+    them): in this process's environment without colour plus `env`, or in `environ` alone."""
     return subprocess.run(
         [sys.executable, "-m", "agency_cron", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        env={**os.environ, "NO_COLOR": "1", **(env or {})} if environ is None else environ,
+        cwd=cwd,
         check=False,
     )
 
@@ -202,42 +437,59 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: list[tuple[str, str]]  # as sent, in order
     body: bytes
+    line: str = ""  # the request line as sent: "POST /hook?x=1 HTTP/1.1"
 
     def header(self, name: str) -> str | None:
         """The first header of that name, case-insensitively (None when absent)."""
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
+    def json(self):
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
 
 class HttpRecorder:
     """A real HTTP server on 127.0.0.1 (port 0) that records every request and answers as
-    told: answer(status) (200 by default), hang() (read and record the request, then never
-    answer), disconnect() (record it, then close the connection without a response).
-    A mode can be set for one path only: answer(503, path="/fail")."""
+    told: answer(status) (200 by default; after `delay` seconds if given), respond(function)
+    (the function gets the RecordedRequest and returns (status, body, headers)), hang() (read
+    and record the request, then never answer), disconnect() (record it, then close the
+    connection without a response). A mode can be set for one path only:
+    answer(503, path="/fail"). With `tls` (an ssl.SSLContext for a server) it speaks HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls=None) -> None:
         import http.server
         import threading
 
         self.requests: list[RecordedRequest] = []
-        self._modes: dict[str | None, tuple] = {None: ("answer", 200, b"", {})}
+        self._modes: dict[str | None, tuple] = {None: ("answer", 200, b"", {}, 0)}
         self._arrived = threading.Condition()
         self._released = threading.Event()  # set at teardown: hanging handlers return
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _recording_handler(self))
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
         self._thread.daemon = True
         self._thread.start()
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
-    def answer(self, status=200, body: bytes = b"", headers=None, path=None) -> None:
-        self._modes[path] = ("answer", status, body, dict(headers or {}))
+    def answer(self, status=200, body: bytes = b"", headers=None, path=None, delay=0.0) -> None:
+        self._modes[path] = ("answer", status, body, dict(headers or {}), delay)
+
+    def respond(self, function, path=None) -> None:
+        """Answer with function(request) -> (status, body, headers)."""
+        self._modes[path] = ("call", function)
 
     def hang(self, path=None) -> None:
         self._modes[path] = ("hang",)
 
     def disconnect(self, path=None) -> None:
         self._modes[path] = ("close",)
+
+    def json_bodies(self) -> list:
+        """The body of every request so far, parsed as JSON (Apprise's json:// posts)."""
+        return [request.json() for request in self.requests]
 
     def wait_for(self, count: int, timeout: float = 30) -> list[RecordedRequest]:
         """Block until `count` requests have arrived (a bound against a stuck test, not a
@@ -251,7 +503,8 @@ class HttpRecorder:
         with self._arrived:
             self.requests.append(request)
             self._arrived.notify_all()
-        return self._modes.get(request.path, self._modes[None])
+        mode = self._modes.get(request.path, self._modes[None])
+        return ("answer", *mode[1](request), 0) if mode[0] == "call" else mode
 
     def stop(self) -> None:
         self._released.set()
@@ -275,6 +528,7 @@ def _recording_handler(recorder: HttpRecorder):
                 parse_qs(url.query, keep_blank_values=True),
                 list(self.headers.items()),
                 self._body(),
+                self.requestline,
             )
             mode = recorder._record(request)
             if mode[0] == "hang":
@@ -282,8 +536,10 @@ def _recording_handler(recorder: HttpRecorder):
                 self.close_connection = True
             elif mode[0] == "close":
                 self.close_connection = True  # handle() returns: the socket closes unanswered
+            elif recorder._released.wait(mode[4]):
+                self.close_connection = True  # torn down while delaying the answer
             else:
-                self._send(*mode[1:])
+                self._send(*mode[1:4])
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -314,8 +570,110 @@ def _recording_handler(recorder: HttpRecorder):
 
 @pytest.fixture
 def http_recorder():
-    """A running HttpRecorder (its .url, .requests, answer/hang/disconnect), stopped after
-    the test; hanging requests are released first."""
+    """A running HttpRecorder (its .url, .requests, answer/respond/hang/disconnect), stopped
+    after the test; hanging requests are released first."""
     recorder = HttpRecorder()
     yield recorder
     recorder.stop()
+
+
+@pytest.fixture
+def make_http_recorder():
+    """make_http_recorder(tls=SSL_CONTEXT) -> another HttpRecorder (an HTTPS one, a second
+    target), each stopped after the test."""
+    made: list[HttpRecorder] = []
+
+    def make(tls=None) -> HttpRecorder:
+        made.append(HttpRecorder(tls=tls))
+        return made[-1]
+
+    yield make
+    for recorder in made:
+        recorder.stop()
+
+
+@pytest.fixture
+def tls_certificate(tmp_path: Path):
+    """A self-signed certificate for 127.0.0.1 (openssl): (its PEM file, a server-side
+    ssl.SSLContext holding it), for make_http_recorder(tls=...)."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+# --- an SMTP server that keeps what it receives --------------------------------------------
+
+
+class SmtpInbox:
+    """An aiosmtpd handler on 127.0.0.1 (port 0, bound before the server starts: no
+    free-port race) keeping each message's bytes and the credentials it was sent with. Plain
+    SMTP; AUTH is offered without TLS (Apprise's mode=insecure) and every login succeeds."""
+
+    def __init__(self) -> None:
+        import socket as sockets
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[bytes] = []
+        self.logins: list[tuple[bytes, bytes]] = []
+        listener = sockets.create_server(("127.0.0.1", 0))
+
+        class Bound(Controller):
+            def _create_server(self):
+                return self.loop.create_server(self._factory_invoker, sock=listener)
+
+        self.port = listener.getsockname()[1]
+        self._controller = Bound(
+            self,
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=self._authenticate,
+            auth_require_tls=False,
+            ready_timeout=10,
+        )
+        self._controller.start()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if isinstance(auth_data, LoginPassword):
+            self.logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=True)
+
+    def emails(self) -> list:
+        """The messages so far, parsed (email.message.EmailMessage)."""
+        import email
+        from email import policy
+
+        return [email.message_from_bytes(m, policy=policy.default) for m in list(self.messages)]
+
+    def bodies(self) -> list[str]:
+        return [message.get_content() for message in self.emails()]
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@pytest.fixture
+def smtp_inbox():
+    """A running SmtpInbox (its .port, .messages, .logins, emails(), bodies()), stopped
+    after the test."""
+    inbox = SmtpInbox()
+    try:
+        yield inbox
+    finally:
+        inbox.stop()

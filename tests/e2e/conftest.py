@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,20 +21,6 @@ import pytest
 
 CRON = "/usr/sbin/cron"
 CRON_PIDFILE = Path("/run/crond.pid")
-# Keys of config.env that the process environment would override (CONTRACT.md): the CLI
-# runs without them so that the test's config.env is what counts.
-CONFIG_KEYS = (
-    "AGENCY_CRON_CONFIG",
-    "AGENCY_CRON_MANIFEST",
-    "AGENCY_CRON_PYTHON",
-    "AGENCY_ROOT",
-    "LOG_DIR",
-    "STATE_DIR",
-    "LOGROTATE_DIR",
-    "CRONTAB",
-    "ALERT_URLS",
-    "ALERT_ON_FAILURE",
-)
 
 
 def _needs_root_and_cron() -> None:
@@ -144,48 +128,18 @@ def cron_daemon(site: Path):
 
 
 @pytest.fixture
-def site():
-    """A site folder under /tmp that other users can enter (tmp_path's parents are 0700)."""
+def site(shared_root: Path) -> Path:
+    """A site folder under /tmp that other users can enter (tmp_path's parents are 0700);
+    tests lay the installation out in it with make_env (tests/conftest.py)."""
     _needs_root_and_cron()
-    root = Path(tempfile.mkdtemp(prefix="agency-cron-e2e-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    return shared_root
 
 
 @pytest.fixture
-def throwaway_user():
+def throwaway_user(make_user) -> str:
     """A system user with a home, removed with its crontab (and home) afterwards."""
     _needs_root_and_cron()
-    name = f"acrone2e{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["useradd", "--system", "--create-home", "--shell", "/bin/sh", name],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield name
-    finally:
-        subprocess.run(["crontab", "-u", name, "-r"], capture_output=True, check=False)
-        # A job of this user that cron started just now may still be finishing: userdel
-        # refuses while the user has processes, so wait for them (an echo takes no time).
-        uid = pwd.getpwnam(name).pw_uid
-        deadline = time.monotonic() + 30
-        while _processes_of(uid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
-
-
-def _processes_of(uid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found.append(int(entry))
-    return found
+    return make_user("acrone2e", home=True, digits=8)
 
 
 @pytest.fixture
@@ -230,9 +184,42 @@ def cron_d_file():
 
 
 @pytest.fixture
-def cli_env() -> dict[str, str]:
-    """The environment for CLI processes: no config keys inherited, no colour."""
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_KEYS}
+def agency_cron():
+    """agency_cron(site, environ, *args): `python -m agency_cron` on the site's config.env and
+    tasks.yaml as a real process, in that environment (cli_env)."""
+    return _agency_cron
+
+
+def _agency_cron(site: Path, environ: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agency_cron", "--config", str(site / "config.env"),
+         "--manifest", str(site / "tasks.yaml"), *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def read():
+    """read(path) -> the file's text, or a note that it does not exist (for failure messages
+    about a log cron may not have written yet)."""
+    return _read
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"<{path} does not exist>"
+
+
+@pytest.fixture
+def cli_env(config_keys) -> dict[str, str]:
+    """The environment for CLI processes: no config keys inherited (config_keys), no colour."""
+    env = {k: v for k, v in os.environ.items() if k not in config_keys}
     env["NO_COLOR"] = "1"
     return env
 

@@ -24,7 +24,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -32,33 +31,6 @@ from pathlib import Path
 import pytest
 
 WAIT_S = 150  # cron reads a changed crontab at the next minute, then runs the job
-
-
-def agency_cron(site: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron",
-            "--config",
-            str(site / "config.env"),
-            "--manifest",
-            str(site / "tasks.yaml"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"<{path} does not exist>"
 
 
 def chown_tree(path: Path, user: str) -> None:
@@ -69,7 +41,15 @@ def chown_tree(path: Path, user: str) -> None:
 
 @pytest.mark.slow
 def test_cron_daemon_runs_the_installed_task(
-    site, cron_daemon, throwaway_user, cron_d_file, cli_env, can_run_python_as
+    site,
+    cron_daemon,
+    throwaway_user,
+    cron_d_file,
+    cli_env,
+    can_run_python_as,
+    make_env,
+    agency_cron,
+    read,
 ):
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     marker = f"e2e-{uuid.uuid4().hex}"
@@ -81,29 +61,17 @@ def test_cron_daemon_runs_the_installed_task(
         target, runs_as = f"system:{cron_d_file}", "root"
     cron_d = target.startswith("system:")
 
-    (site / "logrotate.d").mkdir()
-    (site / "config.env").write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={site}/agency
-            LOG_DIR={log_dir}
-            STATE_DIR={state_dir}
-            LOGROTATE_DIR={site}/logrotate.d
-            CRONTAB={target}
-            """
-        )
-    )
-    (site / "tasks.yaml").write_text(
-        textwrap.dedent(
-            f"""\
+    make_env(
+        site,
+        crontab=target,
+        manifest=f"""\
             tasks:
               - name: {name}
                 description: end-to-end run by the real cron daemon
                 schedule: "* * * * *"
                 command: echo {marker} user=$(id -un) path=$PATH
                 timeout: 1m
-            """
-        )
+            """,
     )
 
     def crontab_text() -> str:

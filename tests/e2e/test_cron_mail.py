@@ -10,60 +10,25 @@ arrives; the succeeding task sends nothing. Run under `flock /tmp/agency-crond.l
 from __future__ import annotations
 
 import contextlib
-import email
 import json
 import os
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from email import policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 WAIT_S = 200  # cron reads the new file at the next minute; the test needs two runs of it
 MSMTPRC = Path("/etc/msmtprc")
 SENDMAIL = Path("/usr/sbin/sendmail")
 
 
-class BoundController(Controller):
-    """aiosmtpd's Controller on a socket already bound to port 0 (no free-port race)."""
-
-    def __init__(self, handler, **kwargs):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        super().__init__(handler, hostname="127.0.0.1", port=self.sock.getsockname()[1], **kwargs)
-
-    def _create_server(self):
-        return self.loop.create_server(self._factory_invoker, sock=self.sock)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-    def bodies(self) -> list[str]:
-        return [m.get_content() for m in list(self.messages)]
-
-
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = BoundController(handler, ready_timeout=10)
-    controller.start()
-    handler.port = controller.port
-    try:
-        yield handler
-    finally:
-        controller.stop()
+def inbox(smtp_inbox):
+    """The SMTP server the relay delivers to (tests/conftest.py's smtp_inbox)."""
+    return smtp_inbox
 
 
 @pytest.fixture
@@ -99,59 +64,21 @@ def msmtp_relay(inbox, site) -> Iterator[Path]:
             MSMTPRC.write_bytes(saved)
 
 
-def agency_cron(site: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron",
-            "--config",
-            str(site / "config.env"),
-            "--manifest",
-            str(site / "tasks.yaml"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-def statuses(site: Path, env: dict, name: str) -> list[str]:
+def statuses(agency_cron, site: Path, env: dict, name: str) -> list[str]:
     shown = agency_cron(site, env, "history", name, "--json")
     return [row["status"] for row in json.loads(shown.stdout)] if shown.returncode == 0 else []
 
 
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"<{path} does not exist>"
-
-
 @pytest.mark.slow
 def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
-    site, cron_daemon, cron_d_file, cli_env, inbox, msmtp_relay
+    site, cron_daemon, cron_d_file, cli_env, inbox, msmtp_relay, make_env, agency_cron, read
 ):
     word = uuid.uuid4().hex[:8]
     failing, passing = f"mail-fail-{word}", f"mail-ok-{word}"
-    (site / "logrotate.d").mkdir()
-    (site / "config.env").write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={site}/agency
-            LOG_DIR={site}/log
-            STATE_DIR={site}/state
-            LOGROTATE_DIR={site}/logrotate.d
-            CRONTAB=system:{cron_d_file}
-            """
-        )
-    )
-    (site / "tasks.yaml").write_text(
-        textwrap.dedent(
-            f"""\
+    make_env(
+        site,
+        crontab=f"system:{cron_d_file}",
+        manifest=f"""\
             tasks:
               - name: {failing}
                 schedule: "* * * * *"
@@ -159,8 +86,7 @@ def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
               - name: {passing}
                 schedule: "* * * * *"
                 command: echo "fine-{word}"
-            """
-        )
+            """,
     )
     # The operator's own line in the cron.d file: where cron mails a job's output.
     cron_d_file.write_text("MAILTO=ops@agency-cron.test\n")
@@ -186,14 +112,14 @@ def test_cron_mails_the_report_of_a_failed_run_and_nothing_for_a_success(
                 f"cron.d:\n{read(cron_d_file)}\n"
                 f"cron log:\n{read(site / 'log' / 'cron' / f'{failing}.sh.log')}"
             )
-        assert "success" in statuses(site, cli_env, passing)
-        assert statuses(site, cli_env, failing)[:2] == ["failed", "failed"]
+        assert "success" in statuses(agency_cron, site, cli_env, passing)
+        assert statuses(agency_cron, site, cli_env, failing)[:2] == ["failed", "failed"]
 
         report = reports()[0]
         assert "exit code 3" in report
         assert f"broken-{word}" in report
         assert f"log: {site}/log/{failing}.log" in report
-        assert all(m["To"] == "ops@agency-cron.test" for m in inbox.messages)
+        assert all(m["To"] == "ops@agency-cron.test" for m in inbox.emails())
         assert [b for b in inbox.bodies() if passing in b or f"fine-{word}" in b] == []
         # The raw output still goes to the cron log, never to the mail.
         assert f"broken-{word}" in read(site / "log" / "cron" / f"{failing}.sh.log")

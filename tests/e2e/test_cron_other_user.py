@@ -13,86 +13,26 @@ import json
 import pwd
 import re
 import stat
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 WAIT_S = 150  # cron reads a changed cron.d file at the next minute, then runs the job
 
 
-def agency_cron(site: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron",
-            "--config",
-            str(site / "config.env"),
-            "--manifest",
-            str(site / "tasks.yaml"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-def python_for(user: str) -> str:
-    """An interpreter `user` can run with this install's packages: the venv's own, or when
-    that one lives in a 0700 home (pyenv under /root) the system Python of the same version."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
-    program = f"import sys; sys.path[:0] = [{site_packages!r}]; import agency_cron.runner"
-    for candidate in (str(Path(sys.prefix) / "bin" / "python3"), f"/usr/bin/python{version}"):
-        probe = subprocess.run(
-            ["runuser", "-u", user, "--", "env", "-i", candidate, "-S", "-c", program],
-            capture_output=True,
-            check=False,
-            cwd="/",
-        )
-        if probe.returncode == 0:
-            return candidate
-    pytest.fail(f"{user} can run no python{version} with {site_packages}: install python{version}")
-
-
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"<{path} does not exist>"
-
-
 @pytest.mark.slow
 def test_cron_runs_a_cron_d_task_as_another_user_and_history_shows_it(
-    site, cron_daemon, throwaway_user, cron_d_file, cli_env
+    site, cron_daemon, throwaway_user, cron_d_file, cli_env, make_env, agency_cron, python_for, read
 ):
     name = f"e2e-user-{uuid.uuid4().hex[:8]}"
     marker = f"e2e-{uuid.uuid4().hex}"
     log_dir, state_dir = site / "log", site / "state"
     cli_env["AGENCY_CRON_PYTHON"] = python_for(throwaway_user)
-    (site / "logrotate.d").mkdir()
-    (site / "config.env").write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={site}/agency
-            LOG_DIR={log_dir}
-            STATE_DIR={state_dir}
-            LOGROTATE_DIR={site}/logrotate.d
-            CRONTAB=system:{cron_d_file}
-            """
-        )
-    )
-    (site / "tasks.yaml").write_text(
-        textwrap.dedent(
-            f"""\
+    make_env(
+        site,
+        crontab=f"system:{cron_d_file}",
+        manifest=f"""\
             tasks:
               - name: {name}
                 description: run by the real cron daemon as another user
@@ -100,8 +40,7 @@ def test_cron_runs_a_cron_d_task_as_another_user_and_history_shows_it(
                 command: echo {marker} user=$(id -un)
                 timeout: 1m
                 user: {throwaway_user}
-            """
-        )
+            """,
     )
     installed = agency_cron(site, cli_env, "install")
     try:

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -115,27 +112,11 @@ def write_site(env) -> Path:
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[str, list[str]]]:
-    """An HTTP server on 127.0.0.1 that records every request: proof that none got out."""
-    hits: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            """Quiet: the hits list is what the test reads."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
+def listener(http_recorder) -> tuple[str, list]:
+    """An HTTP server on 127.0.0.1 that records every request (the recorder of
+    tests/conftest.py, answering 204): proof that none got out."""
+    http_recorder.answer(204)
+    return http_recorder.url, http_recorder.requests
 
 
 def visible_rows(page, selector: str = "#log-table tbody tr") -> list[tuple[str, str]]:

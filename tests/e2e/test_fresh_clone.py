@@ -173,7 +173,7 @@ def repository_head() -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
+def world(tmp_path_factory, make_env) -> World:
     """A clone of HEAD whose config.env points every path into a temporary world."""
     top = tmp_path_factory.mktemp("fresh-clone")
     repository, head = repository_head()
@@ -181,12 +181,8 @@ def world(tmp_path_factory) -> World:
     ok(subprocess.run(["git", "clone", "--quiet", str(repository), str(clone)], timeout=120))
     ok(subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", "--detach", head]))
     site = top / "world"
-    (site / "logrotate.d").mkdir(parents=True)
     token = secrets.token_urlsafe(24)
-    (clone / "config.env").write_text(
-        f"AGENCY_ROOT={site}/agency\nLOG_DIR={site}/log\nSTATE_DIR={site}/state\n"
-        f"LOGROTATE_DIR={site}/logrotate.d\nCRONTAB=file:{site}/crontab\nADMIN_TOKEN={token}\n"
-    )
+    make_env(site, config=f"ADMIN_TOKEN={token}\n", config_file=clone / "config.env")
     return World(top, clone, site / "agency", site / "state", token)
 
 

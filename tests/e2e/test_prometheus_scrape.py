@@ -151,8 +151,7 @@ def prometheus_config(tmp_path: Path, node_port: int, serve_url: str) -> Path:
 
 
 def test_prometheus_scrapes_the_textfile_and_serve(env, cli, serving, tmp_path):
-    with open(env.config, "a") as config:
-        config.write(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
+    env.add_config(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
     env.write_manifest(MANIFEST)
     assert cli(*env.args("install"))[0] == 0
     assert cli(*env.args("run", "good"))[0] == 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -106,18 +105,10 @@ def until(check: Callable[[], object], what: str, seconds: float = DEADLINE_S):
 def served(env, cli_env, serving) -> Iterator[Served]:
     """`agency-cron serve` on a free loopback port over the env fixture's installation,
     with an admin and a read-only token, the manifest above installed first."""
-    with open(env.config, "a") as config:
-        config.write(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
+    env.add_config(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
     env.write_manifest(MANIFEST)
     environ = {**cli_env, "XDG_CACHE_HOME": str(env.root.parent / "cache")}
-    installed = subprocess.run(
-        [sys.executable, "-m", "agency_cron", *env.args(), "install"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=120,
-        check=False,
-    )
+    installed = env.process("install", environ=environ)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert env.crontab.read_text().count("# agency-cron:") == 3
     with serving(env.args(), env.root / "serve.log", environ=environ) as server:

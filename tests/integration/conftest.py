@@ -10,8 +10,6 @@ import contextlib
 import itertools
 import os
 import subprocess
-import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,16 +52,10 @@ class Server:
 def api_config(env):
     """The env fixture's installation with tokens, the operator's manifest and a foreign
     crontab line, installed once; returns env."""
-    with open(env.config, "a") as config:
-        config.write(f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n")
+    env.add_config(ADMIN_TOKEN=ADMIN_TOKEN, ADMIN_READ_TOKEN=READ_TOKEN)
     env.write_manifest(MANIFEST)
     env.crontab.write_text(FOREIGN)
-    result = subprocess.run(
-        [sys.executable, "-m", "agency_cron", *env.args("install")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = env.process("install")
     assert result.returncode == 0, result.stderr
     return env
 
@@ -93,8 +85,9 @@ def make_server(api_config, serving):
 
 @pytest.fixture
 def write_config():
+    """write_config(env, text): env.add_config(text), for tests that got it as a fixture."""
+
     def write(env, text: str) -> None:
-        with open(env.config, "a") as config:
-            config.write(textwrap.dedent(text))
+        env.add_config(text)
 
     return write

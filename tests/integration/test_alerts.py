@@ -6,14 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from agency_cron import alerts
 from agency_cron.secrets import MARKER
@@ -39,76 +35,17 @@ def make_event(**overrides) -> dict:
     return event
 
 
-class Recorder(BaseHTTPRequestHandler):
-    """Keeps every request (line, headers, body) the alert target receives and answers 200."""
-
-    received: list[dict]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append(
-            {"line": self.requestline, "headers": dict(self.headers), "body": body}
-        )
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        """Quiet: the test asserts on what was received, not on stderr."""
+@pytest.fixture
+def http_target(http_recorder):
+    """A real HTTP server (tests/conftest.py's recorder, answering 200): its port and the
+    requests it got so far."""
+    return http_recorder.port, http_recorder.requests
 
 
 @pytest.fixture
-def http_target() -> Iterator[tuple[int, list[dict]]]:
-    """A real HTTP server in a thread; yields its port and the list of requests it got."""
-    received: list[dict] = []
-    handler = type("Handler", (Recorder,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server.server_address[1], received
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-class BoundController(Controller):
-    """aiosmtpd's Controller on a socket already bound to port 0: no free-port guess, no race."""
-
-    def __init__(self, handler, **kwargs):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        super().__init__(handler, hostname="127.0.0.1", port=self.sock.getsockname()[1], **kwargs)
-
-    def _create_server(self):
-        return self.loop.create_server(self._factory_invoker, sock=self.sock)
-
-
-class Inbox:
-    """An SMTP handler that keeps each message and the credentials it was sent with."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-        self.logins: list[tuple[bytes, bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(envelope.content)
-        return "250 OK"
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
-        if isinstance(auth_data, LoginPassword):
-            self.logins.append((auth_data.login, auth_data.password))
-        return AuthResult(success=True)
-
-
-@pytest.fixture
-def smtp_target() -> Iterator[tuple[int, Inbox]]:
+def smtp_target(smtp_inbox):
     """A real SMTP server (plain, AUTH allowed without TLS, as Apprise's mode=insecure expects)."""
-    inbox = Inbox()
-    controller = BoundController(
-        inbox, authenticator=inbox.authenticate, auth_require_tls=False, ready_timeout=10
-    )
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
+    return smtp_inbox.port, smtp_inbox
 
 
 @pytest.fixture
@@ -142,15 +79,15 @@ def test_json_alert_carries_the_run_and_no_secret(http_target, caplog):
     assert outcome == "sent to 1 target(s)"
     assert len(received) == 1
     request = received[0]
-    payload = json.loads(request["body"])
+    payload = request.json()
     assert payload["title"] == "[agency-cron] FAILED health-check on web-01"
     message = payload["message"]
     for expected in ("web-01", "health-check", "status: failed", "exit code: 3", "attempt 2 of 3"):
         assert expected in message
     assert "run-42" in message and "12.5" in message
     assert "disk /srv is 97% full" in message
-    headers = {k: v for k, v in request["headers"].items() if k.lower() != "authorization"}
-    seen = request["line"] + json.dumps(headers) + request["body"].decode()
+    headers = {k: v for k, v in request.headers if k.lower() != "authorization"}
+    seen = request.line + json.dumps(headers) + request.body.decode()
     assert_clean(seen, SECRET, URL_PASSWORD)
     assert MARKER in message  # the secret was there, masked
     assert_clean(outcome + caplog.text, SECRET, URL_PASSWORD, "tok3n-in-the-path")
@@ -164,7 +101,7 @@ def test_recovery_and_ok_titles(http_target):
     assert alerts.send([url], "recovery", event, [], timeout=10) == "sent to 1 target(s)"
     assert alerts.send([url], "success", event, [], timeout=10) == "sent to 1 target(s)"
 
-    titles = [json.loads(r["body"])["title"] for r in received]
+    titles = [r.json()["title"] for r in received]
     assert titles == [
         "[agency-cron] RECOVERED health-check on web-01",
         "[agency-cron] OK health-check on web-01",
@@ -180,7 +117,7 @@ def test_output_keeps_the_end_and_never_half_a_secret(http_target):
     )
 
     assert outcome == "sent to 1 target(s)"
-    message = json.loads(received[0]["body"])["message"]
+    message = received[0].json()["message"]
     assert message.endswith("THE-END")
     assert "A" * 10 not in message
     assert SECRET[-5:] not in message

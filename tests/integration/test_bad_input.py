@@ -492,8 +492,7 @@ def test_bad_config_value(env, cli, command, key, value):
 
 def test_every_config_problem_at_once(env, cli):
     install_good(env, cli)
-    with env.config.open("a") as handle:
-        handle.write("LOG_RETENTION_DAYS=abc\nALERT_ON_FAILURE=maybe\nLOG_DIR=log\nCRONTAB=bogus\n")
+    env.add_config("LOG_RETENTION_DAYS=abc\nALERT_ON_FAILURE=maybe\nLOG_DIR=log\nCRONTAB=bogus\n")
     before = state(env)
     code, _, err = cli(*env.args("install"))
     assert_refused(

@@ -10,7 +10,6 @@ import io
 import os
 import sqlite3
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -262,23 +261,7 @@ def test_cli_backup_with_backup_verify_components(env, tmp_path):
     environ = {k: v for k, v in os.environ.items() if k not in ("AGENCY_CRON_RUN_ID",)}
 
     def run(selection: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "agency_cron.checks",
-                "backup",
-                "--config",
-                str(env.config),
-                "--manifest",
-                str(env.manifest),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**environ, "BACKUP_VERIFY_COMPONENTS": selection},
-        )
+        return env.checks("backup", environ={**environ, "BACKUP_VERIFY_COMPONENTS": selection})
 
     done = run("all")
     assert done.returncode == 1, done.stderr

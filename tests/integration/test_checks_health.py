@@ -10,12 +10,9 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import textwrap
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,51 +21,29 @@ from agency_cron.checks import health
 from agency_cron.checks.models import Component
 
 
-class Handler(BaseHTTPRequestHandler):
-    """/ok, /fail, /slow, /redirect, /ftp, /auth, /other-host, /seen: a tiny service."""
-
-    seen: list[dict] = []
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        type(self).seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
-        port = self.server.server_address[1]
-        routes = {
-            "/ok": (200, {}, b"service healthy"),
-            "/fail": (500, {}, b"boom"),
-            "/redirect": (302, {"Location": "/ok"}, b""),
-            "/ftp": (302, {"Location": "ftp://127.0.0.1/file"}, b""),
-            "/other-host": (302, {"Location": f"http://localhost:{port}/seen"}, b""),
-            "/seen": (200, {}, b"seen"),
-        }
-        if self.path == "/slow":
-            time.sleep(3)
-            routes["/slow"] = (200, {}, b"late")
-        if self.path == "/auth":
-            good = "Basic " + base64.b64encode(b"monitor:s3cret").decode()
-            routes["/auth"] = (
-                (200, {}, b"in") if self.headers.get("Authorization") == good else (401, {}, b"")
-            )
-        status, headers, body = routes.get(self.path, (404, {}, b"not found"))
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture(scope="module")
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True  # a /slow handler must not hold the teardown
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+@pytest.fixture
+def server(http_recorder):
+    """/ok, /fail, /slow, /redirect, /ftp, /auth, /other-host, /seen: a tiny service (the
+    recorder of tests/conftest.py); anything else is 404."""
+    port = http_recorder.port
+    good = "Basic " + base64.b64encode(b"monitor:s3cret").decode()
+    http_recorder.answer(404, b"not found")
+    http_recorder.answer(200, b"service healthy", path="/ok")
+    http_recorder.answer(500, b"boom", path="/fail")
+    http_recorder.answer(200, b"late", path="/slow", delay=3)
+    http_recorder.answer(302, headers={"Location": "/ok"}, path="/redirect")
+    http_recorder.answer(302, headers={"Location": "ftp://127.0.0.1/file"}, path="/ftp")
+    http_recorder.answer(
+        302, headers={"Location": f"http://localhost:{port}/seen"}, path="/other-host"
+    )
+    http_recorder.answer(200, b"seen", path="/seen")
+    http_recorder.respond(
+        lambda request: (
+            (200, b"in", {}) if request.header("Authorization") == good else (401, b"", {})
+        ),
+        path="/auth",
+    )
+    return http_recorder.url
 
 
 def closed_port() -> int:
@@ -133,14 +108,14 @@ def test_http_credentials_in_the_url_become_basic_auth(server):
     )
 
 
-def test_http_headers_stay_behind_when_a_redirect_changes_host(server):
-    Handler.seen.clear()
+def test_http_headers_stay_behind_when_a_redirect_changes_host(server, http_recorder):
     ok, detail = run(
         type="http", url=f"{server}/other-host", headers={"Authorization": "Bearer tok-1"}
     )
     assert ok, detail
-    assert Handler.seen[0] == {"path": "/other-host", "auth": "Bearer tok-1"}
-    assert Handler.seen[1] == {"path": "/seen", "auth": None}
+    seen = [(r.path, r.header("Authorization")) for r in http_recorder.requests]
+    assert seen[0] == ("/other-host", "Bearer tok-1")
+    assert seen[1] == ("/seen", None)
 
 
 def test_http_connection_refused():
@@ -380,23 +355,7 @@ def test_run_health_keeps_order_runs_checks_together_and_contains_crashes(monkey
 def run_checks(env, *args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("HEALTH_", "BACKUP_"))}
     environ.pop("AGENCY_CRON_RUN_ID", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron.checks",
-            *args,
-            "--config",
-            str(env.config),
-            "--manifest",
-            str(env.manifest),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**environ, **(extra or {})},
-        check=False,
-    )
+    return env.checks(*args, environ={**environ, **(extra or {})})
 
 
 def check_rows(env) -> list[tuple]:

@@ -9,10 +9,7 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,50 +22,37 @@ TOKEN = "tok-5f2c9e1d7a"
 PASSWORD = "pw-83hd72kq"
 
 
-class Api(BaseHTTPRequestHandler):
-    """/refresh wants `Bearer TOKEN` and answers 204; /fail is 500; /alert takes Apprise posts."""
-
-    requests: list[dict] = []
-
-    def _handle(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode()
-        type(self).requests.append(
-            {
-                "method": self.command,
-                "path": self.path,
-                "auth": self.headers.get("Authorization"),
-                "type": self.headers.get("Content-Type"),
-                "body": body,
-            }
-        )
-        if self.path == "/refresh":
-            status = 204 if self.headers.get("Authorization") == f"Bearer {TOKEN}" else 401
-        else:
-            status = {"/fail": 500, "/alert": 200, "/ok": 200}.get(self.path, 404)
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_POST = do_PUT = _handle  # noqa: N815 - http.server's naming
-
-    def log_message(self, *args):
-        pass
+@pytest.fixture
+def api(http_recorder):
+    """/refresh wants `Bearer TOKEN` and answers 204; /fail is 500; /alert takes Apprise posts
+    (the recorder of tests/conftest.py); anything else is 404."""
+    http_recorder.answer(404)
+    http_recorder.answer(500, path="/fail")
+    http_recorder.answer(200, path="/alert")
+    http_recorder.answer(200, path="/ok")
+    http_recorder.respond(
+        lambda request: (
+            (204 if request.header("Authorization") == f"Bearer {TOKEN}" else 401),
+            b"",
+            {},
+        ),
+        path="/refresh",
+    )
+    return http_recorder.url
 
 
-@pytest.fixture(scope="module")
-def api():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def fresh_requests():
-    Api.requests.clear()
+def requests_seen(recorder) -> list[dict]:
+    """What the API received: method, path, Authorization, Content-Type and body of each."""
+    return [
+        {
+            "method": r.method,
+            "path": r.path,
+            "auth": r.header("Authorization"),
+            "type": r.header("Content-Type"),
+            "body": r.body.decode(),
+        }
+        for r in recorder.requests
+    ]
 
 
 def load(text: str, variables: dict | None = None) -> tuple:
@@ -80,7 +64,7 @@ def load(text: str, variables: dict | None = None) -> tuple:
     return found
 
 
-def test_http_refresh_sends_method_headers_and_body(api):
+def test_http_refresh_sends_method_headers_and_body(api, http_recorder):
     (crm,) = load(
         f"""
         - name: crm
@@ -101,7 +85,7 @@ def test_http_refresh_sends_method_headers_and_body(api):
         True,
     )
     assert result.detail.startswith("204 in ")
-    assert Api.requests == [
+    assert requests_seen(http_recorder) == [
         {
             "method": "POST",
             "path": "/refresh",
@@ -112,11 +96,11 @@ def test_http_refresh_sends_method_headers_and_body(api):
     ]
 
 
-def test_http_refresh_with_the_wrong_answer_fails(api):
+def test_http_refresh_with_the_wrong_answer_fails(api, http_recorder):
     (crm,) = load(f"[{{name: crm, http: {{method: PUT, url: '{api}/refresh', status: 204}}}}]")
     result = integrations.refresh(crm)
     assert (result.ok, result.detail) == (False, "expected 204, got 401")
-    assert Api.requests[0]["method"] == "PUT"
+    assert requests_seen(http_recorder)[0]["method"] == "PUT"
 
 
 def test_command_refreshes_and_their_order(tmp_path):
@@ -160,8 +144,7 @@ def test_a_crashing_refresh_is_a_failed_result(monkeypatch, api):
 @pytest.fixture
 def site(env, api):
     """A config.env holding secrets, and a manifest of three integrations (one passes)."""
-    with env.config.open("a") as config:
-        config.write(f"CRM_TOKEN={TOKEN}\nDB_PASSWORD={PASSWORD}\n")
+    env.add_config(CRM_TOKEN=TOKEN, DB_PASSWORD=PASSWORD)
     port = api.rsplit(":", 1)[1]
     env.write_manifest(
         f"""\
@@ -185,27 +168,10 @@ def site(env, api):
 
 def run_checks(env, *args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ("AGENCY_CRON_RUN_ID", "ALERT_URLS")}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agency_cron.checks",
-            "integrations",
-            *args,
-            "--config",
-            str(env.config),
-            "--manifest",
-            str(env.manifest),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**environ, **(extra or {})},
-        check=False,
-    )
+    return env.checks("integrations", *args, environ={**environ, **(extra or {})})
 
 
-def test_cli_records_results_and_never_shows_secrets(site):
+def test_cli_records_results_and_never_shows_secrets(site, http_recorder):
     done = run_checks(site, extra={"AGENCY_CRON_RUN_ID": "run-7"})
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
@@ -213,7 +179,9 @@ def test_cli_records_results_and_never_shows_secrets(site):
     assert lines[1] == "FAIL broken/http     expected 200, got 500"
     assert lines[2] == "FAIL script/command  exit 1: connecting with *** and ***"
     assert lines[-1] == "integrations: 3 checks, 2 failed: broken, script"
-    assert Api.requests[1]["auth"].startswith("Basic ")  # the URL's credentials were used...
+    assert requests_seen(http_recorder)[1]["auth"].startswith(
+        "Basic "
+    )  # the URL's credentials were used...
     with sqlite3.connect(site.state_dir / "history.db") as conn:
         rows = conn.execute(
             "SELECT kind, component, check_name, ok, detail, duration_s, run_id FROM check_results"
@@ -245,19 +213,19 @@ def test_cli_selection_and_json(site):
     assert "unknown integration erp (declared: crm, broken, script)" in done.stderr
 
 
-def test_cli_alert_outside_the_runner_reaches_apprise(site, api):
+def test_cli_alert_outside_the_runner_reaches_apprise(site, api, http_recorder):
     target = "json://" + api.removeprefix("http://") + "/alert"
     done = run_checks(site, "--components", "broken", "--alert", extra={"ALERT_URLS": target})
     assert done.returncode == 1
     assert done.stderr.strip() == "alert: sent to 1 target(s)"
-    (alert,) = [r for r in Api.requests if r["path"] == "/alert"]
+    (alert,) = [r for r in requests_seen(http_recorder) if r["path"] == "/alert"]
     message = json.loads(alert["body"])
     assert "FAILED" in message["title"]
     assert "integrations: 1 check, 1 failed: broken" in message["message"]
     assert PASSWORD not in alert["body"]
 
 
-def test_cli_alert_is_left_to_the_runner_inside_a_run(site, api):
+def test_cli_alert_is_left_to_the_runner_inside_a_run(site, api, http_recorder):
     target = "json://" + api.removeprefix("http://") + "/alert"
     done = run_checks(
         site,
@@ -267,4 +235,4 @@ def test_cli_alert_is_left_to_the_runner_inside_a_run(site, api):
         extra={"ALERT_URLS": target, "AGENCY_CRON_RUN_ID": "run-8"},
     )
     assert (done.returncode, done.stderr) == (1, "")
-    assert not [r for r in Api.requests if r["path"] == "/alert"]
+    assert not [r for r in requests_seen(http_recorder) if r["path"] == "/alert"]

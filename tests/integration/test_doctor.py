@@ -62,9 +62,7 @@ def problems(env) -> list[doctor.Finding]:
 
 @pytest.fixture
 def installed(env, cli):
-    env.write_manifest(MANIFEST)
-    code, _, err = cli(*env.args("install"))
-    assert code == 0, err
+    env.install(cli, MANIFEST)
     return env
 
 
@@ -265,8 +263,7 @@ def test_logrotate_unknown_option(installed):
 
 def test_config_with_a_secret_readable_by_everyone(installed, cli):
     secret = "s3cr3t-token-value-xyz"
-    with installed.config.open("a") as handle:
-        handle.write(f"API_TOKEN={secret}\n")
+    installed.add_config(f"API_TOKEN={secret}\n")
     # The runner's redaction list lives in the task specs: reinstall so they are current.
     assert cli(*installed.args("install"))[0] == 0
     installed.config.chmod(0o644)
@@ -282,8 +279,7 @@ def test_config_with_a_secret_readable_by_everyone(installed, cli):
 
 def test_invalid_alert_urls_are_named_without_credentials(installed, cli):
     secret = "hunter2-very-secret"
-    with installed.config.open("a") as handle:
-        handle.write(f"ALERT_URLS=notaservice://x notaservice://admin:{secret}@example.com\n")
+    installed.add_config(f"ALERT_URLS=notaservice://x notaservice://admin:{secret}@example.com\n")
     installed.config.chmod(0o600)
     assert cli(*installed.args("install"))[0] == 0
     findings = diagnose(installed)

@@ -4,9 +4,6 @@ would not mail the wrapper's report (MAILTO empty). Real installs into a `file:`
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 MANIFEST = """\
 tasks:
@@ -16,19 +13,8 @@ tasks:
 """
 
 
-def agency_cron(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agency_cron", *env.args(*args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
-
-
 def delivery(env) -> dict:
-    shown = agency_cron(env, "doctor", "--json")
+    shown = env.process("doctor", "--json")
     found = [f for f in json.loads(shown.stdout)["findings"] if f["check"] == "failure-delivery"]
     assert len(found) == 1, shown.stdout
     return found[0]
@@ -37,7 +23,7 @@ def delivery(env) -> dict:
 def test_an_empty_mailto_and_no_alert_target_is_a_warning_in_install_and_doctor(env):
     env.write_manifest(MANIFEST)
     env.crontab.write_text('MAILTO=""\n')
-    installed = agency_cron(env, "install")
+    installed = env.process("install")
     assert installed.returncode == 0, installed.stderr
     assert "a failure of nightly reaches nobody" in installed.stderr
     assert "MAILTO is empty" in installed.stderr
@@ -49,14 +35,13 @@ def test_an_empty_mailto_and_no_alert_target_is_a_warning_in_install_and_doctor(
 def test_cron_mail_or_an_alert_target_is_enough(env):
     env.write_manifest(MANIFEST)
     env.crontab.write_text("MAILTO=ops@example.test\n")
-    installed = agency_cron(env, "install")
+    installed = env.process("install")
     assert installed.returncode == 0 and "reaches nobody" not in installed.stderr
     assert delivery(env)["ok"] is True and "cron's mail" in delivery(env)["detail"]
 
     env.crontab.write_text('MAILTO=""\n')
-    with env.config.open("a") as config:
-        config.write("ALERT_URLS=json://127.0.0.1:9/hook\nALERT_ON_FAILURE=true\n")
-    installed = agency_cron(env, "install")
+    env.add_config("ALERT_URLS=json://127.0.0.1:9/hook\nALERT_ON_FAILURE=true\n")
+    installed = env.process("install")
     assert installed.returncode == 0 and "reaches nobody" not in installed.stderr
     assert delivery(env) == {
         "check": "failure-delivery",

@@ -229,8 +229,7 @@ def test_problems_are_capped(env):
 
 
 def secret_site(env) -> None:
-    with env.config.open("a") as config:
-        config.write(f"DB_PASSWORD={SECRET}\nAPI_TOKEN=tok-0123456789\n")
+    env.add_config(f"DB_PASSWORD={SECRET}\nAPI_TOKEN=tok-0123456789\n")
 
 
 def test_secret_in_command_or_script_is_refused_by_validate_and_install(env):

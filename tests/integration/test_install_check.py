@@ -43,9 +43,9 @@ def check(env, cli_process, *extra: str):
 
 
 def add_secrets_to_config(env, password: str = DB_PASSWORD) -> None:
-    with open(env.config, "a") as config:
-        config.write(f"DB_PASSWORD={password}\n")
-        config.write(f"ALERT_URLS=mailto://alice:{CONFIG_URL_PASSWORD}@mail.example.com\n")
+    env.add_config(
+        DB_PASSWORD=password, ALERT_URLS=f"mailto://alice:{CONFIG_URL_PASSWORD}@mail.example.com"
+    )
 
 
 def assert_no_secret(text: str, *also: str) -> None:
@@ -178,7 +178,7 @@ def test_binary_spec_caches_are_named_not_dumped(env, cli_process):
 def test_a_wrapper_chmod_by_hand_is_drift_shown_as_a_mode_change(env, cli_process):
     env.write_manifest(MANIFEST)
     assert cli_process(*env.args("install")).returncode == 0
-    wrapper = env.agency_root / "scripts" / "cronjobs" / "alpha.sh"
+    wrapper = env.wrapper("alpha")
     wrapper.chmod(0o700)
     result = check(env, cli_process)
     assert result.returncode == 1

@@ -76,8 +76,7 @@ tasks:
 
 @pytest.fixture
 def site(env):
-    with env.config.open("a") as config:
-        config.write(f"ALERT_URLS={ALERT_URL}\nSHIPPING_TOKEN={CONFIG_TOKEN}\n")
+    env.add_config(f"ALERT_URLS={ALERT_URL}\nSHIPPING_TOKEN={CONFIG_TOKEN}\n")
     env.write_manifest(MANIFEST)
     env.agency_root.mkdir()
     settings = load_settings(env.config, environ={})

@@ -110,8 +110,7 @@ def metrics_text(cli, env, *extra: str) -> str:
 
 
 def write_config(env, text: str) -> None:
-    with open(env.config, "a") as config:
-        config.write(text)
+    env.add_config(text)
 
 
 @pytest.fixture

@@ -9,15 +9,8 @@ user through `runuser` in cron's bare environment, SQLite files.
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import sqlite3
 import subprocess
-import sys
-import tempfile
-import textwrap
-import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -38,81 +31,20 @@ tasks:
 
 
 @pytest.fixture
-def user():
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (useradd, runuser)")
-    name = f"agcron-m-{uuid.uuid4().hex[:6]}"
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", name],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield name
-    finally:
-        uid = pwd.getpwnam(name).pw_uid
-        deadline = time.monotonic() + 30
-        while _processes_of(uid) and time.monotonic() < deadline:
-            time.sleep(0.2)  # userdel refuses while the user has processes
-        subprocess.run(["userdel", name], capture_output=True, check=False)
-
-
-def _processes_of(uid: int) -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found.append(entry)
-            except OSError:
-                continue
-    return found
-
-
-def _python_for(user: str) -> str:
-    """An interpreter `user` can run with this install's packages (the venv's, or the
-    system Python of the same version when the venv links into a 0700 home)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    for candidate in (str(Path(sys.prefix) / "bin" / "python3"), f"/usr/bin/python{version}"):
-        probe = subprocess.run(
-            ["runuser", "-u", user, "--", *BARE_ENV, candidate, "-S", "-c",
-             f"import sys; sys.path[:0] = [{site!r}]; import agency_cron.runner, sqlite3"],
-            capture_output=True,
-            check=False,
-            cwd="/",
-        )  # fmt: skip
-        if probe.returncode == 0:
-            return candidate
-    pytest.fail(f"{user} can run no interpreter with {site} (install python{version})")
+def user(make_user):
+    return make_user("agcron-m-")
 
 
 @pytest.fixture
-def site(user, monkeypatch):
+def site(user, monkeypatch, shared_root, make_env, clean_environ, python_for):
     """A site under /tmp that the user can enter (tmp_path's parents are 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="agency-cron-metrics-users-", dir="/tmp"))
-    root.chmod(0o755)
-    (root / "logrotate.d").mkdir()
-    for key in ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AGENCY_CRON_PYTHON", _python_for(user))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(root / "cache"))
-    (root / "config.env").write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={root}/agency
-            LOG_DIR={root}/log
-            STATE_DIR={root}/state
-            LOGROTATE_DIR={root}/logrotate.d
-            CRONTAB=system:{root}/cron.d/agency_stack
-            """
-        )
+    monkeypatch.setenv("AGENCY_CRON_PYTHON", python_for(user))
+    make_env(
+        shared_root,
+        crontab=f"system:{shared_root}/cron.d/agency_stack",
+        manifest=MANIFEST.format(user=user),
     )
-    (root / "tasks.yaml").write_text(MANIFEST.format(user=user))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    return shared_root
 
 
 def run_wrapper(site: Path, name: str, user: str | None) -> None:

@@ -15,11 +15,8 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import sys
-import tempfile
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -35,102 +32,25 @@ BARE_ENV = ["env", "-i", "PATH=/usr/bin:/bin"]  # what cron gives a job
 # --- fixtures ------------------------------------------------------------------------------
 
 
-def _make_user(prefix: str) -> str:
-    name = f"{prefix}{uuid.uuid4().hex[:6]}"
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", name],
-        check=True,
-        capture_output=True,
-    )
-    return name
-
-
-def _remove_user(name: str) -> None:
-    subprocess.run(["crontab", "-u", name, "-r"], capture_output=True, check=False)
-    uid = pwd.getpwnam(name).pw_uid
-    deadline = time.monotonic() + 30
-    while _processes_of(uid) and time.monotonic() < deadline:
-        time.sleep(0.2)  # userdel refuses while the user has processes
-    subprocess.run(["userdel", name], capture_output=True, check=False)
-
-
-def _processes_of(uid: int) -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found.append(entry)
-            except OSError:
-                continue
-    return found
-
-
 @pytest.fixture
-def users():
+def users(make_user):
     """Two throwaway system users: agcron-u1..., agcron-u2..."""
-    if os.geteuid() != 0:
-        pytest.fail("these tests need root (useradd, runuser, chown)")
-    made = []
-    try:
-        made.append(_make_user("agcron-u1-"))
-        made.append(_make_user("agcron-u2-"))
-        yield made
-    finally:
-        for name in made:
-            _remove_user(name)
-
-
-def _python_for(user: str) -> str:
-    """An interpreter `user` can run with this install's packages: the venv's own, or when
-    that one is a symlink into a 0700 home (pyenv under /root) the system Python of the
-    same version (the wrapper's bootstrap puts the venv's site-packages on its path)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [str(Path(sys.prefix) / "bin" / "python3"), f"/usr/bin/python{version}"]
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    for candidate in candidates:
-        probe = subprocess.run(
-            [
-                "runuser",
-                "-u",
-                user,
-                "--",
-                *BARE_ENV,
-                candidate,
-                "-S",
-                "-c",
-                f"import sys; sys.path[:0] = [{site!r}]; import agency_cron.runner, sqlite3",
-            ],
-            capture_output=True,
-            check=False,
-            cwd="/",
-        )
-        if probe.returncode == 0:
-            return candidate
-    pytest.fail(f"{user} can run none of {candidates} with {site} (install python{version})")
+    return [make_user("agcron-u1-"), make_user("agcron-u2-")]
 
 
 class Site:
     """A throwaway installation under /tmp, driven through the real CLI."""
 
-    def __init__(self, root: Path, cli):
-        self.root, self._cli = root, cli
+    def __init__(self, root: Path, cli, make_env):
+        self.root, self._cli, self._make_env = root, cli, make_env
         self.state_dir, self.log_dir = root / "state", root / "log"
         self.config, self.manifest = root / "config.env", root / "tasks.yaml"
 
     def configure(self, target: str) -> None:
-        self.config.write_text(
-            textwrap.dedent(
-                f"""\
-                AGENCY_ROOT={self.root}/agency
-                LOG_DIR={self.log_dir}
-                STATE_DIR={self.state_dir}
-                LOGROTATE_DIR={self.root}/logrotate.d
-                CRONTAB={target}
-                ADMIN_TOKEN={ADMIN_TOKEN}
-                ADMIN_READ_TOKEN={READ_TOKEN}
-                """
-            )
+        self._make_env(
+            self.root,
+            crontab=target,
+            config=f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n",
         )
         self.config.chmod(0o600)
 
@@ -167,18 +87,9 @@ class Site:
 
 
 @pytest.fixture
-def site(cli, users, monkeypatch):
-    root = Path(tempfile.mkdtemp(prefix="agency-cron-users-", dir="/tmp"))
-    root.chmod(0o755)
-    (root / "logrotate.d").mkdir()
-    for key in ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AGENCY_CRON_PYTHON", _python_for(users[0]))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(root / "cache"))
-    try:
-        yield Site(root, cli)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def site(cli, users, monkeypatch, shared_root, make_env, clean_environ, python_for):
+    monkeypatch.setenv("AGENCY_CRON_PYTHON", python_for(users[0]))
+    return Site(shared_root, cli, make_env)
 
 
 def _by_name(rows: list[dict]) -> dict[str, dict]:

@@ -29,9 +29,7 @@ MALFORMED = [
 
 @pytest.fixture
 def installed(env, cli):
-    env.write_manifest(MANIFEST)
-    code, _, err = cli(*env.args("install"))
-    assert code == 0, err
+    env.install(cli, MANIFEST)
     return env
 
 

@@ -32,9 +32,7 @@ def line_is_on(env, name: str) -> bool:
 
 
 def installed(env, cli):
-    env.write_manifest(MANIFEST)
-    code, _, err = cli(*env.args("install"))
-    assert code == 0, err
+    env.install(cli, MANIFEST)
     return env
 
 

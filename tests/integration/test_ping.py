@@ -40,9 +40,7 @@ def set_config(env, **values: str) -> None:
 
 def install(env, cli, *tasks: dict, **config: str) -> None:
     set_config(env, **config)
-    env.write_manifest(json.dumps({"tasks": list(tasks)}, indent=2))
-    code, out, err = cli(*env.args("install"))
-    assert code == 0, out + err
+    env.install(cli, json.dumps({"tasks": list(tasks)}, indent=2))
 
 
 def task(name: str, command: str, **fields) -> dict:
@@ -51,7 +49,7 @@ def task(name: str, command: str, **fields) -> dict:
 
 def start(env, name: str, **environ: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(env.agency_root / "scripts" / "cronjobs" / f"{name}.sh")],
+        [str(env.wrapper(name))],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -30,8 +30,7 @@ tasks:
 
 
 def configure(env, **values: str) -> None:
-    with open(env.config, "a") as handle:
-        handle.writelines(f"{key}={value}\n" for key, value in values.items())
+    env.add_config(**values)
 
 
 def spec(env, name: str) -> dict:

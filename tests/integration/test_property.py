@@ -13,7 +13,6 @@ carries whether it is valid and, for schedules, the cron form it must become.
 from __future__ import annotations
 
 import tempfile
-import textwrap
 from pathlib import Path
 
 import yaml
@@ -21,20 +20,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agency_cron.backends.crontab import managed_name
-
-ENV_KEYS = (
-    "AGENCY_CRON_CONFIG",
-    "AGENCY_CRON_MANIFEST",
-    "AGENCY_ROOT",
-    "LOG_DIR",
-    "STATE_DIR",
-    "LOGROTATE_DIR",
-    "CRONTAB",
-    "ALERT_URLS",
-    "ALERT_ON_FAILURE",
-    "ALERT_TIMEOUT",
-    "LOG_RETENTION_DAYS",
-)
 
 # --------------------------------------------------------------------------- manifests
 
@@ -217,23 +202,6 @@ def split(data: bytes) -> list[str]:
     return text.split("\n")[:-1] if text else []
 
 
-def write_site(root: Path) -> tuple[Path, Path, Path]:
-    config, crontab, manifest = root / "config.env", root / "crontab", root / "tasks.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={root}/agency
-            LOG_DIR={root}/log
-            STATE_DIR={root}/state
-            LOGROTATE_DIR={root}/logrotate.d
-            CRONTAB=file:{crontab}
-            """
-        )
-    )
-    (root / "logrotate.d").mkdir()
-    return config, crontab, manifest
-
-
 @settings(
     max_examples=60,
     deadline=None,
@@ -241,15 +209,16 @@ def write_site(root: Path) -> tuple[Path, Path, Path]:
 )
 @given(case=manifests(), original=foreign_crontabs)
 def test_install_is_all_or_nothing_and_uninstall_restores(
-    cli, monkeypatch, tmp_path, case, original
+    cli, monkeypatch, tmp_path, make_env, config_keys, case, original
 ):
     text, valid, expected = case
-    for key in ENV_KEYS:
+    for key in config_keys:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     with tempfile.TemporaryDirectory(prefix="acprop-") as folder:
         root = Path(folder)
-        config, crontab, manifest = write_site(root)
+        site_env = make_env(root)
+        config, crontab, manifest = site_env.config, site_env.crontab, site_env.manifest
         crontab.write_bytes(original)
         manifest.write_text(text, encoding="utf-8")
         args = ["--config", str(config), "--manifest", str(manifest)]

@@ -38,8 +38,7 @@ def probe(env, tmp_path) -> Path:
     """An installed task that writes its environment to PROBE_DIR/<run id>.env."""
     folder = tmp_path / "probe"
     folder.mkdir()
-    with env.config.open("a") as handle:
-        handle.write(f"ADMIN_TOKEN={TOKEN}\n")
+    env.add_config(f"ADMIN_TOKEN={TOKEN}\n")
     env.write_manifest(
         f"""\
         tasks:
@@ -84,7 +83,7 @@ def seen(folder: Path, count: int) -> list[dict[str, str]]:
 def test_wrapper_run_detach_and_run_now_give_the_same_environment(env, probe, serving, tmp_path):
     import httpx
 
-    wrapper = env.agency_root / "scripts" / "cronjobs" / "probe.sh"
+    wrapper = env.wrapper("probe")
     elsewhere = str(tmp_path)  # a directory with no config.env or tasks.yaml
     started = subprocess.run([str(wrapper)], cwd="/", env=BARE, timeout=120, check=False)
     assert started.returncode == 0

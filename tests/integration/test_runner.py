@@ -48,13 +48,7 @@ def task(name: str, command: str, **fields) -> dict:
 
 def install(env, cli, *tasks: dict) -> None:
     """Write the manifest (JSON is YAML, and keeps shell quoting out of YAML) and install it."""
-    env.write_manifest(json.dumps({"tasks": list(tasks)}, indent=2))
-    code, out, err = cli(*env.args("install"))
-    assert code == 0, out + err
-
-
-def wrapper(env, name: str) -> Path:
-    return env.agency_root / "scripts" / "cronjobs" / f"{name}.sh"
+    env.install(cli, json.dumps({"tasks": list(tasks)}, indent=2))
 
 
 def task_log(env, name: str) -> Path:
@@ -74,7 +68,7 @@ def start(env, name: str, *args: str) -> subprocess.Popen:
     in for the cron daemon among its ancestors (the e2e test has the real daemon)."""
     environ = {k: v for k, v in os.environ.items() if k != "AGENCY_CRON_NO_CRON_LOG"}
     return subprocess.Popen(
-        [str(wrapper(env, name)), *args],
+        [str(env.wrapper(name)), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -611,8 +605,7 @@ URL_PASSWORD = "hunter2pass"
 
 
 def test_secrets_stay_out_of_logs_history_and_output(env, cli, cli_process):
-    with env.config.open("a") as handle:
-        handle.write(f"ALERT_URLS=json://user:{URL_PASSWORD}@127.0.0.1:9/x\n")
+    env.add_config(f"ALERT_URLS=json://user:{URL_PASSWORD}@127.0.0.1:9/x\n")
     command = 'echo "token=$API_TOKEN"; echo "stderr-token=$API_TOKEN" >&2'
     install(env, cli, task("secretive", command, env={"API_TOKEN": SECRET}))
     assert run_wrapper(env, "secretive")[0] == 0
@@ -629,7 +622,7 @@ def test_secrets_stay_out_of_logs_history_and_output(env, cli, cli_process):
             if path.is_file():
                 assert needle.encode() not in path.read_bytes(), path
         assert needle not in result.stdout + result.stderr
-        assert needle not in wrapper(env, "secretive").read_text()
+        assert needle not in env.wrapper("secretive").read_text()
         for args in (("list", "--json"), ("status", "--json"), ("history", "secretive", "--json")):
             code, out, err = cli(*env.args(*args))
             assert code == 0, err
@@ -653,7 +646,7 @@ def test_secrets_stay_out_of_logs_history_and_output(env, cli, cli_process):
     for path in env.state_dir.glob("history.db*"):
         assert SECRET.encode() not in path.read_bytes(), path
 
-    assert stat.S_IMODE(wrapper(env, "secretive").stat().st_mode) == 0o755
+    assert stat.S_IMODE(env.wrapper("secretive").stat().st_mode) == 0o755
     spec = env.state_dir / "tasks" / "secretive.json"
     assert stat.S_IMODE(spec.stat().st_mode) == 0o600  # holds the value the runner must set
 

@@ -18,13 +18,10 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -40,9 +37,7 @@ def task(name: str, command: str, **fields) -> dict:
 
 
 def install(env, cli, *tasks: dict) -> None:
-    env.write_manifest(json.dumps({"tasks": list(tasks)}, indent=2))
-    code, out, err = cli(*env.args("install"))
-    assert code == 0, out + err
+    env.install(cli, json.dumps({"tasks": list(tasks)}, indent=2))
 
 
 def set_config(env, **values: str) -> None:
@@ -53,14 +48,10 @@ def set_config(env, **values: str) -> None:
     env.config.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in values.items())]) + "\n")
 
 
-def wrapper(env, name: str) -> Path:
-    return env.agency_root / "scripts" / "cronjobs" / f"{name}.sh"
-
-
 def start(env, name: str, **popen) -> subprocess.Popen:
     environ = {k: v for k, v in os.environ.items() if k != "AGENCY_CRON_NO_CRON_LOG"}
     return subprocess.Popen(
-        [str(wrapper(env, name))],
+        [str(env.wrapper(name))],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -76,17 +67,6 @@ def finish(process: subprocess.Popen, timeout: float = WAIT_S) -> tuple[int, str
 
 def run_wrapper(env, name: str) -> tuple[int, str, str]:
     return finish(start(env, name))
-
-
-def agency_cron(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "agency_cron", *env.args(*args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT_S):
@@ -188,35 +168,13 @@ def remount_read_only(folder: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[int, list[dict]]]:
-    """An HTTP server that records every Apprise json:// notification it gets."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], received
-    server.shutdown()
-    server.server_close()
-
-
 # --------------------------------------------------------------------------- 1. output errors
 
 
 def test_a_full_log_dir_drops_output_but_keeps_the_run_its_code_and_its_alert(
-    env, cli, tmpfs, receiver
+    env, cli, tmpfs, http_recorder
 ):
-    port, received = receiver
+    port, received = http_recorder.port, http_recorder.json_bodies
     logs = tmpfs("logs", "2m")
     set_config(
         env, LOG_DIR=str(logs), ALERT_URLS=f"json://127.0.0.1:{port}/hook", ALERT_ON_FAILURE="true"
@@ -230,10 +188,10 @@ def test_a_full_log_dir_drops_output_but_keeps_the_run_its_code_and_its_alert(
     (row,) = db_rows(env, "chatty")
     assert (row["status"], row["exit_code"]) == ("failed", 3)
     assert re.fullmatch(r"log write failed: No space left on device; 3\.\d MB dropped", row["note"])
-    assert len(received) == 1
+    assert len(received()) == 1
     assert (
         "the log is incomplete: log write failed: No space left on device"
-        in (received[0]["message"])
+        in (received()[0]["message"])
     )
 
 
@@ -327,7 +285,7 @@ def test_kill_command_waits_until_the_tree_is_gone(env, cli, marker, started):
     run = start(env, "stubborn")
     started.append(run)
     wait_for(lambda: alive(f"sleep {marker}"), "the task's sleep")
-    result = agency_cron(env, "kill", "stubborn")
+    result = env.process("kill", "stubborn")
     assert result.returncode == 0, result.stderr
     assert "stopped" in result.stdout
     assert alive(marker) == [], "kill returned while the tree still ran"
@@ -346,12 +304,12 @@ def test_kill_ends_overlap_allow_runs_one_by_run_id_then_all(env, cli, marker, s
         lambda: [r["status"] for r in db_rows(env, "many")] == ["running"] * 3, "three running rows"
     )
     first = db_rows(env, "many")[0]
-    result = agency_cron(env, "kill", "many", "--run", first["run_id"])
+    result = env.process("kill", "many", "--run", first["run_id"])
     assert result.returncode == 0, result.stderr
     by_pid = {r.pid: r for r in runs}
     assert finish(by_pid[first["pid"]])[0] == 143
     assert len(alive(f"sleep {marker}")) == 2
-    result = agency_cron(env, "kill", "many")
+    result = env.process("kill", "many")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("stopped") == 2
     assert [finish(r)[0] for r in runs if r.pid != first["pid"]] == [143, 143]
@@ -363,9 +321,9 @@ def test_kill_ends_overlap_allow_runs_one_by_run_id_then_all(env, cli, marker, s
 
 
 def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_lost(
-    env, cli, marker, started, receiver
+    env, cli, marker, started, http_recorder
 ):
-    port, received = receiver
+    port, received = http_recorder.port, http_recorder.json_bodies
     set_config(env, ALERT_URLS=f"json://127.0.0.1:{port}/hook", ALERT_ON_FAILURE="true")
     install(env, cli, task("orphaned", f"sleep {marker}; echo done"))
     run = start(env, "orphaned")
@@ -377,13 +335,13 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     assert finish(run)[0] == -signal.SIGKILL
 
     # Any reader shows the run as lost, counted as a failure.
-    shown = json.loads(agency_cron(env, "history", "orphaned", "--json").stdout)
+    shown = json.loads(env.process("history", "orphaned", "--json").stdout)
     assert [r["status"] for r in shown] == ["lost"]
-    status = json.loads(agency_cron(env, "status", "orphaned", "--json").stdout)
+    status = json.loads(env.process("status", "orphaned", "--json").stdout)
     assert (status["state"], status["failures"]) == ("failing", 1)
-    summary = json.loads(agency_cron(env, "log-summary", "--json").stdout)["tasks"][0]
+    summary = json.loads(env.process("log-summary", "--json").stdout)["tasks"][0]
     assert (summary["last_status"], summary["failures"]) == ("lost", 1)
-    shown = agency_cron(env, "metrics")
+    shown = env.process("metrics")
     assert shown.returncode == 0, shown.stderr
     metrics = shown.stdout
     assert re.search(r'agency_cron_runs_total\{[^}]*status="lost"[^}]*\} 1(\.0)?$', metrics, re.M)
@@ -394,16 +352,16 @@ def test_after_sigkill_of_the_runner_its_tree_keeps_the_lock_and_the_run_shows_l
     rows = db_rows(env, "orphaned")
     assert [r["status"] for r in rows] == ["lost", "skipped"]
     assert "still hold the lock" in rows[1]["note"]
-    assert len(received) == 1 and "status: lost" in received[0]["message"]
+    assert len(received()) == 1 and "status: lost" in received()[0]["message"]
     assert alive(f"sleep {marker}")
 
     # kill ends what the dead runner left; the run after that runs.
-    result = agency_cron(env, "kill", "orphaned")
+    result = env.process("kill", "orphaned")
     assert result.returncode == 0, result.stderr
     assert alive(marker) == []
     assert run_wrapper(env, "orphaned")[0] == 0
     assert [r["status"] for r in db_rows(env, "orphaned")] == ["lost", "skipped", "success"]
-    assert len(received) == 2 and "RECOVERED" in received[1]["title"]
+    assert len(received()) == 2 and "RECOVERED" in received()[1]["title"]
 
 
 def test_the_next_run_ends_what_a_dead_runner_left_once_it_is_past_the_timeout(
@@ -463,7 +421,7 @@ def test_a_runner_killed_while_waiting_to_retry_leaves_a_lost_run(env, cli, star
     assert [r["status"] for r in db_rows(env, "retrying")] == ["retry-scheduled"]
     run.send_signal(signal.SIGKILL)
     assert finish(run)[0] == -signal.SIGKILL
-    shown = json.loads(agency_cron(env, "history", "retrying", "--json").stdout)
+    shown = json.loads(env.process("history", "retrying", "--json").stdout)
     assert [(r["status"], r["exit_code"]) for r in shown] == [("lost", 7)]
 
 
@@ -586,7 +544,7 @@ def test_a_completed_once_task_is_refused_before_the_next_install(env, cli):
     # the clock there) cron starts the wrapper, and the runner refuses the second run.
     at_its_minute = f"{moment + timedelta(seconds=20):%Y-%m-%d %H:%M:%S}"
     faked = subprocess.run(
-        ["faketime", at_its_minute, str(wrapper(env, "migrate"))],
+        ["faketime", at_its_minute, str(env.wrapper("migrate"))],
         capture_output=True,
         env={**os.environ, "AGENCY_CRON_SCHEDULED": "cron"},
         timeout=WAIT_S,

@@ -940,8 +940,7 @@ def test_a_secret_expanded_into_an_operator_task_is_masked(api_config, make_serv
     loaded: never shown. (In the command it is refused: see test_hostile_manifest.py.)"""
     env = api_config
     token = "crm-token-value-0123456789"
-    with open(env.config, "a") as config:
-        config.write(f"CRM_TOKEN={token}\n")
+    env.add_config(f"CRM_TOKEN={token}\n")
     env.write_manifest(
         """\
         tasks:

@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -58,41 +57,21 @@ CLEARED = ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT
 
 
 @pytest.fixture(scope="module")
-def schema_server(tmp_path_factory: pytest.TempPathFactory, serving):
+def schema_server(tmp_path_factory: pytest.TempPathFactory, serving, make_env):
     """`agency-cron serve` on a throwaway installation for the whole module: its URL and
     the file its output goes to."""
     tmp = tmp_path_factory.mktemp("schema")
-    root = tmp / "site"
-    (root / "logrotate.d").mkdir(parents=True)
-    config, manifest, crontab = root / "config.env", root / "tasks.yaml", root / "crontab"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={root}/agency
-            LOG_DIR={root}/log
-            STATE_DIR={root}/state
-            LOGROTATE_DIR={root}/logrotate.d
-            CRONTAB=file:{crontab}
-            ADMIN_TOKEN={ADMIN_TOKEN}
-            ADMIN_READ_TOKEN={READ_TOKEN}
-            """
-        )
+    site = make_env(
+        tmp / "site",
+        config=f"ADMIN_TOKEN={ADMIN_TOKEN}\nADMIN_READ_TOKEN={READ_TOKEN}\n",
+        manifest=MANIFEST,
     )
-    manifest.write_text(MANIFEST)
     environ = {k: v for k, v in os.environ.items() if k not in CLEARED}
     environ.update(NO_COLOR="1", XDG_CACHE_HOME=str(tmp / "cache"))
-    options = ["--config", str(config), "--manifest", str(manifest)]
-    installed = subprocess.run(
-        [sys.executable, "-m", "agency_cron", *options, "install"],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=tmp,
-        timeout=120,
-        check=False,
-    )
+    options = site.args()
+    installed = site.process("install", environ=environ, cwd=tmp)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    with serving(options, root / "serve.log", environ=environ, cwd=tmp) as server:
+    with serving(options, site.root / "serve.log", environ=environ, cwd=tmp) as server:
         yield server.url, server.log
 
 

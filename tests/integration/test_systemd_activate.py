@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -29,25 +28,9 @@ PRETEND_SYSTEMD = (
 
 
 @pytest.fixture
-def systemd_site(tmp_path, monkeypatch):
-    for key in ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT"):
-        monkeypatch.delenv(key, raising=False)
-    (tmp_path / "logrotate.d").mkdir()
-    config = tmp_path / "config.env"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            AGENCY_ROOT={tmp_path}/agency
-            LOG_DIR={tmp_path}/log
-            STATE_DIR={tmp_path}/state
-            LOGROTATE_DIR={tmp_path}/logrotate.d
-            CRONTAB=systemd:{tmp_path}/units
-            """
-        )
-    )
-    manifest = tmp_path / "tasks.yaml"
-    manifest.write_text(MANIFEST)
-    return tmp_path, config, manifest
+def systemd_site(tmp_path, clean_environ, make_env):
+    made = make_env(tmp_path, crontab=f"systemd:{tmp_path}/units", manifest=MANIFEST)
+    return tmp_path, made.config, made.manifest
 
 
 def _in_pretend_systemd(*command: str) -> subprocess.CompletedProcess:

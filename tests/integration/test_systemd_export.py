@@ -367,9 +367,7 @@ tasks:
 
 def install(env, cli, manifest: str = MANIFEST):
     """Install through the CLI, so every wrapper the units name exists; return the tasks."""
-    env.write_manifest(manifest)
-    code, _, err = cli(*env.args("install"))
-    assert code == 0, err
+    env.install(cli, manifest)
     settings = load_settings(config=env.config)
     return settings, load_manifest(env.manifest, settings).tasks
 
@@ -412,7 +410,7 @@ def test_verify_catches_a_broken_unit(env, cli, tmp_path):
     paths = export(settings, tasks[:1], tmp_path / "units")
     service = next(p for p in paths if p.suffix == ".service")
     service.write_text(service.read_text().replace("Type=oneshot", "Type=oneshot\nBogus=1"))
-    (env.agency_root / "scripts" / "cronjobs" / "health-check.sh").unlink()
+    env.wrapper("health-check").unlink()
     result = verify(paths)
     assert result.returncode != 0
     assert "Unknown key 'Bogus'" in result.stderr and "is not executable" in result.stderr
@@ -489,6 +487,6 @@ def test_units_name_the_same_wrapper_as_cron(env, cli):
     crontab = env.crontab.read_text()
     for task in tasks:
         service = render_units(task, settings)[f"agency-cron-{task.name}.service"]
-        wrapper = str(env.agency_root / "scripts" / "cronjobs" / f"{task.name}.sh")
+        wrapper = str(env.wrapper(task.name))
         assert f"ExecStart={wrapper}\n" in service
         assert wrapper in crontab

@@ -7,7 +7,6 @@ import os
 import pwd
 import subprocess
 import sys
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -137,12 +136,8 @@ tasks:
 
 
 @pytest.fixture
-def site(tmp_path, monkeypatch):
+def site(tmp_path, clean_environ, make_env):
     """A throwaway installation; `configure(target)` points its CRONTAB somewhere."""
-    for key in ("AGENCY_CRON_CONFIG", "AGENCY_CRON_MANIFEST", "CRONTAB", "AGENCY_ROOT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    (tmp_path / "logrotate.d").mkdir()
     manifest = tmp_path / "tasks.yaml"
     manifest.write_text(MANIFEST)
 
@@ -150,19 +145,7 @@ def site(tmp_path, monkeypatch):
         root = tmp_path
 
         def configure(self, target: str):
-            config = tmp_path / "config.env"
-            config.write_text(
-                textwrap.dedent(
-                    f"""\
-                    AGENCY_ROOT={tmp_path}/agency
-                    LOG_DIR={tmp_path}/log
-                    STATE_DIR={tmp_path}/state
-                    LOGROTATE_DIR={tmp_path}/logrotate.d
-                    CRONTAB={target}
-                    """
-                )
-            )
-            return load_settings(config=config)
+            return load_settings(config=make_env(tmp_path, crontab=target).config)
 
         def plan(self, settings, names=None):
             from agency_cron.manifest import load_manifest

@@ -14,7 +14,6 @@ from cronsim import CronSim
 
 from agency_cron import render
 from agency_cron.backends import kubernetes as k8s
-from agency_cron.config import load_settings
 from agency_cron.errors import ConfigError
 from agency_cron.manifest import Task
 from agency_cron.schedule import cron_form
@@ -25,17 +24,9 @@ ALERT_URL = "tgram://123456789:AAbbCCddEEffGGhhIIjj/4242"
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch):
+def settings(tmp_path, monkeypatch, settings_at):
     monkeypatch.chdir(tmp_path)
-    return load_settings(
-        environ={
-            "AGENCY_ROOT": str(tmp_path / "agency"),
-            "LOG_DIR": str(tmp_path / "log"),
-            "STATE_DIR": str(tmp_path / "state"),
-            "ALERT_URLS": ALERT_URL,
-            "ALERT_TIMEOUT": "30",
-        }
-    )
+    return settings_at(tmp_path, ALERT_URLS=ALERT_URL, ALERT_TIMEOUT="30")
 
 
 def task(**fields) -> Task:

@@ -338,74 +338,32 @@ def test_a_proxy_in_the_environment_is_used(http_recorder):
 
 
 @pytest.fixture
-def tls_server(tmp_path):
-    """An HTTPS server on 127.0.0.1 with a self-signed certificate: (url, cert, paths)."""
-    import http.server
-    import ssl
-    import threading
+def tls_server(make_http_recorder, tls_certificate):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate (the recorder of
+    tests/conftest.py): (url, cert, the paths it was asked for)."""
+    cert, context = tls_certificate
+    recorder = make_http_recorder(tls=context)
+    recorder.answer(200, b"OK")
+    return recorder.url, cert, recorder
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    paths: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            paths.append(self.path.split("?")[0])
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-        do_POST = do_GET
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", cert, paths
-    server.shutdown()
-    server.server_close()
+def paths_of(recorder) -> list[str]:
+    return [request.path for request in recorder.requests]
 
 
 def test_https_with_a_trusted_certificate(tls_server):
-    url, cert, paths = tls_server
+    url, cert, recorder = tls_server
     report = drive(environ={"SSL_CERT_FILE": str(cert)}, url=f"{url}/p", action="3")
     assert report["outcome"] == "ok"
-    assert paths == ["/p/start", "/p/3"]
+    assert paths_of(recorder) == ["/p/start", "/p/3"]
 
 
 def test_https_with_an_untrusted_certificate_fails_at_once(tls_server):
-    url, _, paths = tls_server
+    url, _, recorder = tls_server
     report = drive(url=f"{url}/p", start=False, budget=5)
     assert report["outcome"].startswith("failed (") and "certificate" in report["outcome"]
     assert "tries" not in report["outcome"]  # not retried: it would not verify later either
-    assert paths == []
+    assert paths_of(recorder) == []
 
 
 def _alive(pid: int) -> bool:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from agency_cron.apply import apply_plan
-from agency_cron.config import load_settings
 from agency_cron.errors import UsageError
 from agency_cron.manifest import load_manifest
 from agency_cron.plan import ADDED, CHANGED, REMOVED, UNCHANGED, build_plan
@@ -27,21 +26,12 @@ tasks:
 
 
 class Site:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, settings_at):
         self.root = root
         self.crontab = root / "crontab"
         self.manifest = root / "tasks.yaml"
         self.crontab.write_text(FOREIGN)
-        self.settings = load_settings(
-            environ={
-                "AGENCY_ROOT": str(root / "agency"),
-                "LOG_DIR": str(root / "log"),
-                "STATE_DIR": str(root / "state"),
-                "LOGROTATE_DIR": str(root / "logrotate.d"),
-                "CRONTAB": f"file:{self.crontab}",
-                "SERVICE_TOKEN": "config-secret-value",
-            }
-        )
+        self.settings = settings_at(root, SERVICE_TOKEN="config-secret-value")
 
     def plan(self, text: str = TWO_TASKS, names=None, overrides=None):
         self.manifest.write_text(textwrap.dedent(text))
@@ -63,8 +53,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path) -> Site:
-    return Site(tmp_path)
+def site(tmp_path, settings_at) -> Site:
+    return Site(tmp_path, settings_at)
 
 
 def task_rows(plan) -> dict[str, tuple[str, str]]:

@@ -29,16 +29,10 @@ printf '%s\\0' "$@" > "$RECORD.args"
 """
 
 
-def site(root: Path, **extra: str):
-    environ = {
-        "AGENCY_ROOT": str(root / "agency"),
-        "LOG_DIR": str(root / "log"),
-        "STATE_DIR": str(root / "state"),
-        "LOGROTATE_DIR": str(root / "logrotate.d"),
-        "CRONTAB": f"file:{root / 'crontab'}",
-        **extra,
-    }
-    return load_settings(environ=environ)
+@pytest.fixture(scope="session")
+def site(settings_at):
+    """site(root, KEY=value...) -> Settings of an installation under root (no files)."""
+    return settings_at
 
 
 @pytest.fixture
@@ -101,7 +95,7 @@ descriptions = st.text(
     args=st.lists(env_values, max_size=3),
 )
 def test_the_wrapper_exports_the_env_exactly_and_keeps_secrets_out(
-    tmp_path_factory, interpreter, public, secret, description, args
+    tmp_path_factory, interpreter, public, secret, description, args, site
 ):
     folder = tmp_path_factory.mktemp("wrapper")
     settings_ = site(folder)
@@ -131,7 +125,7 @@ def test_the_wrapper_exports_the_env_exactly_and_keeps_secrets_out(
     assert environ["PATH"].split(":")[0] == str(interpreter.parent)
 
 
-def test_the_task_env_may_set_path(tmp_path, interpreter):
+def test_the_task_env_may_set_path(tmp_path, interpreter, site):
     task = Task(name="job", schedule=("@daily",), command="true", env={"PATH": "/opt/tools"})
     _, environ = run_wrapper(render.wrapper_text(task, site(tmp_path), "/m.yaml"), tmp_path)
     assert environ["PATH"] == "/opt/tools"
@@ -145,7 +139,7 @@ def test_the_task_env_may_set_path(tmp_path, interpreter):
         "/srv/odd\necho INJECTED >&2\n/tasks.yaml",
     ],
 )
-def test_any_manifest_path_is_inert(tmp_path, interpreter, manifest):
+def test_any_manifest_path_is_inert(tmp_path, interpreter, manifest, site):
     # The path is shown in a comment and exported: neither may become a command.
     task = Task(name="job", schedule=("@daily",), command="true")
     text = render.wrapper_text(task, site(tmp_path), manifest)
@@ -168,7 +162,7 @@ def test_odd_install_paths_reach_the_runner_unchanged(tmp_path, interpreter, roo
     assert argv[4] == f"{root}/state/tasks/job.json"
 
 
-def test_the_wrapper_is_pure(tmp_path):
+def test_the_wrapper_is_pure(tmp_path, site):
     task = Task(name="job", schedule=("@daily",), command="true", env={"A": "1"})
     first = render.wrapper_text(task, site(tmp_path), tmp_path / "m.yaml")
     assert first == render.wrapper_text(task, site(tmp_path), tmp_path / "m.yaml")
@@ -197,7 +191,7 @@ def logrotate_check(text: str, folder: Path) -> str:
 
 @pytest.mark.parametrize("log_dir", ["log", "log dir", "caf\u00e9 logs", "a#b"])
 @pytest.mark.parametrize("retention", [1, 7, 365])
-def test_logrotate_config_covers_both_log_folders(tmp_path, log_dir, retention):
+def test_logrotate_config_covers_both_log_folders(tmp_path, log_dir, retention, site):
     folder = tmp_path / log_dir
     (folder / "cron").mkdir(parents=True)
     (folder / "task.log").write_text("x\n")

@@ -14,7 +14,6 @@ from agency_cron.backends.systemd import (
     start_timeout,
     unit_name,
 )
-from agency_cron.config import load_settings
 from agency_cron.errors import ConfigError
 from agency_cron.manifest import Task
 
@@ -124,15 +123,9 @@ def test_exec_path_systemd_refuses(path):
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch):
+def settings(tmp_path, monkeypatch, settings_at):
     monkeypatch.chdir(tmp_path)
-    return load_settings(
-        environ={
-            "AGENCY_ROOT": str(tmp_path / "agency"),
-            "LOG_DIR": str(tmp_path / "log"),
-            "STATE_DIR": str(tmp_path / "state"),
-        }
-    )
+    return settings_at(tmp_path)
 
 
 def make_task(**fields) -> Task:
@@ -226,18 +219,14 @@ def test_start_timeout_covers_the_whole_run(settings, fields, expected):
     assert start_timeout(make_task(**fields), settings) == expected
 
 
-def test_start_timeout_leaves_room_for_the_last_ping(tmp_path, monkeypatch):
+def test_start_timeout_leaves_room_for_the_last_ping(tmp_path, monkeypatch, settings_at):
     # The runner waits up to PING_TIMEOUT for its last ping before it exits; a backstop
     # that left it out would let systemd kill a run the runner is about to record.
     monkeypatch.chdir(tmp_path)
-    pinging = load_settings(
-        environ={
-            "AGENCY_ROOT": str(tmp_path / "agency"),
-            "LOG_DIR": str(tmp_path / "log"),
-            "STATE_DIR": str(tmp_path / "state"),
-            "PING_URL": "https://hc-ping.com/0b8e1a5c-7c2f-4f39-9d8e-3f6a1b2c4d5e",
-            "PING_TIMEOUT": "45",
-        }
+    pinging = settings_at(
+        tmp_path,
+        PING_URL="https://hc-ping.com/0b8e1a5c-7c2f-4f39-9d8e-3f6a1b2c4d5e",
+        PING_TIMEOUT="45",
     )
     task = make_task(timeout="10m")
     assert start_timeout(task, pinging) == 600 + 10 + 30 + 45 + 60
