@@ -6,7 +6,8 @@ with the whole manifest first (the same messages as `agency-cron validate`), the
 is written atomically and the same plan/apply code as `install` makes it true; if applying
 fails, the file is put back as it was. Tasks of the operator's manifest are read-only here
 unless API_EDITS_MANIFEST=true, which lets an API copy replace one (deleting the copy
-brings the operator's version back). Every change is appended to an audit log.
+brings the operator's version back; api_tasks.py holds that rule, which the loader
+applies). Every change is appended to an audit log.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agency_cron import apply, layout, reports, statuses
+from agency_cron import api_tasks, apply, layout, reports, statuses
 from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError, UsageError
+from agency_cron.fields import NAME_PATTERN, NAME_RULE
 from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
-from agency_cron.manifest import NAME_PATTERN, Manifest, Task, api_may_replace, load_manifest
+from agency_cron.manifest import DURATION_FIELDS, Manifest, Task, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
 from agency_cron.results import RunDetail, RunRow, Started, TaskStatus, TaskView, names
 from agency_cron.secrets import MARKER as REDACTED
@@ -82,7 +84,9 @@ class Context:
 
         settings = load_settings(self.config, crontab=self.crontab)
         path = find_manifest(self.manifest, settings)
-        return settings, load_manifest(path, settings, strict=True, pending=pending), path
+        overlay = api_tasks.overlay(settings, pending)  # the API's tasks over the manifest
+        manifest = load_manifest(path, settings, strict=True, pending=pending, overlay=overlay)
+        return settings, manifest, path
 
 
 def _signature(loaded: tuple[Settings, Manifest, Path]) -> tuple:
@@ -105,9 +109,6 @@ def _signature(loaded: tuple[Settings, Manifest, Path]) -> tuple:
 def is_api_task(settings: Settings, manifest: Manifest, name: str) -> bool:
     origin = manifest.origins.get(name)
     return origin is not None and origin.parent == layout.api_tasks_dir(settings)
-
-
-DURATION_FIELDS = ("timeout", "retry_delay", "retry_max_delay", "expect_within", "jitter")
 
 
 def source_document(settings: Settings, manifest: Manifest, task: Task) -> dict:
@@ -205,7 +206,7 @@ def describe(settings: Settings, manifest: Manifest, task: Task, status: TaskSta
         last_run=status.last_run,
         last_status=status.last_status,
         source="api" if from_api else "manifest",
-        read_only=not from_api and not api_may_replace(settings),
+        read_only=not from_api and not api_tasks.api_may_replace(settings),
         definition=definition,
     )
 
@@ -241,10 +242,7 @@ def _task(manifest: Manifest, name: str) -> Task:
 def check_name(name: str) -> str:
     """A task name from a URL: the manifest's rule, so `..` and `/` never reach a path."""
     if not NAME_PATTERN.match(name):
-        raise UsageError(
-            f"{name!r}: a task name is 1-64 letters, digits, '-' or '_', starting with a"
-            " letter or digit"
-        )
+        raise UsageError(f"{name!r}: a task name is {NAME_RULE}")
     return name
 
 
@@ -313,15 +311,12 @@ def _body_name(body: dict, expected: str | None) -> str:
     if not isinstance(name, str):
         raise ConfigError("request body: name: required (a string)")
     if not NAME_PATTERN.match(name):
-        raise ConfigError(
-            "request body: name: must be 1-64 letters, digits, '-' or '_', starting with"
-            f" a letter or digit (got {name!r})"
-        )
+        raise ConfigError(f"request body: name: must be {NAME_RULE} (got {name!r})")
     return name
 
 
 def _writable(settings: Settings, manifest: Manifest, name: str) -> None:
-    if not is_api_task(settings, manifest, name) and not api_may_replace(settings):
+    if not is_api_task(settings, manifest, name) and not api_tasks.api_may_replace(settings):
         raise Refused(
             f"task {name!r} comes from the operator's manifest ({_origin(manifest, name)})"
             " and is read-only over the API (API_EDITS_MANIFEST=true allows edits)"

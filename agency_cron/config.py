@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agency_cron.errors import ConfigError
+
+# Task field rules, still importable from here; fields.py owns them.
+from agency_cron.fields import CLEAR_FIELDS as CLEAR_FIELDS
+from agency_cron.fields import clear_secret_problem as clear_secret_problem
+
+# Timing constants shared with the runner and the exporters.
 from agency_cron.timing import ALERT_TIMEOUT_S
 
 DEFAULTS: dict[str, str] = {
@@ -92,23 +98,6 @@ class Settings:
     @property
     def metrics_public(self) -> bool:
         return self.get("METRICS_PUBLIC").strip().lower() in TRUE_WORDS
-
-
-# Task fields that are stored in clear (wrappers, specs, unit files, a ConfigMap) or shown
-# (the process list runs `sh -c COMMAND`; listings show the description).
-CLEAR_FIELDS = ("command", "script", "description", "working_dir", "log")
-
-
-def clear_secret_problem(field: str, name: str = "NAME") -> str:
-    """The one message for a secret in a CLEAR_FIELDS field (validate, install, export
-    kubernetes). The way out is the env form: the shell expands $NAME inside the task, so
-    the value is in no file and no argument list."""
-    return (
-        f"{field}: contains a secret value (of a *_TOKEN, *_PASSWORD, *_SECRET or *_KEY "
-        "variable, or an alert URL), which would be stored in clear and shown in the process "
-        f"list; pass it in env under a secret name (env: {{{name}: ...}}) and use ${name} "
-        "instead, which the shell expands inside the task"
-    )
 
 
 def default_agency_root() -> str:

@@ -7,41 +7,44 @@ familiar. pydantic does the type work; the checks that need cron knowledge live 
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agency_cron import layout
-from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem
+from agency_cron.config import Settings
 from agency_cron.config import find_manifest as find_manifest  # its home: config.py (light)
-from agency_cron.errors import SHOWN_MAX, ConfigError, shown
+from agency_cron.errors import ConfigError, shown
+from agency_cron.fields import (
+    ENV_KEY,
+    ENV_KEY_FORM,
+    NAME_FORM,
+    NAME_PATTERN,
+    NAME_RULE,
+    UnsetVariable,
+    clear_secret_problem,
+    describe,
+    did_you_mean,
+    expand,
+    parse_duration,
+    plain,
+    secret_references,
+)
 from agency_cron.schedule import ScheduleError, normalise_list
 from agency_cron.secrets import is_secret_name
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-DURATION = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
-VARIABLE = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+if TYPE_CHECKING:
+    from agency_cron.api_tasks import Overlay
+    from agency_cron.checks.models import Component, Integration
+
 TOP_LEVEL_KEYS = ("defaults", "tasks", "components", "integrations")
 SECTIONS = ("components", "integrations")  # validated by agency_cron.checks.models
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def parse_duration(value: object) -> int:
-    """'90s', '5m', '1h30m', '2d' -> seconds. Bare numbers are refused: the unit is not obvious."""
-    text = str(value).strip()
-    match = DURATION.match(text) if text else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"expected a duration like 30s, 5m, 2h or 1d, got {shown(value)}")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def _no_control(value: str, field: str) -> str:
@@ -89,10 +92,7 @@ class Task(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
-            raise ValueError(
-                "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"
-                f" (got {shown(value)})"
-            )
+            raise ValueError(f"must be {NAME_RULE} (got {shown(value)})")
         return value
 
     @field_validator("schedule", mode="before")
@@ -242,14 +242,175 @@ def _yaml_scalar(value: object) -> str:
     return str(value)
 
 
+# --- the JSON schema of a task as written (the admin API's request body) ------------------
+#
+# Task.model_json_schema() describes the model as stored (durations in seconds); a manifest
+# or a request body writes some fields in other forms (`timeout: 30m`, one schedule or a
+# list). document_schema() is the model's schema with those fields in their written forms,
+# each field described: /openapi.json shows it, and schemathesis generates tasks from it.
+
+DURATION_FIELDS = ("timeout", "retry_delay", "retry_max_delay", "expect_within", "jitter")
+FIELD_HELP = {
+    "name": "The task's name: 1-64 letters, digits, '-' or '_', starting with a letter or digit",
+    "description": "One line shown in listings and on the dashboard",
+    "schedule": "When it runs: a cron expression (minute hour day-of-month month day-of-week,"
+    " with lists, ranges, steps and jan-dec/sun-sat names, as Debian cron reads them), a"
+    " nickname (@hourly, @daily, @weekly, @monthly, @yearly), `@every N` (s, m, h or d) or"
+    " `once YYYY-MM-DD HH:MM`; or a list of them",
+    "command": "A shell command line (`sh -c`); give exactly one of command and script",
+    "script": "A shell script, run by /bin/sh; give exactly one of command and script",
+    "enabled": "false keeps the task installed but never run (`agency-cron enable` turns it on)",
+    "timeout": "How long a run may take before its process group is killed",
+    "env": "Environment variables of the task; values of *_TOKEN, *_PASSWORD, *_SECRET and"
+    " *_KEY names are secrets, masked wherever output is shown",
+    "working_dir": "The absolute folder the task runs in",
+    "log": "Its log file, relative to LOG_DIR (default: NAME.log)",
+    "retries": "How many more attempts after a failed one",
+    "retry_delay": "The wait before the first retry",
+    "retry_backoff": "exponential doubles the wait after each attempt",
+    "retry_max_delay": "The longest wait between attempts",
+    "overlap": "What a run does while the previous one still runs: skip, wait for it, or allow",
+    "alert": "When to send an alert",
+    "alert_urls": "Apprise URLs of this task's alerts (besides ALERT_URLS); a string of"
+    " space-separated URLs or a list",
+    "tags": "Labels to filter by; a string of space-separated words or a list",
+    "expect_within": "Overdue when no run succeeded for this long (default: from the schedule)",
+    "timezone": "The IANA time zone the schedule is read in (default: the host's)",
+    "jitter": "A random delay before each scheduled run, up to this long",
+    "user": "The user it runs as (system: and systemd: targets; root there by default)",
+    "ping_url": "Heartbeat pings (healthchecks.io protocol) to this http(s) URL ({name}: the"
+    " task's name); `none` opts out of PING_URL",
+}
+LINE = r"[^\n\r\u0000]"  # a character of a one-line field
+
+
+def _cron_field(number: str, step: str, names: str = "") -> str:
+    """A pattern for one cron field: `*`, numbers, ranges (low-high), steps (after `*` or a
+    range) and lists of them; names for months and days."""
+    value = f"({number}|{names})" if names else number
+    item = rf"((\*|{value}-{value})(/({step}))?|{value})"
+    return rf"{item}(,{item})*"
+
+
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_DAYS = "sun|mon|tue|wed|thu|fri|sat"
+_DAY_OF_MONTH = "[1-9]|[12][0-9]|3[01]"
+_CRON = " ".join(
+    (
+        _cron_field("[1-5]?[0-9]", "[1-9]|[1-5][0-9]"),
+        _cron_field("(1?[0-9]|2[0-3])", "[1-9]|1[0-9]|2[0-3]"),
+        _cron_field(f"({_DAY_OF_MONTH})", _DAY_OF_MONTH),
+        _cron_field("([1-9]|1[0-2])", "[1-9]|1[0-2]", _MONTHS),
+        _cron_field("[0-7]", "[1-7]", _DAYS),
+    )
+)
+# The `@every` that cron keeps exactly (a systemd: target keeps any, see schedule.py).
+_EVERY = r"@every ((1|2|3|4|5|6|10|12|15|20|30)m|(1|2|3|4|6|8|12)h|1d)"
+_ONCE = r"once 2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]"
+SCHEDULE_PATTERN = (
+    rf"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|{_EVERY}|{_ONCE}|{_CRON})$"
+)
+_SCHEDULE = {"type": "string", "pattern": SCHEDULE_PATTERN, "examples": ["0 4 * * *", "@hourly"]}
+_DURATION_FORM = r"([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?"
+_DURATION = {
+    "type": "string",
+    "pattern": rf"^{_DURATION_FORM}$",
+    "minLength": 2,
+    "examples": ["90s", "30m", "1h30m", "2d"],
+}
+_WORDS = {"type": "string", "pattern": r"^\S+( \S+)*$"}
+_WORD_LIST = {"type": "array", "items": {"type": "string", "pattern": rf"^{LINE}+$"}}
+_ONE_LINE = {"type": "string", "pattern": rf"^{LINE}*$"}
+WRITTEN_FORMS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "pattern": f"^{NAME_FORM}$"},
+    "description": _ONE_LINE,
+    "schedule": {"anyOf": [_SCHEDULE, {"type": "array", "items": _SCHEDULE, "minItems": 1}]},
+    "command": {"type": "string", "pattern": rf"^{LINE}*[^\s\u0000]{LINE}*$"},
+    "script": {"type": "string", "pattern": r"^[^\u0000]*$"},
+    "env": {
+        "type": "object",
+        "propertyNames": {"pattern": f"^{ENV_KEY_FORM}$"},
+        "additionalProperties": {"anyOf": [_ONE_LINE, {"type": "number"}, {"type": "boolean"}]},
+    },
+    "working_dir": {"type": "string", "pattern": rf"^/{LINE}*$"},
+    # Inside LOG_DIR: not absolute, no `..` part, not a folder.
+    "log": {"type": "string", "pattern": rf"^(?!/)(?!(.*/)?\.\.(/|$)){LINE}*[^/\n\r\u0000]$"},
+    "alert_urls": {"anyOf": [_WORDS, _WORD_LIST]},
+    "tags": {"anyOf": [_WORDS, _WORD_LIST]},
+    "timezone": {"type": "string", "examples": ["Europe/Paris", "UTC"]},  # + the host's zones
+    "user": {"type": "string", "examples": ["backup"]},
+    "ping_url": {
+        "type": "string",
+        "pattern": r"^(none|https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,4})?(/[A-Za-z0-9._~{}/-]*)?)$",
+        "examples": ["https://hc-ping.com/KEY/{name}", "none"],
+    },
+    **{key: _DURATION for key in DURATION_FIELDS},
+    "timeout": {**_DURATION, "pattern": rf"^(?=.*[1-9]){_DURATION_FORM}$"},  # > 0s
+}
+
+
+def _duration_text(seconds: int) -> str:
+    """1800 -> '30m', 5400 -> '1h30m': a duration as the manifest writes it."""
+    parts = [(seconds // 86400, "d"), (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m")]
+    text = "".join(f"{n}{unit}" for n, unit in [*parts, (seconds % 60, "s")] if n)
+    return text or "0s"
+
+
+@functools.cache
+def document_schema() -> dict[str, Any]:
+    """The JSON schema of one task as a manifest or the admin API writes it (see above).
+    Strings may hold ${VAR}, expanded from config.env before these forms are checked."""
+    schema = Task.model_json_schema()
+    properties = {}
+    for key, stored in schema["properties"].items():
+        form = dict(WRITTEN_FORMS.get(key) or stored)
+        form.pop("title", None)
+        if "default" in stored:
+            default = stored["default"]
+            form["default"] = (
+                _duration_text(default)
+                if key in DURATION_FIELDS and isinstance(default, int)
+                else default
+            )
+        if key == "timezone":
+            form["enum"] = _zones()
+        nullable = any(item.get("type") == "null" for item in stored.get("anyOf", ()))
+        if nullable and key in WRITTEN_FORMS and key not in ("command", "script"):
+            form = {"anyOf": [form, {"type": "null"}], **_kept(form)}
+        properties[key] = {**form, "description": FIELD_HELP[key]}
+    return {
+        "title": "TaskDocument",
+        "description": "A task as in the manifest (README, 'Manifest reference'). Strings may"
+        " hold ${VAR} or ${VAR:-default}, expanded from config.env first.",
+        "type": "object",
+        "properties": properties,
+        "required": schema.get("required", []),
+        "oneOf": [{"required": ["command"]}, {"required": ["script"]}],
+        "additionalProperties": False,
+        "examples": [{"name": "nightly-report", "schedule": "0 4 * * *", "command": "true"}],
+    }
+
+
+def _zones() -> list[str]:
+    """The IANA zones this host knows: the values `timezone` accepts here."""
+    from zoneinfo import available_timezones
+
+    return sorted(available_timezones())
+
+
+def _kept(form: dict) -> dict:
+    """What stays beside anyOf when a written form is made nullable (default, examples)."""
+    return {k: form.pop(k) for k in ("default", "examples") if k in form}
+
+
 @dataclass(frozen=True)
 class Manifest:
     """Every task, in file order, with the files they came from."""
 
     tasks: tuple[Task, ...]
     sources: tuple[Path, ...]
-    components: tuple = ()
-    integrations: tuple = ()
+    components: tuple[Component, ...] = ()
+    integrations: tuple[Integration, ...] = ()
     # The file each task came from (the admin API tells its own tasks from the operator's).
     origins: dict[str, Path] = field(default_factory=dict, compare=False, hash=False)
 
@@ -263,42 +424,49 @@ def load_manifest(
     strict: bool = True,
     pending: dict[Path, dict | None] | None = None,
     intervals: bool | None = None,
+    overlay: Overlay | None = None,
 ) -> Manifest:
-    """Load a manifest file or a folder of them, plus the admin API's task folder
-    (STATE_DIR/api/tasks, see admin.py); raise ConfigError with every problem.
+    """Load a manifest file or a folder of them, then the files of `overlay`; raise
+    ConfigError with every problem.
 
     `strict=False` (read-only commands) skips python-crontab's second opinion on the
-    cron fields; everything else is checked the same. `pending` maps files of the API
-    folder to the document they are about to hold (None: about to be deleted), so that a
-    change is validated with the whole manifest before anything is written.
+    cron fields; everything else is checked the same. `pending` maps files to the document
+    they are about to hold (None: about to be deleted), so that a change is validated with
+    the whole manifest before anything is written.
 
     `intervals`: whether `@every N` that cron cannot keep (`@every 15s`, `@every 90m`) is
     accepted as a systemd interval; by default on a systemd:DIR target, and by read-only
     commands (strict=False), which show whatever a systemd install may hold.
+
+    `overlay`: files read after the manifest's, and whether their tasks may replace the
+    manifest's; by default the admin API's task folder (api_tasks.overlay: its rule, which
+    every reader of the manifest applies the same way).
     """
     path = Path(path)
     if intervals is None:
         intervals = not strict or settings.crontab.startswith("systemd:")
+    if overlay is None:
+        from agency_cron import api_tasks
+
+        overlay = api_tasks.overlay(settings, pending)
     context = {"strict": strict, "intervals": intervals}
     files = _manifest_files(path)
-    api_files = _api_files(settings, pending or {})
     problems: list[str] = []
     tasks: list[Task] = []
     origins: dict[str, Path] = {}
     sections: dict[str, list] = {key: [] for key in SECTIONS}
     seen: dict[str, str] = {}
-    replaceable = api_may_replace(settings)
-    for file in [*files, *api_files]:
+    for file in [*files, *overlay.files]:
         document = (pending or {}).get(file, _UNREAD)
         for where, task in _load_file(file, settings, problems, sections, context, document):
             if task.name in seen:
-                if file in api_files and replaceable and origins[task.name] not in api_files:
+                if overlay.replaces_task(file, origins[task.name]):
                     index = next(i for i, t in enumerate(tasks) if t.name == task.name)
                     tasks[index], origins[task.name] = task, file
                     continue
                 problems.append(
                     f"{where}: name: duplicate task name, first defined at {seen[task.name]}"
-                    + (API_REPLACE_HINT if file in api_files else "")
+                    + overlay.duplicate_hint(file)
                 )
                 continue
             seen[task.name], origins[task.name] = where, file
@@ -310,7 +478,7 @@ def load_manifest(
         raise ConfigError(*_bounded(problems))
     return Manifest(
         tasks=tuple(tasks),
-        sources=tuple(files + [f for f in api_files if f.exists()]),
+        sources=tuple(files + [f for f in overlay.files if f.exists()]),
         components=tuple(sections["components"]),
         integrations=tuple(sections["integrations"]),
         origins=origins,
@@ -332,27 +500,6 @@ def _bounded(problems: list[str]) -> list[str]:
     if len(problems) > MAX_PROBLEMS:
         shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
     return shown
-
-
-API_REPLACE_HINT = (
-    " (an admin API copy of a manifest task replaces it only with API_EDITS_MANIFEST=true)"
-)
-
-
-def api_may_replace(settings: Settings) -> bool:
-    """API_EDITS_MANIFEST=true lets an API copy of an operator's task replace it."""
-    return settings.get("API_EDITS_MANIFEST").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _api_files(settings: Settings, pending: dict[Path, dict | None]) -> list[Path]:
-    folder = layout.api_tasks_dir(settings)
-    try:
-        present = {p for p in folder.iterdir() if p.suffix == ".json" and p.is_file()}
-    except OSError:
-        present = set()
-    for file, document in pending.items():
-        (present.discard if document is None else present.add)(file)
-    return sorted(present)
 
 
 METRICS_TASK = "metrics-export"
@@ -682,7 +829,7 @@ def _entries(file: Path, document: Any, problems: list[str]) -> tuple[list[tuple
     for key in document:
         if key not in TOP_LEVEL_KEYS:
             problems.append(
-                f"{file}: {_plain(key)}: unknown top-level key{_did_you_mean(key, TOP_LEVEL_KEYS)}"
+                f"{file}: {plain(key)}: unknown top-level key{did_you_mean(key, TOP_LEVEL_KEYS)}"
             )
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -713,94 +860,18 @@ def _build_task(
         merged["env"] = {**defaults["env"], **raw["env"]}
     name = raw.get("name")
     # A name with control characters would break the one-line message: show it quoted.
-    label = f"{where} ({_plain(name)})" if isinstance(name, str) and name else where
+    label = f"{where} ({plain(name)})" if isinstance(name, str) and name else where
     leaks = secret_references(merged)
     if leaks:
         problems.extend(f"{label}: {clear_secret_problem(f, var)}" for f, var in leaks)
         return None
     try:
         expanded = {key: expand(value, settings.values, key) for key, value in merged.items()}
-    except _UnsetVariable as exc:
+    except UnsetVariable as exc:
         problems.append(f"{label}: {exc.args[0]}")
         return None
     try:
         return Task.model_validate(expanded, context=context)
     except ValidationError as exc:
-        problems.extend(_describe(label, exc))
+        problems.extend(describe(label, exc, Task.model_fields))
         return None
-
-
-class _UnsetVariable(Exception):
-    pass
-
-
-def secret_references(fields: dict) -> list[tuple[str, str]]:
-    """(field, NAME) for each ${NAME} with a secret name in a field stored or shown in
-    clear: expanded at load, its value would sit in the wrapper and in `ps` for every local
-    user. `$NAME` (no braces) and `$${NAME}` are left to the shell, which is the way out."""
-    found = []
-    for key in CLEAR_FIELDS:
-        value = fields.get(key)
-        if not isinstance(value, str):
-            continue
-        for match in VARIABLE.finditer(value):
-            name = match.group(2)
-            if name and is_secret_name(name) and (key, name) not in found:
-                found.append((key, name))
-    return found
-
-
-def expand(value: Any, variables: dict[str, str], field: str = "") -> Any:
-    """Expand ${VAR} and ${VAR:-default} in every string of a value; `$$` is a literal `$`.
-
-    Raises _UnsetVariable for ${VAR} with no value and no default.
-    """
-    if isinstance(value, dict):
-        return {key: expand(item, variables, field or str(key)) for key, item in value.items()}
-    if isinstance(value, list):
-        return [expand(item, variables, field) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match) -> str:
-        if match.group(1) == "$":
-            return "$"
-        name, default = match.group(2), match.group(3)
-        found = variables.get(name)
-        if found or default is None and name in variables:
-            return found or ""
-        if default is not None:
-            return default
-        raise _UnsetVariable(f"{field}: ${{{name}}} is not set in config.env or the environment")
-
-    return VARIABLE.sub(substitute, value)
-
-
-def _describe(label: str, error: ValidationError) -> list[str]:
-    messages = []
-    fields = list(Task.model_fields)
-    for item in error.errors():
-        location = ".".join(_plain(part) for part in item["loc"])
-        key = str(item["loc"][0]) if item["loc"] else ""
-        if item["type"] == "extra_forbidden":
-            messages.append(f"{label}: {location}: unknown key{_did_you_mean(key, fields)}")
-            continue
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            message = "required"
-        messages.append(f"{label}: {location or 'task'}: {message}")
-    return messages
-
-
-def _plain(value: object) -> str:
-    """A name or key as written, or quoted and cut (errors.shown) when it has control
-    characters that would break the one-line message, or is long."""
-    text = str(value)
-    return text if text.isprintable() and len(text) <= SHOWN_MAX else shown(value)
-
-
-def _did_you_mean(word: str, choices) -> str:
-    if len(str(word)) > SHOWN_MAX:
-        return ""  # no field name is that long, and difflib's cost grows with it
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

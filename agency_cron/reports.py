@@ -440,7 +440,7 @@ ERROR_LINES = 5
 def parse_since(text: str) -> int:
     """'24h', '7d', '90m' -> seconds (the same durations as the manifest)."""
     from agency_cron.errors import UsageError
-    from agency_cron.manifest import parse_duration
+    from agency_cron.fields import parse_duration
 
     try:
         return parse_duration(text)

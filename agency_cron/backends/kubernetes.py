@@ -76,8 +76,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agency_cron import render, timing
-from agency_cron.config import CLEAR_FIELDS, Settings, clear_secret_problem
+from agency_cron.config import Settings
 from agency_cron.errors import ConfigError
+from agency_cron.fields import CLEAR_FIELDS, clear_secret_problem
 from agency_cron.manifest import Task
 from agency_cron.schedule import REBOOT, cron_form, is_interval, is_once
 from agency_cron.secrets import is_secret_name

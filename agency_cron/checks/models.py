@@ -1,7 +1,8 @@
 """The manifest's `components:` and `integrations:` sections -> frozen, validated models.
 
-Validation follows manifest.py: ${VAR} expanded first, pydantic does the type work, every
-problem is collected, and messages read `tasks.yaml: components[1] (db): checks[0].url: ...`.
+Validation follows manifest.py, with the same field rules (fields.py): ${VAR} expanded
+first, pydantic does the type work, every problem is collected, and messages read
+`tasks.yaml: components[1] (db): checks[0].url: ...`.
 Durations are stored in seconds and sizes in bytes. Messages never echo a URL's password
 or a header's value: both are usually credentials expanded from config.env.
 """
@@ -16,14 +17,22 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agency_cron.manifest import NAME_PATTERN, _did_you_mean, _UnsetVariable, expand, parse_duration
+from agency_cron.fields import (
+    NAME_PATTERN,
+    NAME_RULE,
+    UnsetVariable,
+    did_you_mean,
+    expand,
+    parse_duration,
+)
 from agency_cron.secrets import without_password
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
-UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*$")  # no leading '-': not an option
-CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-HOST_NAME = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
+# \Z, not $: Python's `$` also matches before a final newline (fields.py says more).
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an RFC 9110 token
+UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*\Z")  # no leading '-': not an option
+CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+HOST_NAME = re.compile(r"^[A-Za-z0-9_.:\[\]-]+\Z")
 SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(I?B)?$", re.IGNORECASE)
 # Powers of 1024, as du and ls -h count: for a minimum size the difference hardly matters.
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -347,9 +356,7 @@ class Integration(_Strict):
 
 def _valid_name(value: str) -> str:
     if not NAME_PATTERN.match(value):
-        raise ValueError(
-            f"must be 1-64 letters, digits, '-' or '_', starting with a letter or digit (got {value!r})"
-        )
+        raise ValueError(f"must be {NAME_RULE} (got {value!r})")
     return value
 
 
@@ -427,7 +434,7 @@ def _expand_tree(value: Any, variables: dict, path: str, label: str, problems: l
         ]
     try:
         return expand(value, variables, path)
-    except _UnsetVariable as exc:
+    except UnsetVariable as exc:
         problems.append(f"{label}: {exc.args[0]}")
         return value
 
@@ -445,11 +452,11 @@ def _message(path: str, fields: Any, item: Mapping[str, Any]) -> str:
     kind, ctx = item["type"], item.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(item["loc"][-1])
-        return f"{path}: unknown key{_did_you_mean(key, fields or [])}"
+        return f"{path}: unknown key{did_you_mean(key, fields or [])}"
     if kind == "union_tag_invalid":
         tag = str(ctx.get("tag"))
         return (
-            f"{path}.type: unknown check type {tag!r}{_did_you_mean(tag, CHECK_TYPES)};"
+            f"{path}.type: unknown check type {tag!r}{did_you_mean(tag, CHECK_TYPES)};"
             f" expected one of {', '.join(CHECK_TYPES)}"
         )
     if kind == "union_tag_not_found":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
 import types
@@ -27,7 +28,7 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, WithJsonSchema, create_model
 from starlette.exceptions import HTTPException
 
 from agency_cron import __version__, admin, dashboard, reports, results
@@ -38,6 +39,7 @@ from agency_cron.errors import (
     ConfigError,
     UsageError,
 )
+from agency_cron.manifest import FIELD_HELP, document_schema
 from agency_cron.serve import is_loopback
 from agency_cron.serve.auth import ADMIN, Tokens, matches_any, role_of
 from agency_cron.serve.limits import too_large_detail
@@ -63,6 +65,23 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[str] = Field(default_factory=list)
+
+
+# A task as written is described by the manifest's own schema (manifest.document_schema),
+# but read as a plain mapping: admin.py validates it with the whole manifest, so a bad body
+# gets the messages of `agency-cron validate`, not FastAPI's.
+# One component (TaskDocument), referred to by POST and PUT (the zone list alone is 10 kB).
+TASK_DOCUMENT_REF = {
+    "$ref": "#/components/schemas/TaskDocument",
+    "description": "A task as in the manifest (see README, 'Manifest reference')",
+}
+# What GET shows as `definition`: a task as it was written (an API task's body as sent,
+# `${VAR}` kept), secrets masked. Its fields are the document's, in whatever form was sent.
+TASK_DEFINITION = {
+    "type": "object",
+    "description": "The task as written (the request body's fields), secrets masked",
+    "properties": {key: {"description": text} for key, text in FIELD_HELP.items()},
+}
 
 
 def model_of(cls, name: str | None = None, **narrowed: Any) -> type[BaseModel]:
@@ -96,7 +115,7 @@ TaskView = model_of(
     results.TaskView,
     state=STATES,
     source=Literal["manifest", "api"],
-    definition=dict[str, Any],
+    definition=Annotated[dict[str, Any], WithJsonSchema(TASK_DEFINITION)],
 )
 TaskPage = page_of(TaskView, "TaskPage")
 Execution = model_of(results.RunRow, "Execution", status=RUN_STATUSES)
@@ -158,7 +177,17 @@ def create_app(
     _add_authorization(app)
     _add_security_headers(app)
     app.include_router(_routes())
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's description, with the task document the request bodies refer to."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        schema.setdefault("components", {}).setdefault("schemas", {})
+        schema["components"]["schemas"]["TaskDocument"] = document_schema()
+    return app.openapi_schema or {}
 
 
 # Routes are CPU-bound Python (SQLite reads, cron arithmetic, JSON): more threads than a
@@ -311,13 +340,7 @@ Reader = Annotated[dict, Depends(reader)]
 Writer = Annotated[dict, Depends(writer)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip")]
-TaskBody = Annotated[
-    dict[str, Any],
-    Body(
-        description="A task as in the manifest (see README, 'Manifest reference')",
-        examples=[{"name": "nightly-report", "schedule": "0 4 * * *", "command": "true"}],
-    ),
-]
+TaskBody = Annotated[dict[str, Any], WithJsonSchema(TASK_DOCUMENT_REF), Body()]
 
 
 def _routes():

@@ -145,3 +145,47 @@ def test_every_response_is_one_the_description_documents(schema_server, tmp_path
     assert cases["with_failures"] == 0 and cases["errored"] == 0, (cases, output)
     # A 500's trace goes to the server's log; none may be there either.
     assert "Traceback" not in log.read_text(errors="replace"), output
+
+
+def test_the_task_body_documents_every_task_field(schema_server):
+    """POST and PUT /api/tasks take a task as the manifest writes it: /openapi.json names
+    every field of the manifest's Task (with what it means), and GET's `definition` too."""
+    from agency_cron.manifest import DURATION_FIELDS, Task
+
+    url, _ = schema_server
+    spec = httpx.get(f"{url}/openapi.json", timeout=30).json()
+    every_field = set(Task.model_fields)
+    assert {"name", "schedule", "command", "timeout", "env", "ping_url"} <= every_field
+    for method in ("post", "put"):
+        path = "/api/tasks" if method == "post" else "/api/tasks/{name}"
+        body = spec["paths"][path][method]["requestBody"]["content"]["application/json"]
+        reference = body["schema"]["$ref"]  # one component, for both methods
+        assert reference == "#/components/schemas/TaskDocument"
+        schema = spec["components"]["schemas"]["TaskDocument"]
+        assert set(schema["properties"]) == every_field, method
+        assert schema["additionalProperties"] is False
+        assert schema["required"] == ["name", "schedule"]
+        for key, field in schema["properties"].items():
+            assert field.get("description"), key
+        # Durations as the manifest writes them, not the seconds the model stores.
+        for key in DURATION_FIELDS:
+            assert "string" in json.dumps(schema["properties"][key]), key
+        assert schema["properties"]["timeout"]["default"] == "30m"
+    definition = spec["components"]["schemas"]["TaskView"]["properties"]["definition"]
+    assert set(definition["properties"]) == every_field
+
+
+def test_a_body_the_schema_refuses_still_gets_the_manifests_messages(schema_server):
+    """The schema documents; the manifest validates: one problem per field, 422."""
+    url, _ = schema_server
+    response = httpx.post(
+        f"{url}/api/tasks",
+        json={"name": "bad-body", "schedule": "61 * * * *", "command": "true", "timout": "5m"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert len(errors) == 2, errors
+    assert any("timout: unknown key (did you mean 'timeout'?)" in e for e in errors), errors
+    assert any(": schedule: " in e for e in errors), errors
