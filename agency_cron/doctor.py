@@ -28,13 +28,11 @@ import re
 import shlex
 import shutil
 import stat
-import subprocess
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from agency_cron import layout, ping, render
+from agency_cron import layout, logrotate, ping, render
 from agency_cron.backends import Target, backend, parse_target
 from agency_cron.backends.crontab import installed_entries
 from agency_cron.config import Settings, read_config_file, split_urls
@@ -54,7 +52,6 @@ from agency_cron.secrets import (
 JSON_VERSION = 1
 INSTALL = "agency-cron install"
 CRON_NAMES = frozenset({"cron", "crond"})
-LOGROTATE_TIMEOUT = 60
 PATH_HINT = "use an absolute path in the manifest, or set env PATH"
 # Words /bin/sh runs without a PATH lookup: builtins and reserved words.
 _SHELL_WORDS = (
@@ -395,37 +392,12 @@ def _logrotate_safety(path: Path, info: os.stat_result) -> Finding:
 
 
 def logrotate_errors(binary: str, path: Path) -> list[str]:
-    """`error:` lines of `logrotate -d` run on a 0644 copy of `path`, naming `path`.
-
-    A copy, so that an unsafe mode (reported on its own) does not hide syntax errors, and so
-    that the real state file is never touched. Missing-log `stat of` errors are left out.
-    """
-    with tempfile.TemporaryDirectory(prefix="agency-cron-doctor-") as folder:
-        copy = Path(folder) / path.name
-        try:
-            copy.write_bytes(path.read_bytes())
-        except OSError as exc:
-            return [f"error: cannot read {path}: {exc.strerror}"]
-        copy.chmod(0o644)
-        output = _logrotate_debug(binary, copy, Path(folder) / "state")
-    lines = [line.strip() for line in output.replace(str(copy), str(path)).splitlines()]
-    return [line for line in lines if line.lower().startswith("error:") and "stat of" not in line]
-
-
-def _logrotate_debug(binary: str, config: Path, state: Path) -> str:
-    # logrotate exits 0 on unknown options and skipped files: its messages are the result.
+    """`error:` lines of `logrotate -d` on the installed config (logrotate.errors)."""
     try:
-        result = subprocess.run(
-            [binary, "-d", "-s", str(state), str(config)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=LOGROTATE_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return f"error: logrotate -d did not finish within {LOGROTATE_TIMEOUT}s"
-    return result.stdout + result.stderr
+        text = path.read_bytes()
+    except OSError as exc:
+        return [f"error: cannot read {path}: {exc.strerror}"]
+    return logrotate.errors(binary, text, path)
 
 
 # --- config permissions ----------------------------------------------------------------

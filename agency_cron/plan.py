@@ -11,13 +11,11 @@ import grp
 import json
 import os
 import pwd
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from agency_cron import layout, render, schedule
+from agency_cron import layout, logrotate, render, schedule
 from agency_cron.backends import Desired, Installed, Target, backend, parse_target
 from agency_cron.backends.crontab import crontab_schedules as crontab_schedules  # its old home
 from agency_cron.backends.crontab import merge
@@ -454,29 +452,12 @@ def log_owner() -> tuple[str, str]:
 
 
 def _checked_logrotate(settings: Settings) -> str:
-    """Render the logrotate config and, when logrotate is installed, check it with -d.
-
-    logrotate exits 0 on unknown options and unsafe files, so its `error:` lines are read.
-    """
+    """Render the logrotate config and, when logrotate is installed, check it with -d."""
     text = render.logrotate_text(settings, *log_owner())
     binary = render.find_program("logrotate")
-    if not binary:
-        return text
-    with tempfile.TemporaryDirectory(prefix="agency-cron-logrotate-") as folder:
-        config = Path(folder) / layout.LOGROTATE_NAME
-        config.write_text(text)
-        config.chmod(PUBLIC)
-        result = subprocess.run(
-            [binary, "-d", "-s", str(Path(folder) / "state"), str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    errors = [
-        line.strip()
-        for line in (result.stdout + result.stderr).splitlines()
-        if line.lower().startswith("error:") and "stat of" not in line
-    ]
-    if errors:
-        raise ConfigError(f"{layout.logrotate_path(settings)}: logrotate -d: {errors[0]}")
+    if binary:
+        shown = layout.logrotate_path(settings)
+        problems = logrotate.errors(binary, text.encode(), shown)
+        if problems:
+            raise ConfigError(f"{shown}: logrotate -d: {problems[0]}")
     return text
