@@ -153,6 +153,12 @@ def sleeper(tmp_path):
     shutil.copy(shutil.which("sleep"), program)
     seconds = f"300.{uuid.uuid4().int % 10**6:06d}"
     process = subprocess.Popen([str(program), seconds])
+    # Popen returns when the exec closes its error pipe, which the kernel does before it
+    # renames the process: until then /proc still shows the parent's name.
+    comm = Path(f"/proc/{process.pid}/comm")
+    deadline = time.monotonic() + 10
+    while comm.read_text().strip() != name and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield process, name, seconds
     if process.poll() is None:
         process.kill()
