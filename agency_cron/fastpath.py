@@ -394,17 +394,47 @@ def holds(record: object, key: list) -> bool:
     )
 
 
+# Records kept in the cache folder: one per command line and folder it was run from, so a
+# host that runs many different ones would otherwise grow it without end. Dropping an old
+# record only costs its next run the full path.
+MAX_RECORDS = 128
+
+
 def write_record(path: str, record: dict) -> None:
-    """Atomically, readable by this user only (best effort: a cache)."""
+    """Atomically, readable by this user only (best effort: a cache), then the oldest
+    records beyond MAX_RECORDS go."""
+    folder = os.path.dirname(path)
+    temporary = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        temporary = f"{path}.{os.getpid()}.tmp"
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle)
         os.replace(temporary, path)
+    except OSError:  # a cache: the full path stays correct without it
+        _remove(temporary)  # (a full disk leaves no partial file behind)
+        return
+    _prune(folder)
+
+
+def _prune(folder: str) -> None:
+    try:
+        records = [
+            (entry.stat().st_mtime_ns, entry.path)
+            for entry in os.scandir(folder)
+            if entry.name.endswith(".json") and entry.is_file()
+        ]
     except OSError:
-        pass  # a cache: the full path stays correct without it
+        return
+    for _, old in sorted(records)[:-MAX_RECORDS]:
+        _remove(old)
+
+
+def _remove(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib is one more import on every command's start
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def read_record(path: str) -> dict | None:
