@@ -333,18 +333,25 @@ def _signal_group(group: int, signum: int) -> None:
         pass  # already gone
 
 
-def descendants(root: int) -> list[int]:
-    """Every live descendant of `root` by parent links in /proc (those that left its group too)."""
-    children: dict[int, list[int]] = {}
+def _proc_stats() -> list[tuple[int, list[bytes]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every live process."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
+                found.append((int(entry), handle.read().rsplit(b")", 1)[1].split()))
+        except OSError:  # gone in the meantime
             continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
+    return found
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of `root` by parent links in /proc (those that left its group too)."""
+    children: dict[int, list[int]] = {}
+    for pid, fields in _proc_stats():
+        children.setdefault(int(fields[1]), []).append(pid)
     found, queue = [], [root]
     while queue:
         for child in children.get(queue.pop(), []):
@@ -640,14 +647,7 @@ def _group_alive(group: int) -> bool:
         os.killpg(group, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
+    for _, fields in _proc_stats():
         if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
             return True
     return False
