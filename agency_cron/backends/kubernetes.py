@@ -1,7 +1,8 @@
 """Kubernetes export: one batch/v1 `CronJob` per task and schedule, plus one `ConfigMap`.
 
 `agency-cron export kubernetes [--image IMAGE] [--namespace NS] [--working-dir DIR]` is for
-users who outgrow one host. The output is plain data: nothing here talks to a cluster or writes a file.
+users who outgrow one host. The output is plain data: nothing here talks to a cluster or
+writes a file.
 
 How a task runs in the cluster
 ------------------------------
