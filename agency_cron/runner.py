@@ -403,7 +403,12 @@ class Attempt:
         env.update(self.spec["env"])
         env["AGENCY_CRON_TASK"] = self.spec["name"]
         env["AGENCY_CRON_RUN_ID"] = self.run_id
-        for private in ("AGENCY_CRON_REPORT_FD", "AGENCY_CRON_CRON_LOG", "AGENCY_CRON_PING_URL"):
+        for private in (
+            "AGENCY_CRON_REPORT_FD",
+            "AGENCY_CRON_CRON_LOG",
+            "AGENCY_CRON_PING_URL",
+            "AGENCY_CRON_HISTORY_URL",
+        ):
             env.pop(private, None)
         if self.lock_fd is not None:
             env["AGENCY_CRON_LOCK_FD"] = str(self.lock_fd)
