@@ -690,10 +690,18 @@ def export_kubernetes(
         str, typer.Option("--image", help="Image with agency-cron and the tasks' tools.")
     ] = "agency-cron:latest",
     namespace: Annotated[str, typer.Option("--namespace", help="Namespace.")] = "default",
+    working_dir: Annotated[
+        str,
+        typer.Option(
+            "--working-dir",
+            help="Absolute folder, in the image, for tasks without their own working_dir "
+            "(the image may not have the host's AGENCY_ROOT).",
+        ),
+    ] = "/",
 ) -> None:
     """One batch/v1 CronJob per task (plus a ConfigMap of task specs); secrets as secretKeyRef.
 
-    Example: agency-cron export kubernetes --image registry.example/ops:1.4 cronjobs.yaml
+    Example: agency-cron export kubernetes --image registry.example/ops:1.4 --working-dir /srv/agency cronjobs.yaml
     """
     from agency_cron.backends import kubernetes
     from agency_cron.overrides import effective_enabled, read_overrides
@@ -701,7 +709,7 @@ def export_kubernetes(
     settings, loaded, _ = _load(strict=True)
     overrides = read_overrides(settings)
     pairs = [(t, effective_enabled(t, overrides)) for t in loaded.tasks]
-    text = kubernetes.export(settings, pairs, image, namespace)
+    text = kubernetes.export(settings, pairs, image, namespace, working_dir)
     if destination == "-":
         sys.stdout.write(text)
         return

@@ -49,6 +49,13 @@ DEFAULTS: dict[str, str] = {
     # node_exporter's textfile collector), and /metrics of `serve` without a token.
     "METRICS_TEXTFILE": "",
     "METRICS_PUBLIC": "false",
+    # The run history: STATE_DIR/history.db (the default, SQLite), or a PostgreSQL database
+    # the fleet shares (postgresql://USER:PASSWORD@HOST/DB; remote.py). HOST_NAME: the name
+    # this host's runs are recorded under (default: its node name). HISTORY_TIMEOUT: the
+    # longest wait, in seconds, for the shared history to connect or answer.
+    "HISTORY_URL": "",
+    "HOST_NAME": "",
+    "HISTORY_TIMEOUT": "5",
 }
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -98,6 +105,21 @@ class Settings:
     @property
     def metrics_public(self) -> bool:
         return self.get("METRICS_PUBLIC").strip().lower() in TRUE_WORDS
+
+    @property
+    def history_url(self) -> str | None:
+        """HISTORY_URL when it names a PostgreSQL database; None for the SQLite default."""
+        value = self.get("HISTORY_URL").strip()
+        return value if value.split(":", 1)[0] in ("postgresql", "postgres") else None
+
+    @property
+    def host_name(self) -> str:
+        """HOST_NAME, else the node name: what this host's runs are recorded under."""
+        return self.get("HOST_NAME").strip() or os.uname().nodename
+
+    @property
+    def history_timeout(self) -> float:
+        return _positive_float(self.get("HISTORY_TIMEOUT")) or 5.0
 
 
 def default_agency_root() -> str:
@@ -220,6 +242,7 @@ def _validated(path: Path | None, values: dict[str, str], origins: dict[str, str
         fail("ALERT_TIMEOUT", f"expected seconds > 0, got {values['ALERT_TIMEOUT']!r}")
     _check_pings(values, fail)
     _check_metrics(values, fail)
+    _check_history(values, fail)
     if problems or retention is None or alert_timeout is None:
         raise ConfigError(*problems)
     return Settings(
@@ -262,6 +285,24 @@ def _check_metrics(values: dict[str, str], fail) -> None:
         fail("METRICS_TEXTFILE", path_problem(textfile))
     if values["METRICS_PUBLIC"].strip().lower() not in TRUE_WORDS | FALSE_WORDS:
         fail("METRICS_PUBLIC", f"expected true or false, got {values['METRICS_PUBLIC']!r}")
+
+
+def _check_history(values: dict[str, str], fail) -> None:
+    url = values["HISTORY_URL"].strip()
+    if url:
+        from agency_cron.remote import url_problem  # psycopg is not imported by this
+
+        if problem := url_problem(url, values["STATE_DIR"]):
+            fail("HISTORY_URL", problem)
+    host = values["HOST_NAME"].strip()
+    if host and (len(host) > 253 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", host)):
+        fail("HOST_NAME", f"expected a host name (letters, digits, . _ -), got {host[:60]!r}")
+    seconds = _positive_float(values["HISTORY_TIMEOUT"])
+    if seconds is None or seconds > 600:
+        fail(
+            "HISTORY_TIMEOUT",
+            f"expected seconds > 0, at most 600, got {values['HISTORY_TIMEOUT']!r}",
+        )
 
 
 KERNEL_FILESYSTEMS = (Path("/proc"), Path("/sys"))

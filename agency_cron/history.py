@@ -17,7 +17,7 @@ except ImportError:  # another Python implementation
 from agency_cron import statuses
 from agency_cron.statuses import LOST, quoted
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = (
     "task",
@@ -104,6 +104,68 @@ MIGRATIONS = {
     # Heartbeat pings (ping.py): the outcome of a run's final ping ("ok", "failed (HTTP
     # 404)", ...), on the row of the run's last attempt, as `alert` holds the alert's.
     6: ("ALTER TABLE runs ADD COLUMN ping TEXT",),
+    # The fleet's shared history (remote.py, HISTORY_URL=postgresql://...) has this same
+    # schema. Every local row carries `rev`, a number that grows with each change of any row
+    # of its database (the triggers of SQLITE_ONLY), so a database's rows not yet sent are
+    # those past the mark the shared history keeps for it (sync_marks: per origin, the
+    # random id in `meta`). There a row is keyed by (origin, local_id), its id here: sending
+    # it again replaces it, never duplicates it. check_results gets the host the runs have.
+    # fleet_claims: which host took a `scope: fleet` task's fire time (once per minute).
+    7: (
+        "ALTER TABLE runs ADD COLUMN origin TEXT",
+        "ALTER TABLE runs ADD COLUMN local_id INTEGER",
+        "ALTER TABLE runs ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE check_results ADD COLUMN host TEXT",
+        "ALTER TABLE check_results ADD COLUMN origin TEXT",
+        "ALTER TABLE check_results ADD COLUMN local_id INTEGER",
+        "ALTER TABLE check_results ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_origin ON runs (origin, local_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS check_results_origin"
+        " ON check_results (origin, local_id)",
+        "CREATE INDEX IF NOT EXISTS runs_rev ON runs (rev)",
+        "CREATE INDEX IF NOT EXISTS check_results_rev ON check_results (rev)",
+        # A fleet view of one host: its rows of a task in a time window, index-only.
+        "CREATE INDEX IF NOT EXISTS runs_host_task ON runs (host, task, started_at, status)",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS sync_marks (
+            origin TEXT NOT NULL,
+            tbl TEXT NOT NULL,
+            host TEXT,
+            rev INTEGER NOT NULL,
+            synced_at TEXT,
+            PRIMARY KEY (origin, tbl)
+        )""",
+        """CREATE TABLE IF NOT EXISTS fleet_claims (
+            task TEXT NOT NULL,
+            fire_time TEXT NOT NULL,
+            host TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            claimed_at TEXT NOT NULL,
+            PRIMARY KEY (task, fire_time)
+        )""",
+    ),
+}
+# What only a local database needs: its identity, the rows it already holds counted as not
+# yet sent, and the triggers that keep `rev` (the shared history's rows take the rev sent).
+SQLITE_ONLY = {
+    7: (
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('origin', lower(hex(randomblob(16))))",
+        "UPDATE runs SET rev = id",
+        "UPDATE check_results SET rev = id",
+        *(
+            statement
+            for table in ("runs", "check_results")
+            for statement in (
+                f"""CREATE TRIGGER IF NOT EXISTS {table}_rev_insert AFTER INSERT ON {table}
+                BEGIN UPDATE {table} SET rev = (SELECT IFNULL(MAX(rev), 0) + 1 FROM {table})
+                WHERE id = NEW.id; END""",
+                f"""CREATE TRIGGER IF NOT EXISTS {table}_rev_update AFTER UPDATE ON {table}
+                WHEN NEW.rev = OLD.rev
+                BEGIN UPDATE {table} SET rev = (SELECT MAX(rev) + 1 FROM {table})
+                WHERE id = NEW.id; END""",
+            )
+        ),
+    ),
 }
 
 
@@ -133,7 +195,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 f"history.db has schema {version}, newer than this agency-cron ({SCHEMA_VERSION})"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target]:
+            for statement in (*MIGRATIONS[target], *SQLITE_ONLY.get(target, ())):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -154,7 +216,8 @@ def record(conn: sqlite3.Connection, row: dict) -> int:
 
 
 def record_checks(conn: sqlite3.Connection, rows: list[dict]) -> None:
-    """Insert check results (kind, component, check_name, ok, detail, duration_s, checked_at, run_id)."""
+    """Insert check results (kind, component, check_name, ok, detail, duration_s, checked_at,
+    run_id, host)."""
     columns = (
         "kind",
         "component",
@@ -164,6 +227,7 @@ def record_checks(conn: sqlite3.Connection, rows: list[dict]) -> None:
         "duration_s",
         "checked_at",
         "run_id",
+        "host",
     )
     with conn:
         conn.execute("BEGIN IMMEDIATE")
@@ -299,7 +363,7 @@ def task_owners(state_dir: str) -> dict[int, list[str]]:
     return owners
 
 
-def connect_all(state_dir: str) -> list[sqlite3.Connection]:
+def connect_all(state_dir: str, host: str | None = None) -> list[sqlite3.Connection]:
     """The readers' connections: STATE_DIR/history.db (opened as connect() opens it) and
     each user's database, read-only, behind temporary views `runs` and `check_results` that
     keep only the rows of the tasks that user runs. Run the same query on each and combine
@@ -324,7 +388,7 @@ def connect_all(state_dir: str) -> list[sqlite3.Connection]:
         except sqlite3.Error:
             continue
     for conn in found:
-        show_lost(conn)  # every reader sees runs whose runner died as `lost`
+        show_lost(conn, host)  # every reader sees runs whose runner died as `lost`
     return found
 
 
@@ -474,24 +538,29 @@ def lost_note(row: dict) -> str:
     return f"its runner (pid {row['pid']}) ended without recording the end of the run"
 
 
-def find_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
-    """Open rows (running, or waiting to retry) whose runner is gone, as they are."""
+def find_lost(
+    conn: sqlite3.Connection, task: str | None = None, host: str | None = None
+) -> list[dict]:
+    """Open rows (running, or waiting to retry) whose runner is gone, as they are; `host`:
+    the name this host records its runs under (HOST_NAME; default its node name)."""
     where, args = (OPEN, ()) if task is None else (f"task = ? AND {OPEN}", (task,))
     cursor = conn.execute(f"SELECT id, {', '.join(COLUMNS)} FROM runs WHERE {where}", args)
     names = ["id", *COLUMNS]
-    host = os.uname().nodename
+    host = host or os.uname().nodename
     found = (dict(zip(names, r, strict=True)) for r in cursor)
     return [row for row in found if _runner_gone(row, host)]
 
 
-def sweep_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
+def sweep_lost(
+    conn: sqlite3.Connection, task: str | None = None, host: str | None = None
+) -> list[dict]:
     """Mark open rows whose runner died as `lost` (with a note); returns those rows.
 
     Every reader calls it, and so does the next run of the task (which then alerts). A
     reader that cannot write the database (read-only file, another user's) shows them as
     lost all the same, through a temporary view that shadows `runs` on its connection only.
     """
-    lost = find_lost(conn, task)
+    lost = find_lost(conn, task, host)
     if not lost:
         return []
     for row in lost:
@@ -506,11 +575,11 @@ def sweep_lost(conn: sqlite3.Connection, task: str | None = None) -> list[dict]:
     return lost
 
 
-def show_lost(conn: sqlite3.Connection) -> None:
+def show_lost(conn: sqlite3.Connection, host: str | None = None) -> None:
     """sweep_lost() for a reader: an old schema without the runner column, or a busy
     database, leaves the rows as they are rather than failing the read."""
     try:  # noqa: SIM105 - contextlib is an import the runner, which loads this module, skips
-        sweep_lost(conn)
+        sweep_lost(conn, host=host)
     except sqlite3.Error:
         pass
 
@@ -547,10 +616,10 @@ def unnotified_lost(conn: sqlite3.Connection, task: str) -> list[dict]:
         conn.row_factory = None
 
 
-def lost_to_tell(conn: sqlite3.Connection, task: str) -> list[dict]:
+def lost_to_tell(conn: sqlite3.Connection, task: str, host: str | None = None) -> list[dict]:
     """What the next run of `task` does first: mark its runs whose runner died as lost, and
     return every lost run of it that nobody was told about yet."""
-    sweep_lost(conn, task)
+    sweep_lost(conn, task, host)
     return unnotified_lost(conn, task)
 
 

@@ -87,6 +87,10 @@ class Task(BaseModel):
     # Heartbeat pings (healthchecks.io protocol) to this URL ({name}: the task's name);
     # `none` opts out of PING_URL. See agency_cron/ping.py.
     ping_url: str | None = None
+    # host: every host that has it installed runs it; fleet: one host of those sharing
+    # HISTORY_URL per fire time (remote.claim), and what to do when that history is away.
+    scope: Literal["host", "fleet"] = "host"
+    when_unreachable: Literal["skip", "run"] = "skip"
 
     @field_validator("name")
     @classmethod
@@ -280,6 +284,10 @@ FIELD_HELP = {
     "user": "The user it runs as (system: and systemd: targets; root there by default)",
     "ping_url": "Heartbeat pings (healthchecks.io protocol) to this http(s) URL ({name}: the"
     " task's name); `none` opts out of PING_URL",
+    "scope": "host: runs on every host that installs it; fleet: once per fire time across the"
+    " hosts sharing HISTORY_URL (PostgreSQL)",
+    "when_unreachable": "A fleet task while the shared history is away: skip the run, or run"
+    " it on this host anyway (both are logged and alerted)",
 }
 LINE = r"[^\n\r\u0000]"  # a character of a one-line field
 
@@ -472,6 +480,11 @@ def load_manifest(
             seen[task.name], origins[task.name] = where, file
             tasks.append(task)
             _refuse_bundled_name(where, task.name, problems)
+            if strict and task.scope == "fleet" and not settings.history_url:
+                problems.append(
+                    f"{where}: scope: fleet needs a history the hosts share:"
+                    " HISTORY_URL=postgresql://USER:PASSWORD@HOST/DB in config.env"
+                )
     tasks += [task for task in builtin_tasks(settings, strict) if task.name not in seen]
     _refuse_duplicates(path, sections, problems)
     if problems:

@@ -195,6 +195,14 @@ def spec(task: Task, settings: Settings, enabled: bool) -> dict:
         "timezone": task.timezone,
         "jitter": task.jitter,
     }
+    if settings.get("HOST_NAME").strip():  # else the runner's node name, read at each run
+        found["host"] = settings.host_name
+    if task.scope == "fleet":
+        found["scope"] = task.scope
+        found["when_unreachable"] = task.when_unreachable
+    if settings.history_url:  # the shared history: the runner sends its records there
+        found["history_url"] = settings.history_url
+        found["history_timeout"] = settings.history_timeout
     return _with_pings(task, settings, found)
 
 
@@ -256,7 +264,12 @@ def _config_secrets(settings: Settings) -> tuple[str, ...]:
 
 def settings_secret_values(settings: Settings) -> list[str]:
     """Values of config variables whose names mark them secret (for redaction)."""
-    return [v for k, v in settings.values.items() if is_secret_name(k)]
+    found = [v for k, v in settings.values.items() if is_secret_name(k)]
+    if settings.history_url:  # its password (and the URL, which holds it)
+        from agency_cron.remote import secrets_of
+
+        found += secrets_of(settings.history_url)
+    return found
 
 
 def spec_marshal(task: Task, settings: Settings, enabled: bool) -> bytes:

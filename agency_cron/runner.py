@@ -54,6 +54,12 @@ from agency_cron.timing import (
     capped,
 )
 
+# typing costs the runner 12 ms to import: mypy alone reads what this guards (it takes any
+# name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 try:  # the C module: `signal` wraps it in enums, whose import costs more than a run of `true`
     import _signal as signal
 except ImportError:  # another Python implementation
@@ -397,7 +403,12 @@ class Attempt:
         env.update(self.spec["env"])
         env["AGENCY_CRON_TASK"] = self.spec["name"]
         env["AGENCY_CRON_RUN_ID"] = self.run_id
-        for private in ("AGENCY_CRON_REPORT_FD", "AGENCY_CRON_CRON_LOG", "AGENCY_CRON_PING_URL"):
+        for private in (
+            "AGENCY_CRON_REPORT_FD",
+            "AGENCY_CRON_CRON_LOG",
+            "AGENCY_CRON_PING_URL",
+            "AGENCY_CRON_HISTORY_URL",
+        ):
             env.pop(private, None)
         if self.lock_fd is not None:
             env["AGENCY_CRON_LOCK_FD"] = str(self.lock_fd)
@@ -850,15 +861,26 @@ class Run:
     """A whole run of one task: lock, attempts, history, alert."""
 
     def __init__(
-        self, spec: dict, force_alert: bool = False, echo: bool = True, run_id: str | None = None
+        self,
+        spec: dict,
+        force_alert: bool = False,
+        echo: bool = True,
+        run_id: str | None = None,
+        fired: float | None = None,
     ):
         self.spec = spec
         self.force_alert = force_alert
         self.run_id = run_id or os.urandom(6).hex()
-        self.host = os.uname().nodename  # what gethostname() returns, without importing socket
+        self.fired = fired
+        # HOST_NAME, else what gethostname() returns (without importing socket).
+        self.host = os.environ.get("AGENCY_CRON_HOST") or spec.get("host") or os.uname().nodename
         self.attempts = int(spec["retries"]) + 1
         self.alert_urls = _alert_urls(spec)
-        self.secrets = _secrets(spec, self.alert_urls)
+        self.history_url = _history_url(spec)
+        self.secrets = _secrets(spec, self.alert_urls, self.history_url)
+        # The shared history's connection (psycopg), holding a fleet task's turn.
+        self.fleet: Any = None
+        self.away: str | None = None  # why the shared history did not answer this run
         self.pings = _pings(spec, self.run_id, self.secrets)
         self.output = Output(spec["log"], self.secrets, echo)
         from agency_cron.history import writer_path  # its own user's database
@@ -886,6 +908,7 @@ class Run:
                 self.pings.close()
             if self.lock is not None:
                 self.lock.close()
+            self._send_history()
             self.output.close()
 
     def _execute(self, signals: Signals) -> int:
@@ -897,6 +920,10 @@ class Run:
                 return self._skip(busy)
         if once_completed(self.spec):
             return self._skip("once task already completed")
+        if self.spec.get("scope") == "fleet":
+            elsewhere = self._fleet_turn(signals)
+            if elsewhere:
+                return self._skip(elsewhere)
         if self.pings is not None:  # a skipped run is not a run: it pings nothing
             self.pings.start()
         code = self._attempts(signals)
@@ -952,6 +979,116 @@ class Run:
             )
             return None
 
+    def _fleet_turn(self, signals: Signals) -> str | None:
+        """A `scope: fleet` task: take its fleet-wide turn (remote.claim); the reason to skip
+        when another host has it. The shared history away: when_unreachable decides, and
+        the log and an alert say which way."""
+        from agency_cron import remote
+
+        timeout = float(self.spec.get("history_timeout", remote.DEFAULT_TIMEOUT_S))
+        name, overlap = self.spec["name"], self.spec["overlap"]
+        try:
+            if not self.history_url:
+                raise remote.Unreachable("no HISTORY_URL=postgresql://... is configured")
+            self.fleet = remote.connect(self.history_url, timeout)
+            wait = float(self.spec["timeout"]) + KILL_GRACE_S if overlap == "wait" else 0
+            return remote.bounded(
+                lambda: remote.claim(
+                    self.fleet,
+                    name,
+                    self.host,
+                    self.run_id,
+                    overlap,
+                    lambda: signals.received is None,
+                    self.fired,
+                ),
+                timeout * 2 + wait,
+                "taking the fleet turn",
+            )
+        except Exception as exc:  # noqa: BLE001 - Unreachable, psycopg.Error: the same answer
+            self._drop_fleet()
+            self.away = str(exc)
+            return self._unreachable(str(exc))
+
+    def _unreachable(self, reason: str) -> str | None:
+        reason = self.output.redactor.replace(reason.encode()).decode("utf-8", "replace")
+        choice = self.spec.get("when_unreachable", "skip")
+        done = "not run" if choice == "skip" else "run on this host alone"
+        note = f"the shared history is unreachable ({reason}): fleet task {done} (when_unreachable: {choice})"
+        self.output.line(f"fleet: {note}")
+        self._notify(SKIPPED if choice == "skip" else "unreachable", note)
+        return note if choice == "skip" else None
+
+    def _notify(self, status: str, note: str) -> None:
+        """An alert whatever the policy (a person must know a fleet task may not run), or,
+        with no alert target, the report cron mails."""
+        if not self.alert_urls:
+            if self.report_fd is not None:
+                text = f"agency-cron: task {self.spec['name']} on {self.host}: {note}\n"
+                try:
+                    _write_all(self.report_fd, self.output.redactor.replace(text.encode()))
+                except OSError:
+                    pass
+            return
+        from agency_cron import alerts
+
+        event = {
+            "host": self.host,
+            "task": self.spec["name"],
+            "status": status,
+            "exit_code": None,
+            "duration_s": 0.0,
+            "attempt": 1,
+            "attempts": self.attempts,
+            "run_id": self.run_id,
+            "output_tail": note,
+        }
+        timeout = float(self.spec.get("alert_timeout", ALERT_TIMEOUT_S))
+        outcome = alerts.send(self.alert_urls, "failure", event, self.secrets, timeout)
+        self.output.line(f"alert (fleet): {outcome}")
+
+    def _drop_fleet(self) -> None:
+        if self.fleet is not None:
+            try:
+                self.fleet.close()  # the session ends: its advisory lock is released
+            except Exception:  # noqa: BLE001 - a connection already broken
+                pass
+            self.fleet = None
+
+    def _send_history(self) -> None:
+        """Send this database's rows not sent yet to the shared history (HISTORY_URL): this
+        run's, and any an earlier run could not send. They stay in the local database (the
+        spool) when it is away, and the next run or `agency-cron history sync` sends them."""
+        if not self.history_url:
+            return
+        from agency_cron import history, remote
+
+        timeout = float(self.spec.get("history_timeout", remote.DEFAULT_TIMEOUT_S))
+        url, path, host, fleet = self.history_url, self.history_path, self.host, self.fleet
+
+        def send() -> int:
+            if self.away:  # asked once already: one wait per run, not two
+                raise remote.Unreachable(self.away)
+            conn = fleet or remote.connect(url, timeout)
+            local = history.connect(path)
+            try:
+                return remote.push(conn, local, host)
+            finally:
+                local.close()
+                if conn is not fleet:
+                    conn.close()
+
+        try:
+            remote.bounded(send, timeout * 4 + 1, "sending the run")
+        except Exception as exc:  # noqa: BLE001 - away, or the local file unreadable
+            reason = self.output.redactor.replace(str(exc).encode()).decode("utf-8", "replace")
+            self.output.line(
+                f"history: not sent to the shared history ({reason}); kept in {path}, sent by"
+                " the next run or `agency-cron history sync`"
+            )
+        finally:
+            self._drop_fleet()
+
     def _warn(self, kind: str, text: str) -> None:
         """One line on stderr (and in the task log, and in cron's mail when cron started us)
         per kind of STATE_DIR trouble."""
@@ -1005,7 +1142,8 @@ class Run:
         from agency_cron import history
 
         name = self.spec["name"]
-        for row in self._history(lambda conn: history.lost_to_tell(conn, name)) or []:
+        host = self.host
+        for row in self._history(lambda conn: history.lost_to_tell(conn, name, host)) or []:
             note = row["note"] or history.lost_note(row)
             self.output.line(
                 f"lost task={name} run={row['run_id']} started={row['started_at']}: {note}"
@@ -1304,12 +1442,23 @@ def _alert_urls(spec: dict) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _secrets(spec: dict, alert_urls: list[str]) -> list[str]:
-    """What to mask: the spec's list, secret-named variables of our environment, and the
-    credentials in every alert URL (the spec may come from a host without them)."""
+def _history_url(spec: dict) -> str | None:
+    """The shared history's URL: AGENCY_CRON_HISTORY_URL (how a Kubernetes Secret hands it
+    over), else the spec's (HISTORY_URL); None for the local SQLite history alone."""
+    return os.environ.get("AGENCY_CRON_HISTORY_URL", "").strip() or spec.get("history_url")
+
+
+def _secrets(spec: dict, alert_urls: list[str], history_url: str | None = None) -> list[str]:
+    """What to mask: the spec's list, secret-named variables of our environment, the
+    credentials in every alert URL (the spec may come from a host without them) and in
+    the shared history's URL."""
     found = [*spec.get("secrets", []), *secret_values(os.environ)]
     if set(alert_urls) - set(spec.get("alert_urls", [])):
         found += secrets_of_urls(alert_urls)
+    if history_url and history_url != spec.get("history_url"):
+        from agency_cron.remote import secrets_of
+
+        found += secrets_of(history_url)
     return worth_masking(found)
 
 
@@ -1406,10 +1555,15 @@ def _stdin_spec() -> dict:
 
 
 def run_spec(
-    spec: dict, force_alert: bool = False, echo: bool = True, run_id: str | None = None
+    spec: dict,
+    force_alert: bool = False,
+    echo: bool = True,
+    run_id: str | None = None,
+    fired: float | None = None,
 ) -> int:
-    """Run a task from its resolved spec; returns the exit code to exit with."""
-    return Run(spec, force_alert, echo, run_id).execute()
+    """Run a task from its resolved spec; returns the exit code to exit with. `fired`: when
+    cron fired it (before any jitter), the moment a `scope: fleet` run claims."""
+    return Run(spec, force_alert, echo, run_id, fired).execute()
 
 
 # "Started by cron?" is one rule: the cron daemon is the parent or the grandparent (cron's
@@ -1474,15 +1628,16 @@ def mark_completed(spec: dict) -> None:
 
 def scheduled_run(spec: dict, force_alert: bool, run_id: str | None = None) -> int:
     """What the wrapper does: when cron started us, honour the zone and the jitter first."""
+    fired = time.time()
     if started_by_cron():
-        if not due_now(spec):
+        if not due_now(spec, fired):
             return 0
         if spec.get("jitter"):
             import random
 
             time.sleep(random.uniform(0, float(spec["jitter"])))
     # A one-time task is marked completed by the run itself, inside its lock.
-    return run_spec(spec, force_alert, run_id=run_id)
+    return run_spec(spec, force_alert, run_id=run_id, fired=fired)
 
 
 def _run_id_flag(flags: set[str]) -> tuple[str | None, set[str]]:

@@ -1,15 +1,17 @@
 """Kubernetes export: one batch/v1 `CronJob` per task and schedule, plus one `ConfigMap`.
 
-`agency-cron export kubernetes [--image IMAGE] [--namespace NS]` is for users who outgrow one
-host. The output is plain data: nothing here talks to a cluster or writes a file.
+`agency-cron export kubernetes [--image IMAGE] [--namespace NS] [--working-dir DIR]` is for
+users who outgrow one host. The output is plain data: nothing here talks to a cluster or
+writes a file.
 
 How a task runs in the cluster
 ------------------------------
 The container runs the task through agency-cron's own runner, as the crontab line does on a
 host, so the log format, the history rows, the timeout handling and the alert decision are
 the same. The image must therefore contain agency-cron (`python3 -m agency_cron.runner`) and
-whatever the commands call, at the paths the manifest uses (working_dir defaults to
-AGENCY_ROOT, as on the host).
+whatever the commands call, at the paths the manifest uses. A task without its own
+working_dir runs in --working-dir (default `/`), not in the host's AGENCY_ROOT, which the
+image may not have.
 
 - `ConfigMap agency-cron-specs` holds each task's runner spec (render.spec) as `NAME.json`,
   mounted read-only at /etc/agency-cron (only that task's key). A ConfigMap is readable by
@@ -17,8 +19,17 @@ AGENCY_ROOT, as on the host).
   URLs, no secret-named env values. The runner's own retries are 0 because Kubernetes
   retries (backoffLimit); two retry layers would multiply attempts.
 - Logs and history go to /var/log/agency-cron and /var/lib/agency-cron on emptyDir volumes:
-  the runner also echoes every line to stdout, so `kubectl logs` shows the task log; mount a
-  PersistentVolumeClaim there to keep history across pods.
+  the runner also echoes every line to stdout, so `kubectl logs` shows the task log. Without
+  a fleet history (HISTORY_URL unset or sqlite://) the history dies with the pod; mount a
+  PersistentVolumeClaim there to keep it across pods.
+- The fleet history (HISTORY_URL=postgresql://...): the runner records in its SQLite file
+  first and then sends the rows to PostgreSQL, so the emptyDir is only a spool. The URL
+  holds a password, so it never enters the ConfigMap (the spec's `history_url` is dropped):
+  each container reads it as AGENCY_CRON_HISTORY_URL from the Secret's key HISTORY_URL, not
+  optional, because a pod that cannot record must not run as if it could (a missing key
+  stops the pod before the task, visibly). AGENCY_CRON_HOST is the node's name (downward
+  API `spec.nodeName`): the fleet views group runs by host, and a pod's name is new for
+  every run.
 - Secrets never appear in the output. Env variables with secret names (secrets.is_secret_name),
   any value that contains a known secret, and ALERT_URLS come from `Secret
   agency-cron-secrets` through `secretKeyRef` (key = the variable name; a task with its own
@@ -77,11 +88,11 @@ from datetime import datetime
 
 from agency_cron import render, timing
 from agency_cron.config import Settings
-from agency_cron.errors import ConfigError
+from agency_cron.errors import ConfigError, shown
 from agency_cron.fields import CLEAR_FIELDS, clear_secret_problem
 from agency_cron.manifest import Task
 from agency_cron.schedule import REBOOT, cron_form, is_interval, is_once
-from agency_cron.secrets import is_secret_name
+from agency_cron.secrets import is_secret_name, password_of_url, worth_masking
 
 # RFC 1123 label (Kubernetes' IsDNS1123Label): namespaces, and CronJob names by our choice.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -105,6 +116,11 @@ LOG_DIR = "/var/log/agency-cron"
 STATE_DIR = "/var/lib/agency-cron"
 ALERT_URLS = "ALERT_URLS"
 PING_ENV = "AGENCY_CRON_PING_URL"  # the runner's ping URL when the spec has none
+HISTORY_KEY = "HISTORY_URL"  # the config key, and the Secret's key that holds it
+HISTORY_ENV = "AGENCY_CRON_HISTORY_URL"  # the runner's fleet history URL, over the spec's
+HOST_ENV = "AGENCY_CRON_HOST"  # the host name the runner records, over uname
+FLEET_SCHEMES = ("postgresql", "postgres")  # what libpq (and so psycopg) accepts
+DEFAULT_WORKING_DIR = "/"
 # A ConfigMap's data is at most 1 MiB (etcd's object size limit).
 CONFIGMAP_MAX_BYTES = 1024 * 1024
 LABELS = {"app.kubernetes.io/managed-by": "agency-cron", "app.kubernetes.io/name": "agency-cron"}
@@ -129,8 +145,10 @@ ROBFIG_LAST_WEEKDAY = 6
 # --- checks: every problem, one line each --------------------------------------------------
 
 
-def target_problems(image: str, namespace: str) -> list[str]:
-    """Problems with --image and --namespace."""
+def target_problems(
+    image: str, namespace: str, working_dir: str = DEFAULT_WORKING_DIR
+) -> list[str]:
+    """Problems with --image, --namespace and --working-dir."""
     problems = []
     if not image or not image.strip():
         problems.append("image: is empty; give --image with an image that has agency-cron")
@@ -143,6 +161,11 @@ def target_problems(image: str, namespace: str) -> list[str]:
         problems.append(
             f"namespace: {namespace!r} is not a valid Kubernetes namespace (lowercase letters, "
             f"digits and '-', starting and ending with a letter or digit, at most {NAMESPACE_MAX})"
+        )
+    if not working_dir.startswith("/") or any(c in working_dir for c in "\n\r\0"):
+        problems.append(
+            f"working-dir: {shown(working_dir)} is not an absolute path (it must start with '/', "
+            "on one line); give the folder inside the image, e.g. --working-dir /srv/agency"
         )
     return problems
 
@@ -318,6 +341,33 @@ def job_deadline(task: Task, settings: Settings) -> int:
     return (task.retries + 1) * pod_deadline(task, settings) + backoff + PENDING_ALLOWANCE_S
 
 
+# --- the fleet history --------------------------------------------------------------------
+
+
+def fleet_history_url(settings: Settings) -> str | None:
+    """HISTORY_URL when it names PostgreSQL (the history every pod shares); None when it is
+    unset or SQLite (each pod keeps its own, see the module doc)."""
+    url = settings.get(HISTORY_KEY).strip()
+    scheme = url.partition("://")[0].lower()
+    return url if scheme in FLEET_SCHEMES else None
+
+
+def fleet_secrets(settings: Settings) -> list[str]:
+    """The fleet history URL and its password: values that must stay out of the ConfigMap
+    and the CronJobs (a task env that holds one comes from the Secret too)."""
+    url = fleet_history_url(settings)
+    return worth_masking([url, *password_of_url(url)]) if url else []
+
+
+def fleet_env() -> dict[str, dict]:
+    """The runner's fleet history URL from the Secret, and the node as its host name."""
+    return {
+        # Not optional: a Job that cannot reach the fleet history must not start as if it could.
+        HISTORY_ENV: _secret_ref(HISTORY_ENV, HISTORY_KEY, optional=False),
+        HOST_ENV: {"name": HOST_ENV, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    }
+
+
 # --- env and spec -------------------------------------------------------------------------
 
 
@@ -354,6 +404,10 @@ def container_env(task: Task, settings: Settings, hidden: set[str]) -> list[dict
     if render.ping_url(task, settings):
         # Optional too: a missing key only means no pings, never a pod that cannot start.
         env[PING_ENV] = _secret_ref(PING_ENV, f"PING_URL.{task.name}", optional=True)
+    if fleet_history_url(settings):
+        for key, item in fleet_env().items():  # over the task's: it cannot redirect them
+            env.pop(key, None)
+            env[key] = item
     return list(env.values())
 
 
@@ -364,13 +418,22 @@ def _secret_ref(name: str, key: str, optional: bool) -> dict:
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
-def task_spec(task: Task, settings: Settings, enabled: bool, hidden: set[str]) -> dict:
+def task_spec(
+    task: Task,
+    settings: Settings,
+    enabled: bool,
+    hidden: set[str],
+    working_dir: str = DEFAULT_WORKING_DIR,
+) -> dict:
     """render.spec() for the container: no secrets, container paths, Kubernetes retries."""
     spec = render.spec(task, settings, enabled)
     spec.pop("secrets", None)  # the list is the secret values themselves
     spec.pop("ping_url", None)  # its check UUID or ping key: from the Secret (container_env)
+    spec.pop("history_url", None)  # its password: from the Secret (fleet_env)
+    spec.pop("host", None)  # the exporting machine's name; the pod's is AGENCY_CRON_HOST
     spec.update(
         env={key: value for key, value in spec["env"].items() if key not in hidden},
+        working_dir=task.working_dir or working_dir,
         log=f"{LOG_DIR}/{task.log_name}",
         log_dir=LOG_DIR,
         state_dir=STATE_DIR,
@@ -498,15 +561,21 @@ def _spec_text(spec: dict) -> str:
 
 
 def cronjobs(
-    settings: Settings, tasks_with_enabled: list[tuple[Task, bool]], image: str, namespace: str
+    settings: Settings,
+    tasks_with_enabled: list[tuple[Task, bool]],
+    image: str,
+    namespace: str,
+    working_dir: str = DEFAULT_WORKING_DIR,
 ) -> list[dict]:
-    """The ConfigMap of specs, then each task's CronJobs in manifest order.
+    """The ConfigMap of specs, then each task's CronJobs in manifest order; `working_dir`
+    for the tasks that set none.
 
     Raises ConfigError with every problem (one line each) before building anything.
     """
     tasks = [task for task, _ in tasks_with_enabled]
-    secrets = {task.name: render.redaction_list(task, settings) for task in tasks}
-    problems = target_problems(image, namespace)
+    fleet = fleet_secrets(settings)
+    secrets = {task.name: [*render.redaction_list(task, settings), *fleet] for task in tasks}
+    problems = target_problems(image, namespace, working_dir)
     for task in tasks:
         problems += name_problems(task) + schedule_problems(task)
         problems += leak_problems(task, secrets[task.name])
@@ -517,7 +586,9 @@ def cronjobs(
         return []
     hidden = {task.name: secret_names(task, secrets[task.name]) for task in tasks}
     data = {
-        f"{task.name}.json": _spec_text(task_spec(task, settings, enabled, hidden[task.name]))
+        f"{task.name}.json": _spec_text(
+            task_spec(task, settings, enabled, hidden[task.name], working_dir)
+        )
         for task, enabled in tasks_with_enabled
     }
     if problems := configmap_problems(data):
@@ -584,12 +655,16 @@ def _header(documents: list[dict], namespace: str) -> str:
 
 
 def export(
-    settings: Settings, tasks_with_enabled: list[tuple[Task, bool]], image: str, namespace: str
+    settings: Settings,
+    tasks_with_enabled: list[tuple[Task, bool]],
+    image: str,
+    namespace: str,
+    working_dir: str = DEFAULT_WORKING_DIR,
 ) -> str:
     """cronjobs() as multi-document YAML, each document starting with `---`."""
     import yaml
 
-    documents = cronjobs(settings, tasks_with_enabled, image, namespace)
+    documents = cronjobs(settings, tasks_with_enabled, image, namespace, working_dir)
     body = yaml.dump_all(
         documents,
         Dumper=_dumper(),

@@ -383,3 +383,161 @@ def test_a_secret_in_a_command_is_refused(env):
     [problem] = caught.value.problems
     assert problem.startswith("task notify: command: contains a secret value")
     assert "s3cr3t-value-123" not in problem
+
+
+# --- the fleet history (HISTORY_URL) ------------------------------------------------------
+
+HISTORY_PASSWORD = "fl33t-pw-never-in-yaml"
+HISTORY_URL = f"postgresql://agency:{HISTORY_PASSWORD}@db.example.com:5432/agency_cron"
+FLEET_MANIFEST = """\
+tasks:
+  - name: backup
+    schedule: "@daily"
+    command: /opt/agency_stack/scripts/cronjobs/backup.sh
+    env: {MODE: full, REPORT_DB: "${HISTORY_URL}"}
+  - name: quiet
+    schedule: "@hourly"
+    command: "true"
+    alert: never
+"""
+
+
+def export_with(env, config: str, manifest: str = FLEET_MANIFEST) -> str:
+    env.add_config(config)
+    env.write_manifest(manifest)
+    settings = load_settings(env.config, environ={})
+    tasks = load_manifest(env.manifest, settings).tasks
+    return k8s.export(settings, [(task, True) for task in tasks], IMAGE, NAMESPACE)
+
+
+@pytest.fixture
+def fleet(env):
+    text = export_with(env, f"HISTORY_URL={HISTORY_URL}\n")
+    return text, list(yaml.safe_load_all(text))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_fleet_export_validates(fleet, version):
+    _, documents = fleet
+    assert [d["kind"] for d in documents] == ["ConfigMap", "CronJob", "CronJob"]
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_every_job_reads_the_fleet_history_url_from_the_secret(fleet):
+    text, documents = fleet
+    for name, job in by_name(documents).items():
+        env = container_env(job)
+        # Not optional: a pod without the key fails to start instead of losing its runs.
+        assert env["AGENCY_CRON_HISTORY_URL"] == {
+            "name": "AGENCY_CRON_HISTORY_URL",
+            "valueFrom": {"secretKeyRef": {"name": "agency-cron-secrets", "key": "HISTORY_URL"}},
+        }, name
+        assert env["AGENCY_CRON_HOST"] == {
+            "name": "AGENCY_CRON_HOST",
+            "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
+        }, name
+        # The emptyDir stays: the runner's SQLite file is the spool it sends from.
+        volumes = {v["name"]: v for v in pod(job)["volumes"]}
+        assert volumes["state"] == {"name": "state", "emptyDir": {}}
+    header = text.splitlines()[1]
+    assert header.endswith(": ALERT_URLS (optional), HISTORY_URL, REPORT_DB")
+
+
+def test_no_history_password_anywhere_in_the_output(fleet):
+    text, documents = fleet
+    for secret in (HISTORY_PASSWORD, HISTORY_URL, "db.example.com"):
+        assert secret not in text
+    for key, spec_text in documents[0]["data"].items():
+        spec = json.loads(spec_text)
+        assert "history_url" not in spec and "host" not in spec, key
+    # A task env that copies the URL gets it from the Secret as well.
+    backup = container_env(by_name(documents)["backup"])
+    assert backup["REPORT_DB"]["valueFrom"]["secretKeyRef"]["key"] == "REPORT_DB"
+    assert backup["MODE"] == {"name": "MODE", "value": "full"}
+
+
+def test_the_history_password_in_a_command_is_refused(env):
+    manifest = """\
+tasks:
+  - name: dump
+    schedule: "@daily"
+    command: "pg_dump postgresql://agency:fl33t-pw-never-in-yaml@db.example.com/agency_cron"
+"""
+    with pytest.raises(ConfigError) as caught:
+        export_with(env, f"HISTORY_URL={HISTORY_URL}\n", manifest)
+    [problem] = caught.value.problems
+    assert problem.startswith("task dump: command: contains a secret value")
+    assert HISTORY_PASSWORD not in problem
+
+
+@pytest.mark.parametrize("config", ["", "HISTORY_URL=sqlite:///var/lib/agency_stack/runs.db\n"])
+def test_without_a_fleet_history_the_output_is_unchanged(env, make_env, tmp_path, config):
+    plain = make_env(tmp_path / "plain")
+    expected = export_with(plain, "", MANIFEST)
+    text = export_with(env, config, MANIFEST)
+    assert text.replace(str(env.root), "ROOT") == expected.replace(str(plain.root), "ROOT")
+    for job in by_name(list(yaml.safe_load_all(text))).values():
+        env_names = set(container_env(job))
+        assert not env_names & {"AGENCY_CRON_HISTORY_URL", "AGENCY_CRON_HOST"}
+        assert {v["name"]: v for v in pod(job)["volumes"]}["state"]["emptyDir"] == {}
+    assert "HISTORY_URL" not in text.splitlines()[1]
+
+
+# --- --working-dir ------------------------------------------------------------------------
+
+WORKDIR_MANIFEST = """\
+tasks:
+  - name: anywhere
+    schedule: "@daily"
+    command: "pwd"
+  - name: pinned
+    schedule: "@daily"
+    command: "pwd"
+    working_dir: /srv/pinned
+"""
+
+
+def exported_working_dirs(out: str) -> dict[str, str]:
+    [configmap] = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ConfigMap"]
+    return {
+        key.removesuffix(".json"): json.loads(text)["working_dir"]
+        for key, text in configmap["data"].items()
+    }
+
+
+def test_working_dir_defaults_to_the_image_root(env, cli):
+    env.write_manifest(WORKDIR_MANIFEST)
+    code, out, err = cli(*env.args("export", "kubernetes", "-"))
+    assert code == 0, err
+    # Not the host's AGENCY_ROOT: the image may not have it.
+    assert exported_working_dirs(out) == {"anywhere": "/", "pinned": "/srv/pinned"}
+    assert str(env.agency_root) not in json.dumps(exported_working_dirs(out))
+
+
+def test_working_dir_option(env, cli):
+    env.write_manifest(WORKDIR_MANIFEST)
+    code, out, err = cli(*env.args("export", "kubernetes", "--working-dir", "/srv/agency", "-"))
+    assert code == 0, err
+    assert exported_working_dirs(out) == {"anywhere": "/srv/agency", "pinned": "/srv/pinned"}
+    for document in yaml.safe_load_all(out):
+        kubernetes_validate.validate(document, "1.30.0", strict=True)
+
+
+@pytest.mark.parametrize("bad", ["srv/agency", ".", "", "~/agency", "/srv/a\nb"])
+def test_a_bad_working_dir_is_refused(env, cli, bad):
+    env.write_manifest(WORKDIR_MANIFEST)
+    target = env.root / "out.yaml"
+    for destination in ("-", str(target)):
+        code, out, err = cli(*env.args("export", "kubernetes", "--working-dir", bad, destination))
+        assert (code, out) == (2, "")
+        [line] = err.splitlines()
+        assert line.startswith("agency-cron: error: working-dir: ")
+        assert "is not an absolute path" in line and "--working-dir /srv/agency" in line
+    assert not target.exists()
+
+
+def test_the_help_shows_the_working_dir_option(cli):
+    code, out, _ = cli("export", "kubernetes", "--help")
+    assert code == 0
+    assert "--working-dir" in out and "--working-dir /srv/agency" in out

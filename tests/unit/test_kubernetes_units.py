@@ -282,7 +282,9 @@ def test_task_spec_is_stripped(settings):
     assert spec["jitter"] == 0
     assert spec["log"] == "/var/log/agency-cron/job.log"
     assert (spec["log_dir"], spec["state_dir"]) == ("/var/log/agency-cron", "/var/lib/agency-cron")
+    assert spec["working_dir"] == "/"  # not the host's AGENCY_ROOT
     changed = {"env", "alert_urls", "retries", "jitter", "log", "log_dir", "state_dir"}
+    changed |= {"working_dir"}
     assert {key: spec[key] for key in spec if key not in changed} == {
         key: value for key, value in original.items() if key not in changed | {"secrets"}
     }
@@ -356,3 +358,81 @@ def test_export_is_deterministic_and_plain_yaml(settings):
 def test_schedule_cron_form_agrees_for_nicknames():
     # Nicknames pass through, so the deadline must read them the way cron does.
     assert k8s.starting_deadline("@hourly") == k8s.starting_deadline(cron_form("@hourly"))
+
+
+# --- --working-dir ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("working_dir", ["/", "/srv/agency", "/opt/agency stack/x"])
+def test_valid_working_dirs(working_dir):
+    assert k8s.target_problems("alpine", "ops", working_dir) == []
+
+
+@pytest.mark.parametrize("working_dir", ["", "srv", "./srv", "~/srv", "/srv\n/x", "/a\0b"])
+def test_invalid_working_dirs(working_dir):
+    [problem] = k8s.target_problems("alpine", "ops", working_dir)
+    assert problem.startswith(f"working-dir: {working_dir!r} is not an absolute path")
+    assert "\n" not in problem
+
+
+def test_task_spec_working_dir(settings):
+    assert k8s.task_spec(task(), settings, True, set())["working_dir"] == "/"
+    assert k8s.task_spec(task(), settings, True, set(), "/srv")["working_dir"] == "/srv"
+    own = task(working_dir="/data")
+    assert k8s.task_spec(own, settings, True, set(), "/srv")["working_dir"] == "/data"
+
+
+# --- the fleet history --------------------------------------------------------------------
+
+FLEET_URL = "postgresql://agency:s3cret-pw%21@db.example.com/agency_cron"
+
+
+@pytest.mark.parametrize(
+    ("value", "fleet"),
+    [
+        ("", False),
+        ("sqlite:///var/lib/agency_stack/history.db", False),
+        (FLEET_URL, True),
+        ("postgres://agency@db/agency_cron", True),
+        ("PostgreSQL://agency@db/agency_cron", True),
+        ("  postgresql://agency@db/agency_cron  ", True),
+    ],
+)
+def test_fleet_history_url(tmp_path, settings_at, value, fleet):
+    found = k8s.fleet_history_url(settings_at(tmp_path, HISTORY_URL=value))
+    assert found == (value.strip() if fleet else None)
+
+
+def test_fleet_secrets(tmp_path, settings_at):
+    assert k8s.fleet_secrets(settings_at(tmp_path)) == []
+    found = k8s.fleet_secrets(settings_at(tmp_path, HISTORY_URL=FLEET_URL))
+    # The URL, and its password as written and percent-decoded.
+    assert sorted(found) == sorted([FLEET_URL, "s3cret-pw%21", "s3cret-pw!"])
+    passwordless = settings_at(tmp_path, HISTORY_URL="postgresql://agency@db/agency_cron")
+    assert k8s.fleet_secrets(passwordless) == ["postgresql://agency@db/agency_cron"]
+
+
+def test_container_env_with_a_fleet_history(tmp_path, settings_at):
+    fleet = settings_at(tmp_path, HISTORY_URL=FLEET_URL, ALERT_URLS=ALERT_URL)
+    # A task's own variable of the same name does not redirect the history.
+    t = task(env={"MODE": "full", "AGENCY_CRON_HOST": "elsewhere"})
+    env = k8s.container_env(t, fleet, set())
+    names = [item["name"] for item in env]
+    assert names[-2:] == ["AGENCY_CRON_HISTORY_URL", "AGENCY_CRON_HOST"]
+    assert names.count("AGENCY_CRON_HOST") == 1
+    by_name = {item["name"]: item for item in env}
+    assert by_name["AGENCY_CRON_HISTORY_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "agency-cron-secrets", "key": "HISTORY_URL"}
+    }
+    assert by_name["AGENCY_CRON_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    without = k8s.container_env(t, settings_at(tmp_path, ALERT_URLS=ALERT_URL), set())
+    assert {"AGENCY_CRON_HISTORY_URL"} & {item["name"] for item in without} == set()
+
+
+def test_history_url_is_a_required_secret_key(tmp_path, settings_at):
+    fleet = settings_at(tmp_path, HISTORY_URL=FLEET_URL)
+    documents = k8s.cronjobs(fleet, [(task(alert="never"), True)], IMAGE, "ops")
+    assert k8s.required_secret_keys(documents) == [("HISTORY_URL", False)]
+    text = k8s.export(fleet, [(task(alert="never"), True)], IMAGE, "ops")
+    assert "s3cret-pw" not in text and FLEET_URL not in text
+    assert text.splitlines()[1].endswith(": HISTORY_URL")
