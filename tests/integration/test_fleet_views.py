@@ -239,3 +239,47 @@ def test_with_postgresql_stopped(fleet, postgres):
     # Back again: the fleet's figures, nothing lost.
     nightly = {r["name"]: r for r in read_json(reader, "log-summary")["tasks"]}["nightly"]
     assert nightly["runs"] == 6
+
+
+def test_serve_reports_take_a_host(make_server, make_env, tmp_path, pg_url, postgres):
+    """serve's report endpoints: `?host=NAME|all`, the fleet by default; 503 with one
+    line when the shared history is away (this host still answers)."""
+    shared = {"HISTORY_URL": pg_url, "HISTORY_TIMEOUT": "3"}
+    server = make_server(environ={**shared, "HOST_NAME": "api-host"})
+    run(server.env, "run", "hourly", env={**shared, "HOST_NAME": "api-host"})
+    other = make_env(
+        tmp_path / "web-x",
+        manifest="tasks:\n  - {name: hourly, schedule: '@hourly', command: 'true'}\n",
+    )
+    other.add_config(HISTORY_URL=pg_url, HOST_NAME="web-x")
+    run(other, "install")
+    run(other, "run", "hourly")
+    with server.client() as client:
+        summary = client.get("/api/summary").json()
+        hourly = {row["name"]: row for row in summary["tasks"]}["hourly"]
+        assert (summary["host"], hourly["runs"], hourly["hosts"]) == (
+            "all",
+            2,
+            ["api-host", "web-x"],
+        )
+        one = client.get("/api/summary", params={"host": "web-x"}).json()
+        assert {row["name"]: row for row in one["tasks"]}["hourly"]["runs"] == 1
+        page = client.get("/api/tasks/hourly/executions", params={"host": "web-x"}).json()
+        assert [item["host"] for item in page["items"]] == ["web-x"] and page["total"] == 1
+        everyone = client.get("/api/tasks/hourly/executions").json()
+        assert sorted(item["host"] for item in everyone["items"]) == ["api-host", "web-x"]
+        run_id = page["items"][0]["run_id"]
+        assert client.get(f"/api/runs/{run_id}").json()["attempts"][0]["host"] == "web-x"
+        assert client.get("/api/health").json()["host"] == "all"
+        assert 'host="web-x"' in client.get("/metrics", params={"host": "web-x"}).text
+        assert client.get("/api/dashboard").json()["hosts"] == ["api-host", "web-x"]
+        postgres.stop()
+        try:
+            away = client.get("/api/summary")
+            assert away.status_code == 503, away.text
+            assert postgres.password not in away.text and "--host api-host" in away.text
+            mine = client.get("/api/summary", params={"host": "api-host"})
+            assert mine.status_code == 200, mine.text
+        finally:
+            postgres.start()
+    assert postgres.password not in server.output()
