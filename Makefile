@@ -89,7 +89,9 @@ dashboard-update: installed
 
 # cron and logrotate: installed with apt-get when run as root, else say what to install.
 # The tests also need systemd-analyze (systemd), a browser (chromium), git (to clone),
-# faketime, an MTA (msmtp-mta), Prometheus with node_exporter, and chronic for the benches.
+# faketime, an MTA (msmtp-mta), Prometheus with node_exporter, chronic for the benches, and
+# PostgreSQL's server (postgresql: initdb, postgres and psql, which Debian keeps off the PATH
+# in /usr/lib/postgresql/VERSION/bin, hence its own check).
 # A policy-rc.d that refuses keeps the packages' own services from starting on install.
 system-deps:
 	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron logrotate:logrotate"
@@ -98,6 +100,8 @@ test-deps:
 	@$(MAKE) --no-print-directory need PACKAGES="crontab:cron cron:cron logrotate:logrotate systemd-analyze:systemd chromium:chromium sqlite3:sqlite3 git:git faketime:faketime msmtp:msmtp-mta \
 	  promtool:prometheus prometheus-node-exporter:prometheus-node-exporter chronic:moreutils \
 	  openssl:openssl curl:curl"
+	@ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/psql >/dev/null 2>&1 \
+	  || $(MAKE) --no-print-directory need PACKAGES="initdb:postgresql"
 
 need:
 	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \

@@ -9,6 +9,9 @@ test server. Tests cannot import this file (importlib mode): every helper is a f
 - `cli` (in-process), `cli_process` (a real process), `serving` (a real `serve`).
 - `http_recorder`, `make_http_recorder`, `tls_certificate`: a recording HTTP(S) server that
   answers, responds by request, delays, hangs or hangs up; `smtp_inbox`: an SMTP server.
+- `postgres`: a real PostgreSQL server for the session (initdb'd in a folder under /tmp as an
+  unprivileged user, 127.0.0.1 on a free port, password logins; stop() and start() it during
+  runs); `pg_url`: a fresh database on it per test.
 
 Everything is real: the crontab binary, logrotate, SQLite. `file:` targets keep most tests
 away from the machine's crontabs; tests of `user:NAME` use a throwaway system user.
@@ -677,3 +680,287 @@ def smtp_inbox():
         yield inbox
     finally:
         inbox.stop()
+
+
+# --- a real PostgreSQL server, initdb'd for the session --------------------------------------
+
+PG_SUPERUSER = "agency_cron"
+PG_DATABASE = "agency_cron"  # the one `.url` names; pg_url makes a fresh one per test
+
+
+def _postgres_bindir() -> Path | None:
+    """The folder holding initdb, postgres and psql: Debian's newest
+    /usr/lib/postgresql/VERSION/bin (off the PATH), else wherever the PATH has initdb."""
+    versions = []
+    for folder in Path("/usr/lib/postgresql").glob("*/bin"):
+        if folder.parent.name.isdigit() and (folder / "initdb").is_file():
+            versions.append((int(folder.parent.name), folder))
+    if versions:
+        return max(versions)[1]
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster in its own folder: initdb'd and run as an unprivileged
+    user (initdb refuses root), listening on 127.0.0.1:`port` with scram-sha-256 password
+    authentication for every connection (TCP and the socket in `socket_dir`), so a URL
+    without its password, or with a wrong one, is refused. The postmaster is a child of this
+    process, started and stopped by its pid; the port and data stay across stop()/start()."""
+
+    def __init__(self, bindir: Path, folder: Path, user: str | None) -> None:
+        import secrets
+
+        self.bindir = bindir
+        self.folder = folder  # owned by the server's user, 0700; holds data/, the socket, the log
+        self.data_dir = folder / "data"
+        self.socket_dir = folder
+        self.log = folder / "server.log"
+        self.os_user = user  # who the server runs as; None: this process's user (not root)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.user = PG_SUPERUSER
+        self.password = secrets.token_hex(16)  # URL-safe as it is, distinctive in any output
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """postgresql://USER:PASSWORD@127.0.0.1:PORT/agency_cron (the session's database)."""
+        return self.dsn_for(PG_DATABASE)
+
+    def dsn_for(self, dbname: str) -> str:
+        """The URL of database `dbname` on this server, with the password."""
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{dbname}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _as_server_user(self) -> dict:
+        """Popen options that run a program as the server's user with no group of root's."""
+        import pwd
+
+        if self.os_user is None:
+            return {}
+        entry = pwd.getpwnam(self.os_user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _environ(self) -> dict:
+        # No PG* variable of the caller's (PGHOST, PGPASSWORD...) and a locale every host has.
+        return {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(self.folder)}
+
+    def init(self) -> None:
+        """initdb the data folder (password from a file that is gone afterwards), then the
+        settings every start uses: loopback only, our port and socket folder, no fsync (a
+        throwaway cluster; a clean stop still writes everything)."""
+        password_file = self.folder / "password"
+        password_file.write_text(self.password + "\n")
+        if self.os_user is not None:
+            shutil.chown(password_file, self.os_user)
+        result = subprocess.run(
+            [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
+             f"--pwfile={password_file}", "--auth=scram-sha-256", "--encoding=UTF8",
+             "--locale=C", "--no-sync", "--no-instructions"],
+            capture_output=True,
+            text=True,
+            cwd=self.folder,
+            env=self._environ(),
+            timeout=300,
+            check=False,
+            **self._as_server_user(),
+        )  # fmt: skip
+        password_file.unlink()
+        if result.returncode != 0:
+            raise AssertionError(f"initdb failed ({result.returncode}):\n{result.stderr}")
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# tests/conftest.py\n"
+                f"listen_addresses = '{self.host}'\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n"
+            )
+
+    def first_start(self, attempts: int = 3) -> None:
+        """Start on a free port, written to postgresql.conf so every later start uses it;
+        another port when something took this one before the server bound it."""
+        for attempt in range(attempts):
+            with (self.data_dir / "postgresql.conf").open("a") as conf:
+                conf.write(f"port = {self.port}\n")  # the last setting of a name counts
+            try:
+                return self.start()
+            except AssertionError:
+                if attempt + 1 == attempts or "Address already in use" not in self.log_text():
+                    raise
+            self.port = free_port()
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server (nothing when it runs) and return once it accepts connections.
+        The postmaster gets SIGINT (a fast shutdown) if this process dies without stopping
+        it: setpriv's parent-death signal, set only from the main thread (it fires when the
+        starting thread ends)."""
+        import threading
+
+        if self.running:
+            return
+        command = [str(self.bindir / "postgres"), "-D", str(self.data_dir)]
+        setpriv = shutil.which("setpriv")
+        if setpriv and threading.current_thread() is threading.main_thread():
+            command = [setpriv, "--pdeathsig", "INT", "--", *command]
+        with self.log.open("ab") as handle:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                env=self._environ(),
+                **self._as_server_user(),
+            )
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until postmaster.pid names our process and says "ready" (what pg_ctl waits for:
+        the sockets are listening and recovery is over); a bound, not a timing assertion."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"postgres exited with {self.process.returncode}:\n{self.log_text()}"
+                )
+            with contextlib.suppress(OSError):
+                lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+                mine = len(lines) >= 8 and lines[0] == str(self.process.pid)
+                if mine and lines[7].strip() == "ready":
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"postgres not ready within {timeout}s:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 60) -> None:
+        """Stop the server by its pid (nothing when it is stopped): SIGINT, a fast shutdown
+        (sessions are ended, a checkpoint written), then wait for the postmaster to exit; it
+        refuses connections from then on. Escalates to SIGQUIT, then SIGKILL, if it hangs."""
+        import signal
+
+        process = self.process
+        if process is None:
+            return
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
+            if process.poll() is not None:
+                break
+            process.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=timeout)
+        process.wait()
+        self.process = None
+
+    def psql(self, sql: str, db: str = PG_DATABASE) -> str:
+        """Run `sql` with the real psql (-X -At, ON_ERROR_STOP, statements read from stdin so
+        each runs in its own transaction) on database `db` (a name, or a URL of this server);
+        returns its output without the final newline; fails the test when psql fails."""
+        url = db if "://" in db else self.dsn_for(db)
+        result = subprocess.run(
+            [str(self._psql_binary()), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-d", url, "-f", "-"],
+            input=sql,
+            capture_output=True,
+            text=True,
+            env={**self._environ(), "PGCONNECT_TIMEOUT": "10"},
+            timeout=120,
+            check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise AssertionError(f"psql failed ({result.returncode}) on {sql!r}:\n{result.stderr}")
+        return result.stdout.removesuffix("\n")
+
+    def _psql_binary(self) -> Path:
+        found = self.bindir / "psql"
+        return found if found.is_file() else Path(shutil.which("psql") or "psql")
+
+    def create_database(self, name: str) -> str:
+        """CREATE DATABASE `name` (letters, digits and _); returns its URL (dsn_for)."""
+        import re
+
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ValueError(f"not a plain database name: {name!r}")
+        self.psql(f'CREATE DATABASE "{name}"', "postgres")
+        return self.dsn_for(name)
+
+    def drop_database(self, name: str) -> None:
+        """DROP DATABASE `name`, ending its sessions first (WITH (FORCE), PostgreSQL 13+)."""
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', "postgres")
+
+    def log_text(self) -> str:
+        """The server's own log (every start appends), for failure messages."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _postgres_os_user(made: list[str]) -> str | None:
+    """Who runs the server: this process's user unless that is root; as root, the `postgres`
+    system user Debian's package creates, else a throwaway system user (appended to `made`)."""
+    import pwd
+    import uuid
+
+    if os.geteuid() != 0:
+        return None
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam("postgres").pw_name
+    name = f"agpg{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--user-group",
+         "--shell", "/usr/sbin/nologin", name],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    made.append(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (PostgresServer): .url (the agency_cron
+    database, postgresql://agency_cron:PASSWORD@127.0.0.1:PORT/agency_cron), .host, .port,
+    .user, .password, .dsn_for(dbname), .create_database(name) -> url, .drop_database(name),
+    .psql(sql, db=...) -> str, .stop(), .start(), .running, .log_text(). Its data lives in a
+    folder under /tmp owned by the server's user, removed at the end with the server stopped
+    (also when tests fail). Skips only when no PostgreSQL server binaries are installed."""
+    import pwd
+
+    bindir = _postgres_bindir()
+    if bindir is None or not (bindir / "postgres").is_file():
+        pytest.skip("no PostgreSQL server binaries (initdb, postgres): apt-get install postgresql")
+    made_users: list[str] = []
+    # Not under tmp_path: /tmp/pytest-of-root is 0700, the server's user could not enter it.
+    folder = Path(tempfile.mkdtemp(prefix="agency-cron-pg-"))
+    server = None
+    try:
+        user = _postgres_os_user(made_users)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+        server = PostgresServer(bindir, folder, user)
+        server.init()
+        server.first_start()
+        server.psql(f'CREATE DATABASE "{PG_DATABASE}"', "postgres")
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        for name in made_users:
+            _remove_user(name, home=False)
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """The URL of a fresh database on the session's server, dropped after the test; a test
+    that left the server stopped gets it started again first, so the next test has one."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = postgres.create_database(name)
+    yield url
+    postgres.start()
+    postgres.drop_database(name)
