@@ -407,12 +407,12 @@ def claim(
     fleet_claims row keeps it to one run per fire time even when a short run is over
     before a slower host asks."""
     key = lock_key(task)
+    fire = fire_minute(moment)
     if overlap != "allow":
         while not _one(conn, "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)):
             if overlap != "wait" or not keep_waiting():
-                return f"another host runs it now ({_holder(conn, task)}; overlap: {overlap})"
+                return _busy(conn, task, fire, overlap)
             time.sleep(LOCK_POLL_S)
-    fire = fire_minute(moment)
     won = conn.execute(
         "INSERT INTO fleet_claims (task, fire_time, host, run_id, claimed_at)"
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (task, fire_time) DO NOTHING RETURNING host",
@@ -434,14 +434,32 @@ def _one(conn: psycopg.Connection, query: str, params: tuple) -> Any:
     return row[0] if row else None
 
 
-def _holder(conn: psycopg.Connection, task: str) -> str:
-    """Who holds the lock: the newest claim (claims are only made under the lock)."""
+CLAIM_SEEN_S = 1.0  # how long a host that found the lock taken looks for the taker's claim
+
+
+def _busy(conn: psycopg.Connection, task: str, fire: str, overlap: str) -> str:
+    """Why a host that found the lock taken does not run: the host that claimed this fire
+    time (its claim follows its lock by milliseconds: looked for a moment), else the
+    newest claim, a run of an earlier fire time still going (claims are made under the
+    lock only)."""
+    deadline = time.monotonic() + CLAIM_SEEN_S
+    while True:
+        row = conn.execute(
+            "SELECT host, run_id FROM fleet_claims WHERE task = %s AND fire_time = %s",
+            (task, fire),
+        ).fetchone()
+        if row:
+            return f"fire time {fire} is run by {row[0]} (run {row[1]})"
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     row = conn.execute(
         "SELECT host, run_id, claimed_at FROM fleet_claims WHERE task = %s"
         " ORDER BY claimed_at DESC LIMIT 1",
         (task,),
     ).fetchone()
-    return f"{row[0]}, run {row[1]} since {row[2]}" if row else "a host not yet known"
+    holder = f"{row[0]}, run {row[1]} since {row[2]}" if row else "a host not yet known"
+    return f"another host runs it now ({holder}; overlap: {overlap})"
 
 
 def release(conn: psycopg.Connection, task: str, overlap: str) -> None:

@@ -205,11 +205,11 @@ def test_a_database_that_stops_answering_does_not_hold_the_run(
     waits locally, and is sent once the server answers again."""
     (env,) = _hosts(make_env, tmp_path, pg_url, HOST_MANIFEST, 1)
     assert _wait([_fire(env, "tick")])[0][0] == 0
-    os.kill(postgres.pid, signal.SIGSTOP)
+    os.kill(postgres.process.pid, signal.SIGSTOP)
     try:
         code, _, _ = _wait([_fire(env, "tick")])[0]
     finally:
-        os.kill(postgres.pid, signal.SIGCONT)
+        os.kill(postgres.process.pid, signal.SIGCONT)
     assert code == 0
     assert [s for _, _, s in _local_runs(env, "tick")] == ["success", "success"]
     assert env.process("history", "sync").returncode == 0
