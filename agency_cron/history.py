@@ -302,16 +302,17 @@ def user_db_path(state_dir: str, user: str) -> str:
     return os.path.join(state_dir, USERS_DIR, user, DB_NAME)
 
 
-def writer_path(state_dir: str) -> str:
-    """The database this process records in: STATE_DIR/history.db when it runs as the owner
-    of STATE_DIR (the installer), else its own user's under history.d."""
+def writer_path(state_dir: str, root: str | None = None) -> str:
+    """The database this process records in: the installer's (`root`: STATE_DIR/history.db
+    unless HISTORY_URL=sqlite:///PATH names another) when it runs as the owner of STATE_DIR,
+    else its own user's under history.d."""
     uid = os.geteuid()
     try:
         owner = os.stat(state_dir).st_uid
     except OSError:
         owner = uid  # no STATE_DIR yet: connect() creates it, ours
     if uid == owner:
-        return os.path.join(state_dir, DB_NAME)
+        return root or os.path.join(state_dir, DB_NAME)
     import pwd  # a built-in module: no measurable cost, and only for runs as another user
 
     try:
@@ -363,7 +364,9 @@ def task_owners(state_dir: str) -> dict[int, list[str]]:
     return owners
 
 
-def connect_all(state_dir: str, host: str | None = None) -> list[sqlite3.Connection]:
+def connect_all(
+    state_dir: str, host: str | None = None, root: str | None = None
+) -> list[sqlite3.Connection]:
     """The readers' connections: STATE_DIR/history.db (opened as connect() opens it) and
     each user's database, read-only, behind temporary views `runs` and `check_results` that
     keep only the rows of the tasks that user runs. Run the same query on each and combine
@@ -375,7 +378,7 @@ def connect_all(state_dir: str, host: str | None = None) -> list[sqlite3.Connect
     """
     found = []
     try:
-        found.append(connect(os.path.join(state_dir, DB_NAME), create=False))
+        found.append(connect(root or os.path.join(state_dir, DB_NAME), create=False))
     except (FileNotFoundError, sqlite3.Error):
         found = []  # none yet, or unreadable: the users' databases still count
     owners = task_owners(state_dir)

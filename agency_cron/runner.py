@@ -885,7 +885,7 @@ class Run:
         self.output = Output(spec["log"], self.secrets, echo)
         from agency_cron.history import writer_path  # its own user's database
 
-        self.history_path = writer_path(spec["state_dir"])
+        self.history_path = writer_path(spec["state_dir"], spec.get("history_db"))
         self.report_fd = _report_fd()
         self.lock: Lock | None = None
         self.warned: set[str] = set()
