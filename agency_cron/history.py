@@ -119,13 +119,8 @@ MIGRATIONS = {
         "ALTER TABLE check_results ADD COLUMN origin TEXT",
         "ALTER TABLE check_results ADD COLUMN local_id INTEGER",
         "ALTER TABLE check_results ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
-        "CREATE UNIQUE INDEX IF NOT EXISTS runs_origin ON runs (origin, local_id)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS check_results_origin"
-        " ON check_results (origin, local_id)",
         "CREATE INDEX IF NOT EXISTS runs_rev ON runs (rev)",
         "CREATE INDEX IF NOT EXISTS check_results_rev ON check_results (rev)",
-        # A fleet view of one host: its rows of a task in a time window, index-only.
-        "CREATE INDEX IF NOT EXISTS runs_host_task ON runs (host, task, started_at, status)",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         """CREATE TABLE IF NOT EXISTS sync_marks (
             origin TEXT NOT NULL,
@@ -143,6 +138,17 @@ MIGRATIONS = {
             claimed_at TEXT NOT NULL,
             PRIMARY KEY (task, fire_time)
         )""",
+    ),
+}
+# What only the shared history needs: the key a sent row is replaced by, and a host's view
+# (its rows of a task in a time window, index-only). A local database holds one host and no
+# sent rows: these would only slow every run's insert.
+SHARED_ONLY = {
+    7: (
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_origin ON runs (origin, local_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS check_results_origin"
+        " ON check_results (origin, local_id)",
+        "CREATE INDEX IF NOT EXISTS runs_host_task ON runs (host, task, started_at, status)",
     ),
 }
 # What only a local database needs: its identity, the rows it already holds counted as not

@@ -196,7 +196,7 @@ def migrate(conn: psycopg.Connection) -> None:
                 f" ({history.SCHEMA_VERSION})"
             )
         for target in range(version + 1, history.SCHEMA_VERSION + 1):
-            for statement in history.MIGRATIONS[target]:
+            for statement in (*history.MIGRATIONS[target], *history.SHARED_ONLY.get(target, ())):
                 conn.execute(_pg_ddl(statement))
         conn.execute(f"DELETE FROM {SCHEMA_TABLE}")
         conn.execute(f"INSERT INTO {SCHEMA_TABLE} VALUES (%s)", (history.SCHEMA_VERSION,))
