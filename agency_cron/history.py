@@ -600,7 +600,7 @@ def _shadow_lost(conn: sqlite3.Connection, ids: list[int]) -> None:
     listed = ", ".join(str(int(i)) for i in ids)
     columns = ", ".join(
         f"CASE WHEN id IN ({listed}) THEN {_LOST} ELSE status END AS status" if c == "status" else c
-        for c in ("id", *COLUMNS)
+        for c in current_columns("runs")  # every column: `rev` too, for remote.push
     )
     found = conn.execute(
         "SELECT sql FROM temp.sqlite_master WHERE type = 'view' AND name = 'runs'"
