@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agency_cron import __version__, apply, reports, results, schedule
+from agency_cron import __version__, apply, errors, reports, results, schedule
 from agency_cron.config import Settings, load_settings
 from agency_cron.errors import AgencyCronError
 from agency_cron.manifest import Manifest, find_manifest, load_manifest
@@ -504,6 +504,43 @@ def _metrics_line(settings: Settings) -> str:
     return f"metrics: exported to {where}, written {age:.0f}s ago"
 
 
+def _history_sync(json_: bool) -> None:
+    """`history sync`: every local database's unsent rows to the shared history; exit 1
+    when it does not answer (the rows stay in the local spool)."""
+    from agency_cron import remote
+
+    settings = _settings()
+    url = settings.history_url
+    if url is None:
+        result: dict[str, object] = {"history_url": None, "sent": 0, "pending": 0}
+        result.update(databases=0, error=None)
+        if json_:
+            _print_json(result)
+        else:
+            out.print("nothing to send: the history is local (HISTORY_URL is not postgresql://)")
+        return
+    found = remote.sync(
+        url,
+        str(settings.state_dir),
+        settings.host_name,
+        settings.history_timeout,
+        str(settings.history_db),
+    )
+    result = {"history_url": remote.masked(url), **vars(found)}
+    if json_:
+        _print_json(result)
+    elif found.error is None:
+        out.print(
+            f"sent {found.sent} record(s) to {remote.masked(url)}; {found.pending} waiting",
+            markup=False,
+        )
+    if found.error is not None:
+        raise errors.CheckFailed(
+            f"{found.error}; {found.pending} record(s) wait in the local history, sent by the"
+            " next run or `agency-cron history sync`"
+        )
+
+
 @command()
 def history(
     name: str,
@@ -513,6 +550,8 @@ def history(
     wide: WideOpt = False,
 ) -> None:
     """Runs of a task, newest first (every attempt is a row, with the host that ran it).
+    `history sync` sends the records the shared history (HISTORY_URL=postgresql://...)
+    does not have yet.
 
     --host: this host's runs by default (every host's for a `scope: fleet` task); `--host
     all` shows the fleet's, with a host column.
@@ -525,6 +564,9 @@ def history(
     from agency_cron.readers import THIS
     from agency_cron.tables import print_table
 
+    if name == "sync":
+        _history_sync(json_)
+        return
     settings, loaded, _ = _load()
     select(loaded, [name])
     with _viewing(settings, loaded, host, THIS) as view:

@@ -153,7 +153,9 @@ def _whole(settings: Settings, view: Histories) -> None:
     except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
         raise _unreadable(settings, None, exc) from None
     view.close()
-    view.conns = history.connect_all(str(settings.state_dir), settings.host_name)
+    view.conns = history.connect_all(
+        str(settings.state_dir), settings.host_name, str(settings.history_db)
+    )
 
 
 def _unreadable(settings: Settings, view: Histories | None, exc: Exception) -> AgencyCronError:

@@ -118,7 +118,9 @@ def _local_conns(settings: Settings) -> list[sqlite3.Connection]:
     """This host's own databases (root's and each user's), for what acts on this host's
     processes (kill): never the shared history."""
     try:
-        return history.connect_all(str(settings.state_dir), settings.host_name)
+        return history.connect_all(
+            str(settings.state_dir), settings.host_name, str(settings.history_db)
+        )
     except sqlite3.Error:
         return []
 

@@ -264,7 +264,9 @@ def record(settings: Settings, results: list[CheckResult], checked_at: str, run_
         for r in results
     ]
     try:
-        conn = history.connect(history.writer_path(str(settings.state_dir)))
+        conn = history.connect(
+            history.writer_path(str(settings.state_dir), str(settings.history_db))
+        )
         try:
             history.record_checks(conn, rows)
         finally:
