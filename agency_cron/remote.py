@@ -571,6 +571,9 @@ def hosts(conn: psycopg.Connection) -> list[str]:
 # host's last success. The hosts come from a loose index scan of the runs table itself
 # (a host's view filters it, and would make each step walk the other hosts' rows); each
 # (host, task) pair is then one probe of runs_host_task (host, task, started_at, status).
+# The probes are scalar subqueries on purpose: written as EXISTS, PostgreSQL turns them into
+# a semi-join over every row of the window (measured, 50 hosts x 100 tasks x 1M rows: 400 ms
+# over the whole history, against 100 ms for the probes; 18 against 27 ms over a day).
 _HOSTS_CTE = """WITH RECURSIVE h(host) AS (
   (SELECT host FROM {runs} WHERE host IS NOT NULL ORDER BY host LIMIT 1)
   UNION ALL
@@ -589,9 +592,9 @@ def hosts_by_task(reader: Reader, tasks: list[str], since: str = "") -> dict[str
         _HOSTS_CTE.format(runs=reader.table)
         + f"""
 SELECT t.task, h.host FROM h CROSS JOIN unnest(?::text[]) AS t(task)
-WHERE h.host IS NOT NULL AND EXISTS (
+WHERE h.host IS NOT NULL AND (
   SELECT 1 FROM runs r WHERE r.host = h.host AND r.task = t.task AND r.started_at >= ?
-  AND r.status NOT IN {_NOT_FINAL})
+  AND r.status NOT IN {_NOT_FINAL} LIMIT 1) IS NOT NULL
 ORDER BY t.task, h.host"""
     )
     found: dict[str, list[str]] = {}
@@ -613,8 +616,8 @@ SELECT t.task, h.host, (
   SELECT MAX(r.started_at) FROM runs r
   WHERE r.host = h.host AND r.task = t.task AND r.status = {success})
 FROM h CROSS JOIN unnest(?::text[]) AS t(task)
-WHERE h.host IS NOT NULL AND EXISTS (
-  SELECT 1 FROM runs r WHERE r.host = h.host AND r.task = t.task)
+WHERE h.host IS NOT NULL AND (
+  SELECT 1 FROM runs r WHERE r.host = h.host AND r.task = t.task LIMIT 1) IS NOT NULL
 ORDER BY t.task, h.host"""
     )
     found: dict[str, dict[str, str | None]] = {}
