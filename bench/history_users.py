@@ -118,13 +118,14 @@ def timed(fn, repeat: int) -> float:
 def plans(settings) -> None:
     """The plan of each per-task query in each database (the same in all of them: each
     user's filter view is flattened into the query)."""
-    for conn in reports._open_histories(settings)[:2]:
+    view = reports.open_view(settings, None)
+    for conn in view.conns[:2]:
         for name in ("SUMMARY_SQL", "LAST_SQL", "LAST_SUCCESS_SQL", "LAST_ERROR_SQL"):
             query = getattr(reports, name)
             params = ("task-001", "2000") if name == "SUMMARY_SQL" else ("task-001",)
             steps = conn.execute("EXPLAIN QUERY PLAN " + query, params).fetchall()
             print(f"  {name}: " + "; ".join(step[-1] for step in steps))
-        conn.close()
+    view.close()
 
 
 def measure(folder: Path, users: int, args, show_plans: bool) -> None:
