@@ -468,7 +468,13 @@ def _history_sync(json_: bool) -> None:
         else:
             out.print("nothing to send: the history is local (HISTORY_URL is not postgresql://)")
         return
-    found = remote.sync(url, str(settings.state_dir), settings.host_name, settings.history_timeout)
+    found = remote.sync(
+        url,
+        str(settings.state_dir),
+        settings.host_name,
+        settings.history_timeout,
+        str(settings.history_db),
+    )
     result = {"history_url": remote.masked(url), **vars(found)}
     if json_:
         _print_json(result)

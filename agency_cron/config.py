@@ -113,6 +113,15 @@ class Settings:
         return value if value.split(":", 1)[0] in ("postgresql", "postgres") else None
 
     @property
+    def history_db(self) -> Path:
+        """The installer's local history: HISTORY_URL=sqlite:///PATH, else STATE_DIR/history.db
+        (also the spool of a PostgreSQL HISTORY_URL)."""
+        value = self.get("HISTORY_URL").strip()
+        if value.startswith("sqlite://"):
+            return Path(value[len("sqlite://") :])
+        return self.state_dir / "history.db"
+
+    @property
     def host_name(self) -> str:
         """HOST_NAME, else the node name: what this host's runs are recorded under."""
         return self.get("HOST_NAME").strip() or os.uname().nodename

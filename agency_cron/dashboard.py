@@ -163,7 +163,9 @@ SELECT component, check_name, ok, detail, duration_s, checked_at, run_id FROM (
 def _open_history(settings: Settings) -> list[sqlite3.Connection]:
     """Root's history and each user's (history.connect_all); none for a new installation."""
     try:
-        return history.connect_all(str(settings.state_dir))
+        return history.connect_all(
+            str(settings.state_dir), settings.host_name, str(settings.history_db)
+        )
     except sqlite3.Error:
         return []
 

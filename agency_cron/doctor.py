@@ -6,7 +6,8 @@ the CLI shows the findings and exits 1 when one is not ok.
 
 Check names (stable, used by `--json` consumers):
   cron-daemon, crontab-entries, drift, wrappers, log-dirs, logrotate, config-permissions,
-  alert-urls, ping-urls, failure-delivery, commands, overrides, task-users, metrics-textfile.
+  alert-urls, ping-urls, failure-delivery, commands, overrides, task-users, metrics-textfile,
+  shared-history.
 
 Decisions worth knowing:
 - Drift means a managed crontab line that differs from what `install` writes *and* from what
@@ -30,7 +31,7 @@ import shutil
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from agency_cron import layout, logrotate, ping, render
 from agency_cron.backends import Target, backend, parse_target
@@ -96,6 +97,7 @@ def diagnose(settings: Settings, manifest: Manifest, manifest_path: Path) -> lis
     findings += check_overrides(settings, manifest)
     findings += check_task_users(settings, manifest, plan)
     findings += check_metrics_textfile(settings)
+    findings += check_shared_history(settings)
     return findings
 
 
@@ -425,6 +427,8 @@ def secret_keys(values: dict[str, str]) -> list[str]:
         found.append("ALERT_URLS")
     if len(ping_url_secrets(values.get("PING_URL", "").strip())) > 1:  # more than itself
         found.append("PING_URL")
+    if urlsplit(values.get("HISTORY_URL", "").strip()).password:
+        found.append("HISTORY_URL")
     return sorted(found)
 
 
@@ -826,6 +830,30 @@ def access_as(user: str, probes: list[tuple[Path, int]]) -> list[bool]:
 # --- Prometheus textfile ---------------------------------------------------------------
 
 NODE_EXPORTER_DIR = "/var/lib/prometheus/node-exporter"  # Debian's prometheus-node-exporter
+
+
+def check_shared_history(settings: Settings) -> list[Finding]:
+    """HISTORY_URL=postgresql://...: the shared history answers, and how many local records
+    still wait to be sent (the spool). Nothing to check for the local SQLite history."""
+    from agency_cron import remote
+
+    url = settings.history_url
+    if url is None:
+        return [Finding("shared-history", True, f"local history only: {settings.history_db}")]
+    found = remote.sync(
+        url,
+        str(settings.state_dir),
+        settings.host_name,
+        settings.history_timeout,
+        str(settings.history_db),
+    )
+    where = remote.masked(url)
+    if found.error:
+        detail = f"{found.error}; {found.pending} record(s) wait in the local history"
+        fix = f"start or reach the database at {where}, then: agency-cron history sync"
+        return [Finding("shared-history", False, detail, fix)]
+    detail = f"{where} answers as {settings.host_name}; sent {found.sent}, {found.pending} waiting"
+    return [Finding("shared-history", True, detail)]
 
 
 def check_metrics_textfile(settings: Settings) -> list[Finding]:

@@ -119,13 +119,8 @@ MIGRATIONS = {
         "ALTER TABLE check_results ADD COLUMN origin TEXT",
         "ALTER TABLE check_results ADD COLUMN local_id INTEGER",
         "ALTER TABLE check_results ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
-        "CREATE UNIQUE INDEX IF NOT EXISTS runs_origin ON runs (origin, local_id)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS check_results_origin"
-        " ON check_results (origin, local_id)",
         "CREATE INDEX IF NOT EXISTS runs_rev ON runs (rev)",
         "CREATE INDEX IF NOT EXISTS check_results_rev ON check_results (rev)",
-        # A fleet view of one host: its rows of a task in a time window, index-only.
-        "CREATE INDEX IF NOT EXISTS runs_host_task ON runs (host, task, started_at, status)",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         """CREATE TABLE IF NOT EXISTS sync_marks (
             origin TEXT NOT NULL,
@@ -143,6 +138,17 @@ MIGRATIONS = {
             claimed_at TEXT NOT NULL,
             PRIMARY KEY (task, fire_time)
         )""",
+    ),
+}
+# What only the shared history needs: the key a sent row is replaced by, and a host's view
+# (its rows of a task in a time window, index-only). A local database holds one host and no
+# sent rows: these would only slow every run's insert.
+SHARED_ONLY = {
+    7: (
+        "CREATE UNIQUE INDEX IF NOT EXISTS runs_origin ON runs (origin, local_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS check_results_origin"
+        " ON check_results (origin, local_id)",
+        "CREATE INDEX IF NOT EXISTS runs_host_task ON runs (host, task, started_at, status)",
     ),
 }
 # What only a local database needs: its identity, the rows it already holds counted as not
@@ -302,16 +308,17 @@ def user_db_path(state_dir: str, user: str) -> str:
     return os.path.join(state_dir, USERS_DIR, user, DB_NAME)
 
 
-def writer_path(state_dir: str) -> str:
-    """The database this process records in: STATE_DIR/history.db when it runs as the owner
-    of STATE_DIR (the installer), else its own user's under history.d."""
+def writer_path(state_dir: str, root: str | None = None) -> str:
+    """The database this process records in: the installer's (`root`: STATE_DIR/history.db
+    unless HISTORY_URL=sqlite:///PATH names another) when it runs as the owner of STATE_DIR,
+    else its own user's under history.d."""
     uid = os.geteuid()
     try:
         owner = os.stat(state_dir).st_uid
     except OSError:
         owner = uid  # no STATE_DIR yet: connect() creates it, ours
     if uid == owner:
-        return os.path.join(state_dir, DB_NAME)
+        return root or os.path.join(state_dir, DB_NAME)
     import pwd  # a built-in module: no measurable cost, and only for runs as another user
 
     try:
@@ -363,7 +370,9 @@ def task_owners(state_dir: str) -> dict[int, list[str]]:
     return owners
 
 
-def connect_all(state_dir: str, host: str | None = None) -> list[sqlite3.Connection]:
+def connect_all(
+    state_dir: str, host: str | None = None, root: str | None = None
+) -> list[sqlite3.Connection]:
     """The readers' connections: STATE_DIR/history.db (opened as connect() opens it) and
     each user's database, read-only, behind temporary views `runs` and `check_results` that
     keep only the rows of the tasks that user runs. Run the same query on each and combine
@@ -375,7 +384,7 @@ def connect_all(state_dir: str, host: str | None = None) -> list[sqlite3.Connect
     """
     found = []
     try:
-        found.append(connect(os.path.join(state_dir, DB_NAME), create=False))
+        found.append(connect(root or os.path.join(state_dir, DB_NAME), create=False))
     except (FileNotFoundError, sqlite3.Error):
         found = []  # none yet, or unreadable: the users' databases still count
     owners = task_owners(state_dir)
@@ -591,7 +600,7 @@ def _shadow_lost(conn: sqlite3.Connection, ids: list[int]) -> None:
     listed = ", ".join(str(int(i)) for i in ids)
     columns = ", ".join(
         f"CASE WHEN id IN ({listed}) THEN {_LOST} ELSE status END AS status" if c == "status" else c
-        for c in ("id", *COLUMNS)
+        for c in current_columns("runs")  # every column: `rev` too, for remote.push
     )
     found = conn.execute(
         "SELECT sql FROM temp.sqlite_master WHERE type = 'view' AND name = 'runs'"

@@ -48,7 +48,8 @@ def backups_dir(settings: Settings) -> Path:
 
 
 def history_path(settings: Settings) -> Path:
-    return settings.state_dir / "history.db"
+    """The installer's history database: STATE_DIR/history.db, or HISTORY_URL's sqlite path."""
+    return settings.history_db
 
 
 def user_histories_dir(settings: Settings) -> Path:

@@ -123,7 +123,9 @@ def _open(settings: Settings) -> list[sqlite3.Connection]:
     """history.connect_all(): root's history.db and the users' databases. A history.db
     that exists but cannot be read is an error (connect_all leaves it out): zeros in its
     place would tell Prometheus that nothing ever succeeded."""
-    conns = history.connect_all(str(settings.state_dir))
+    conns = history.connect_all(
+        str(settings.state_dir), settings.host_name, str(settings.history_db)
+    )
     root = layout.history_path(settings)
     if root.exists() and all(isinstance(c, history.UserConnection) for c in conns):
         for conn in conns:
@@ -132,7 +134,9 @@ def _open(settings: Settings) -> list[sqlite3.Connection]:
             history.connect(str(root), create=False).close()
         except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
             raise _unreadable(settings, exc) from None
-        conns = history.connect_all(str(settings.state_dir))  # it was being created
+        conns = history.connect_all(
+            str(settings.state_dir), settings.host_name, str(settings.history_db)
+        )  # it was being created
     return conns
 
 

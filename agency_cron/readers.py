@@ -70,7 +70,8 @@ def open_histories(
     from agency_cron import remote
 
     timeout = settings.history_timeout
-    remote.sync(url, str(settings.state_dir), settings.host_name, timeout)  # best effort
+    root = str(settings.history_db)
+    remote.sync(url, str(settings.state_dir), settings.host_name, timeout, root)  # best effort
     try:
         reader = remote.reader(url, timeout, host, fleet_tasks)
     except remote.Unreachable as exc:
@@ -88,7 +89,9 @@ def _local(settings: Settings, host: str | None) -> Histories:
     if host is not None and host != settings.host_name:
         return Histories([], host)  # a local history holds this host's runs alone
     try:
-        conns = history.connect_all(str(settings.state_dir), settings.host_name)
+        conns = history.connect_all(
+            str(settings.state_dir), settings.host_name, str(settings.history_db)
+        )
     except sqlite3.Error:
         conns = []
     return Histories(conns, host, hosts=[settings.host_name] if conns else [])

@@ -67,12 +67,10 @@ def url_problem(url: str, state_dir: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = url[len("sqlite://") :]
-        wanted = f"{state_dir.rstrip('/')}/{history.DB_NAME}"
-        if path != wanted:
-            return (
-                f"a SQLite history is STATE_DIR/{history.DB_NAME} (sqlite://{wanted}); to move"
-                " it, set STATE_DIR"
-            )
+        if not path.startswith("/") or path.endswith("/") or "?" in path:
+            return f"expected sqlite:///ABSOLUTE/PATH of a file, got {url[:80]!r}"
+        if any(c in path for c in "\n\r\0"):
+            return "must not contain a newline or NUL"
         return None
     if parts.scheme not in SCHEMES:
         return f"expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB, got {masked(url)}"
@@ -198,7 +196,7 @@ def migrate(conn: psycopg.Connection) -> None:
                 f" ({history.SCHEMA_VERSION})"
             )
         for target in range(version + 1, history.SCHEMA_VERSION + 1):
-            for statement in history.MIGRATIONS[target]:
+            for statement in (*history.MIGRATIONS[target], *history.SHARED_ONLY.get(target, ())):
                 conn.execute(_pg_ddl(statement))
         conn.execute(f"DELETE FROM {SCHEMA_TABLE}")
         conn.execute(f"INSERT INTO {SCHEMA_TABLE} VALUES (%s)", (history.SCHEMA_VERSION,))
@@ -326,13 +324,19 @@ class SyncResult:
     error: str | None = None
 
 
-def sync(url: str, state_dir: str, host: str, timeout: float = DEFAULT_TIMEOUT_S) -> SyncResult:
+def sync(
+    url: str,
+    state_dir: str,
+    host: str,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    root: str | None = None,
+) -> SyncResult:
     """Send every local database's rows not sent yet (root's and each user's). Everything
     happens in one bounded thread: sqlite3 connections stay in the thread that opened them."""
     found: list[SyncResult] = []
 
     def work() -> None:
-        locals_ = history.connect_all(state_dir, host)
+        locals_ = history.connect_all(state_dir, host, root)
         try:
             found.append(_sync(url, locals_, host, timeout))
         finally:
@@ -342,7 +346,7 @@ def sync(url: str, state_dir: str, host: str, timeout: float = DEFAULT_TIMEOUT_S
     try:
         bounded(work, timeout * 8 + 1, f"history database {masked(url)}")
     except Exception as exc:  # noqa: BLE001 - hung mid-way; the spool is as it was
-        return SyncResult(0, _offline_pending(state_dir, host), 0, _reason(exc, url))
+        return SyncResult(0, _offline_pending(state_dir, host, root), 0, _reason(exc, url))
     return found[0]
 
 
@@ -363,8 +367,8 @@ def _sync(url: str, locals_: list, host: str, timeout: float) -> SyncResult:
     return SyncResult(sent, left, len(locals_))
 
 
-def _offline_pending(state_dir: str, host: str) -> int:
-    locals_ = history.connect_all(state_dir, host)
+def _offline_pending(state_dir: str, host: str, root: str | None) -> int:
+    locals_ = history.connect_all(state_dir, host, root)
     try:
         return sum(pending(None, local) for local in locals_)
     finally:

@@ -200,6 +200,8 @@ def spec(task: Task, settings: Settings, enabled: bool) -> dict:
     if task.scope == "fleet":
         found["scope"] = task.scope
         found["when_unreachable"] = task.when_unreachable
+    if settings.history_db != settings.state_dir / "history.db":  # HISTORY_URL=sqlite:///PATH
+        found["history_db"] = str(settings.history_db)
     if settings.history_url:  # the shared history: the runner sends its records there
         found["history_url"] = settings.history_url
         found["history_timeout"] = settings.history_timeout

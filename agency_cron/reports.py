@@ -78,7 +78,9 @@ def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
     """Root's history and each user's (history.connect_all); empty when none exists yet.
     Every query below runs on each and the answers are combined (_sum, _max, _newest)."""
     try:
-        return history.connect_all(str(settings.state_dir))  # lost runs shown as lost
+        return history.connect_all(
+            str(settings.state_dir), settings.host_name, str(settings.history_db)
+        )  # lost runs shown as lost
     except sqlite3.Error:
         return []
 

@@ -885,7 +885,7 @@ class Run:
         self.output = Output(spec["log"], self.secrets, echo)
         from agency_cron.history import writer_path  # its own user's database
 
-        self.history_path = writer_path(spec["state_dir"])
+        self.history_path = writer_path(spec["state_dir"], spec.get("history_db"))
         self.report_fd = _report_fd()
         self.lock: Lock | None = None
         self.warned: set[str] = set()
@@ -1055,7 +1055,7 @@ class Run:
                 pass
             self.fleet = None
 
-    def _send_history(self) -> None:
+    def _send_history(self, keep: bool = False) -> None:
         """Send this database's rows not sent yet to the shared history (HISTORY_URL): this
         run's, and any an earlier run could not send. They stay in the local database (the
         spool) when it is away, and the next run or `agency-cron history sync` sends them."""
@@ -1082,12 +1082,14 @@ class Run:
             remote.bounded(send, timeout * 4 + 1, "sending the run")
         except Exception as exc:  # noqa: BLE001 - away, or the local file unreadable
             reason = self.output.redactor.replace(str(exc).encode()).decode("utf-8", "replace")
+            self.away = reason
             self.output.line(
                 f"history: not sent to the shared history ({reason}); kept in {path}, sent by"
                 " the next run or `agency-cron history sync`"
             )
         finally:
-            self._drop_fleet()
+            if not keep:
+                self._drop_fleet()
 
     def _warn(self, kind: str, text: str) -> None:
         """One line on stderr (and in the task log, and in cron's mail when cron started us)
@@ -1262,7 +1264,10 @@ class Run:
         from agency_cron import history
 
         row = self._row(attempt, now_iso(started), None, None, None, RUNNING, None)
-        return self._history(lambda conn: history.start_run(conn, row))
+        row_id = self._history(lambda conn: history.start_run(conn, row))
+        if self.fleet is not None:  # the fleet sees its run from its start, as this host does
+            self._send_history(keep=True)
+        return row_id
 
     def _close_wait(self, row_id: int | None, end: dict | None = None) -> None:
         if row_id is not None:

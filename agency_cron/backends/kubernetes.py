@@ -431,6 +431,7 @@ def task_spec(
     spec.pop("ping_url", None)  # its check UUID or ping key: from the Secret (container_env)
     spec.pop("history_url", None)  # its password: from the Secret (fleet_env)
     spec.pop("host", None)  # the exporting machine's name; the pod's is AGENCY_CRON_HOST
+    spec.pop("history_db", None)  # a path of the exporting host; the pod records in its state_dir
     spec.update(
         env={key: value for key, value in spec["env"].items() if key not in hidden},
         working_dir=task.working_dir or working_dir,

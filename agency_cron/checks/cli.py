@@ -257,11 +257,19 @@ def record(settings: Settings, results: list[CheckResult], checked_at: str, run_
     from agency_cron import history
 
     rows = [
-        {**r.as_dict(), "ok": int(r.ok), "checked_at": checked_at, "run_id": run_id}
+        {
+            **r.as_dict(),
+            "ok": int(r.ok),
+            "checked_at": checked_at,
+            "run_id": run_id,
+            "host": settings.host_name,
+        }
         for r in results
     ]
     try:
-        conn = history.connect(history.writer_path(str(settings.state_dir)))
+        conn = history.connect(
+            history.writer_path(str(settings.state_dir), str(settings.history_db))
+        )
         try:
             history.record_checks(conn, rows)
         finally:

@@ -35,6 +35,7 @@ CHECKS = {
     "commands",
     "overrides",  # says where enable/disable differ from the manifest (issue 9, point 7)
     "metrics-textfile",
+    "shared-history",
 }
 
 MANIFEST = """\

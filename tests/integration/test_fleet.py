@@ -228,3 +228,28 @@ def test_the_password_reaches_no_log_listing_or_output(make_env, tmp_path, postg
     shown += [env.wrapper("report").read_text()]
     assert postgres.password
     assert not [text for text in shown if postgres.password in text]
+
+
+def test_doctor_says_whether_the_shared_history_answers_and_what_waits(
+    make_env, tmp_path, postgres, pg_url
+):
+    (env,) = _hosts(make_env, tmp_path, pg_url, HOST_MANIFEST, 1)
+    assert _wait([_fire(env, "tick")])[0][0] == 0
+
+    def finding() -> tuple[int, dict, str]:
+        done = env.process("doctor", "--json")
+        found = json.loads(done.stdout)
+        (shared,) = [f for f in found["findings"] if f["check"] == "shared-history"]
+        return done.returncode, shared, done.stdout + done.stderr
+
+    _, shared, text = finding()
+    assert shared["ok"] and "0 waiting" in shared["detail"]
+    postgres.stop()
+    try:
+        assert _wait([_fire(env, "tick")])[0][0] == 0
+        code, shared, text = finding()
+    finally:
+        postgres.start()
+    assert code == 1 and not shared["ok"]
+    assert "1 record(s) wait" in shared["detail"] and "history sync" in shared["fix"]
+    assert postgres.password not in text
