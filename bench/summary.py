@@ -64,8 +64,11 @@ Everything is measured in one run:
    pass` (each client's floor). Checked first: log-summary's runs, failures and skipped per
    task equal the bare aggregate's. Also: the stand-in's parts; EXPLAIN ANALYZE of
    log-summary's four queries for one task through the fleet's Reader, one host's, and one
-   host's with two `scope: fleet` tasks (SEQ SCAN flagged); and, in this process on a warm
-   connection, the 400 queries of 100 tasks against the same answers in one statement. When
+   host's with two `scope: fleet` tasks, and of the fleet view's own queries where they
+   exist (remote.hosts_by_task, remote.last_success_by_host; SEQ SCAN flagged); and, in
+   this process on a warm connection, the 400 queries of 100 tasks against the same
+   answers in one statement, and last_success_by_host's EXISTS against the same test as a
+   scalar subquery (probe_what_if). When
    reports.SUMMARY_SQL does not run on PostgreSQL (SUM of a boolean), the stand-in and the
    plans use its counts written as SUM(CASE WHEN ... THEN 1 ELSE 0 END), and say so.
 """
@@ -911,22 +914,35 @@ def timed(name, fn):
     return wrapper
 
 remote.sync, remote.reader = timed("sync", remote.sync), timed("connect", remote.reader)
-found = readers.open_histories(settings, "all")
-reports._open_histories = lambda settings: found.conns
-t3 = time.perf_counter()
-opened = dict(spent)  # the second call below opens again
-summary = reports.log_summary(settings, manifest, int(sys.argv[3]))
+# The fleet view's per-host queries (hosts that ran each task, last success per host),
+# where this agency-cron has them.
+for module, name in ((remote, "hosts_by_task"), (remote, "last_success_by_host"),
+                     (reports, "lateness")):
+    if hasattr(module, name):
+        spent[name] = 0.0
+        setattr(module, name, timed(name, getattr(module, name)))
+takes_view = "view" in reports.log_summary.__code__.co_varnames
+
+def call():
+    found = readers.open_histories(settings, "all", readers.ALL, readers.fleet_task_names(manifest))
+    if takes_view:  # the CLI opens its view and hands it over
+        return reports.log_summary(settings, manifest, int(sys.argv[3]), None, found)
+    reports._open_histories = lambda settings: found.conns  # before the fleet view
+    return reports.log_summary(settings, manifest, int(sys.argv[3]))
+
+summary = call()
 t4 = time.perf_counter()
+opened = dict(spent)  # the second call below opens again
 sys.stdout.write(results.to_json(summary))
 t5 = time.perf_counter()
 if sys.argv[5] == "split":
-    found = readers.open_histories(settings, "all")  # log_summary() closed the first
     t6 = time.perf_counter()
-    reports.log_summary(settings, manifest, int(sys.argv[3]))
+    call()
     t7 = time.perf_counter()
     print(json.dumps({
-        "imports": t1 - t0, "load": t2 - t1, "psycopg": t_psycopg, "open": t3 - t2 - t_psycopg,
-        "call": t4 - t3, "json": t5 - t4, "warm": t7 - t6, **opened,
+        "imports": t1 - t0, "load": t2 - t1, "psycopg": t_psycopg,
+        "call": t4 - t2 - t_psycopg - opened["sync"] - opened["connect"], "json": t5 - t4,
+        "warm": t7 - t6, **opened,
     }), file=sys.stderr)
 """
 
@@ -963,6 +979,7 @@ def pg_plans(
         "LAST_ERROR_SQL": (reports.LAST_ERROR_SQL, (TASKS[42],)),
     }
     if host is None:
+        queries.update(fleet_queries(reader, window))
         queries["bare aggregate"] = (PG_BARE_SQL.format(since=window), ())
     found = []
     for name, (sql, params) in queries.items():
@@ -1032,10 +1049,36 @@ def queries_what_if(url: str, window: str, summary_sql: str) -> list[str]:
             ("the same in one statement (LATERAL per task)", together),
             ("the bare aggregate, same connection", bare),
         )]  # fmt: skip
+        found += probe_what_if(reader, window)
     finally:
         reports.SUMMARY_SQL = original
         reader.close()
     return found
+
+
+# remote.last_success_by_host's "this host has rows of this task" as an EXISTS, which the
+# planner turns into a semi join over every row (a hash of all (host, task) pairs); the
+# same test as a scalar subquery stays one index probe a pair.
+EXISTS_PROBE = re.compile(r"EXISTS \(\s*(SELECT) 1 (FROM runs r WHERE [^)]*)\)")
+
+
+def probe_what_if(reader, window: str) -> list[str]:
+    """remote.last_success_by_host as it is against its EXISTS written as a scalar
+    subquery (EXISTS_PROBE), checked equal; nothing where it is not in this agency-cron."""
+    sql, params = fleet_queries(reader, window).get("remote.last_success_by_host", ("", ()))
+    rewritten = EXISTS_PROBE.sub(r"(\1 true \2 LIMIT 1)", sql)
+    if not sql or rewritten == sql:
+        return []
+    answers = [reader.execute(q, params).fetchall() for q in (sql, rewritten)]
+    if answers[0] != answers[1]:
+        sys.exit("bench: the rewritten last_success_by_host answers differently")
+    as_is, probe = (
+        best_ms(lambda q=q: reader.execute(q, params).fetchall(), 3) for q in (sql, rewritten)
+    )
+    return [
+        f"remote.last_success_by_host, as it is (EXISTS): {as_is:.1f} ms",
+        f"  the same with (SELECT true ... LIMIT 1) for its EXISTS: {probe:.1f} ms",
+    ]
 
 
 def best_ms(fn, times: int = 5) -> float:
@@ -1045,6 +1088,32 @@ def best_ms(fn, times: int = 5) -> float:
         fn()
         values.append(time.perf_counter() - start)
     return min(values) * 1000  # the fastest: the least disturbed by other load
+
+
+def fleet_queries(reader, window: str) -> dict[str, tuple[str, tuple]]:
+    """The fleet view's own queries over every task at once (remote.hosts_by_task,
+    remote.last_success_by_host), where this agency-cron has them: run once through a
+    reader that keeps what they ask, for EXPLAIN."""
+    from agency_cron import remote
+
+    asked: dict[str, tuple[str, tuple]] = {}
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getattr__(self, attribute: str):
+            return getattr(reader, attribute)
+
+        def execute(self, sql: str, params=()):
+            asked[self.name] = (sql, tuple(params))
+            return reader.execute(sql, params)
+
+    calls = {"hosts_by_task": (list(TASKS), window), "last_success_by_host": (list(TASKS),)}
+    for name, args in calls.items():
+        if hasattr(remote, name):
+            getattr(remote, name)(Recorder(f"remote.{name}"), *args)
+    return asked
 
 
 class FleetCommands:
@@ -1205,13 +1274,19 @@ def report_fleet(results: dict[str, list], repeat: int, has_host: bool) -> None:
     )
     parts = [figures for _, figures in results["in-process"]]
     split = {key: median([f[key] for f in parts]) for key in parts[0]}
+    ms = {k: v * 1000 for k, v in split.items()}
+    parts = {
+        "hosts_by_task": "remote.hosts_by_task",
+        "last_success_by_host": "remote.last_success_by_host",
+        "lateness": "reports.lateness (overdue per host)",
+    }
+    extra = "".join(f", {label} {ms[name]:.0f}" for name, label in parts.items() if name in ms)
+    extra = f" (of which{extra[1:]})" if extra else ""
     print(
         "  the stand-in's parts, ms (medians): imports {imports:.0f}, config + manifest {load:.0f},"
-        " import psycopg {psycopg:.0f}, open_histories {open:.0f} (remote.sync {sync:.0f},"
-        " remote.reader {connect:.0f}: one connection each), log_summary() {call:.0f}, JSON"
-        " {json:.0f}; a second call on a fresh Reader {warm:.0f}".format(
-            **{k: v * 1000 for k, v in split.items()}
-        )
+        " import psycopg {psycopg:.0f}, remote.sync {sync:.0f} and remote.reader {connect:.0f}"
+        " (one connection each), the queries and the rest of log_summary() {call:.0f}{extra},"
+        " JSON {json:.0f}; the whole call again (a fresh view) {warm:.0f}".format(extra=extra, **ms)
     )
 
 
