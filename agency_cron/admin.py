@@ -28,6 +28,7 @@ from agency_cron.fields import NAME_PATTERN, NAME_RULE
 from agency_cron.fs import exclusive_lock, read_bytes, write_atomic
 from agency_cron.manifest import DURATION_FIELDS, Manifest, Task, load_manifest
 from agency_cron.overrides import effective_enabled, read_overrides, write_overrides
+from agency_cron.readers import Histories
 from agency_cron.results import RunDetail, RunRow, Started, TaskStatus, TaskView, names
 from agency_cron.secrets import MARKER as REDACTED
 from agency_cron.secrets import is_secret_name, masked_ping_url, masked_url, redact
@@ -421,9 +422,12 @@ def _waiting_run(settings: Settings, name: str) -> str | None:
 EXCERPT_LINES = 200
 
 
-def get_run(settings: Settings, manifest: Manifest, run_id: str) -> RunDetail:
-    """Every attempt of a run and its lines from the task's log (already redacted there)."""
-    attempts = reports.run_attempts(settings, run_id)
+def get_run(
+    settings: Settings, manifest: Manifest, run_id: str, view: Histories | None = None
+) -> RunDetail:
+    """Every attempt of a run (in `view`, default this host's) and its lines from the
+    task's log (already redacted there; a run of another host has its output tail)."""
+    attempts = reports.run_attempts(settings, run_id, view)
     if not attempts:
         raise NotFound(f"no run {run_id!r} in the history")
     task = attempts[0].task

@@ -7,6 +7,7 @@ with its exit code (2 for bad input), never a traceback. Human output goes throu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -54,6 +55,16 @@ CrontabOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 WideOpt = Annotated[
     bool, typer.Option("--wide", help="Every column, times in full (may exceed the terminal).")
+]
+_HOST_HELP = (
+    "Whose runs: one host's (its HOST_NAME) or all (the fleet's, when HISTORY_URL is shared)"
+)
+ThisHostOpt = Annotated[
+    str | None,
+    typer.Option("--host", metavar="NAME|all", help=f"{_HOST_HELP}; default: this host."),
+]
+FleetOpt = Annotated[
+    str | None, typer.Option("--host", metavar="NAME|all", help=f"{_HOST_HELP}; default: all.")
 ]
 
 
@@ -152,6 +163,34 @@ def _cells(rows, keys, shown) -> list[list]:
     return [
         [shown[key](row) if key in shown else getattr(row, key) for key in keys] for row in rows
     ]
+
+
+@contextlib.contextmanager
+def _viewing(settings: Settings, loaded: Manifest, choice: str | None, default: str):
+    """The histories of `--host choice` (reports.open_view), closed afterwards; its note
+    (the shared history away, this host's local one shown) as one warning on stderr."""
+    from agency_cron.readers import viewing
+
+    with viewing(settings, loaded, choice, default) as view:
+        _warn_note(view.note)
+        yield view
+
+
+def _warn_note(note: str | None) -> None:
+    if note:
+        err.print(f"agency-cron: warning: {_one_line(note)}", markup=False)
+
+
+def _hosts_cell(hosts: list[str], wide: bool) -> str:
+    """The hosts that ran a task: the name of one, else how many (all of them with --wide)."""
+    if len(hosts) == 1 or (wide and hosts):
+        return ", ".join(hosts)
+    return f"{len(hosts)} hosts" if hosts else "-"
+
+
+def _several(hosts) -> bool:
+    """Whether more than one host reported: tables show a host column then."""
+    return len({host for host in hosts if host}) > 1
 
 
 def _version(value: bool) -> None:
@@ -406,32 +445,44 @@ def run(
 @command()
 def status(
     name: Annotated[str | None, typer.Argument(help="One task (default: all).")] = None,
+    host: ThisHostOpt = None,
     json_: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """State, runs, successes, failures, last run/success/failure/error, next run.
 
+    --host: this host's runs by default (and every host's runs of `scope: fleet` tasks);
+    `--host all` adds up the fleet's per task, with the hosts that ran each.
+
     Example: agency-cron status health-check --json
+
+    Example: agency-cron status --host all
     """
     from agency_cron.plan import select
+    from agency_cron.readers import THIS
     from agency_cron.tables import print_table
 
     settings, loaded, _ = _load()
     if name:
         select(loaded, [name])
-    rows = reports.task_status(settings, loaded, [name] if name else None)
+    with _viewing(settings, loaded, host, THIS) as view:
+        rows = reports.task_status(settings, loaded, [name] if name else None, view)
     if json_:
         _print_json(rows[0] if name else rows)
         return
     counts = ("runs", "successes", "failures") if wide else ("runs", "failures")
     times = ("last_run", "last_success", "last_failure") if wide else ("last_run",)
-    # the ping column only where some task pings
+    # the ping column only where some task pings, the hosts only where several ran tasks
     pings = ("ping",) if any(row.ping for row in rows) else ()
-    keys = ("name", "state", *counts, *times, "last_error", "next_run", *pings)
-    columns = _columns(results.TaskStatus, keys, wrap=("state", "last_error", "ping"), right=counts)
+    hosts = ("hosts",) if _several(h for row in rows for h in row.hosts) else ()
+    keys = ("name", *hosts, "state", *counts, *times, "last_error", "next_run", *pings)
+    columns = _columns(
+        results.TaskStatus, keys, wrap=("state", "last_error", "ping", "hosts"), right=counts
+    )
     shown = {
         "state": _state_cell,
         "ping": lambda row: (row.last_ping or "none yet") if row.ping else "-",
+        "hosts": lambda row: _hosts_cell(row.hosts, wide),
         **{key: _time_of(key, wide) for key in (*times, "next_run")},
     }
     print_table(out, columns, _cells(rows, keys, shown), caption=_zone_caption(wide), wide=wide)
@@ -494,15 +545,23 @@ def _history_sync(json_: bool) -> None:
 def history(
     name: str,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to show.")] = 20,
+    host: ThisHostOpt = None,
     json_: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """Runs of a task, newest first (every attempt is a row). `history sync` sends the
-    records the shared history (HISTORY_URL=postgresql://...) does not have yet.
+    """Runs of a task, newest first (every attempt is a row, with the host that ran it).
+    `history sync` sends the records the shared history (HISTORY_URL=postgresql://...)
+    does not have yet.
+
+    --host: this host's runs by default (every host's for a `scope: fleet` task); `--host
+    all` shows the fleet's, with a host column.
 
     Example: agency-cron history backup-verify --limit 5
+
+    Example: agency-cron history backup-verify --host all
     """
     from agency_cron.plan import select
+    from agency_cron.readers import THIS
     from agency_cron.tables import print_table
 
     if name == "sync":
@@ -510,13 +569,15 @@ def history(
         return
     settings, loaded, _ = _load()
     select(loaded, [name])
-    rows = reports.task_history(settings, name, limit)
+    with _viewing(settings, loaded, host, THIS) as view:
+        rows = reports.task_history(settings, name, limit, view=view)
     if json_:
         _print_json(rows)
         return
     times = ("started_at", "finished_at") if wide else ("started_at",)
     tail = ("note", "alert", "ping") if wide else ("note",)
-    keys = ("run_id", *times, "duration_s", "exit_code", "status", "attempt", *tail)
+    hosts = ("host",) if _several(row.host for row in rows) else ()
+    keys = ("run_id", *hosts, *times, "duration_s", "exit_code", "status", "attempt", *tail)
     headers = {"started_at": "started", "finished_at": "finished", "duration_s": "duration"}
     columns = _columns(
         results.RunRow,
@@ -605,21 +666,31 @@ def explain(expr: str, json_: JsonOpt = False) -> None:
 def log_summary(
     since: Annotated[str, typer.Option("--since", help="Window: 90m, 24h, 7d.")] = "24h",
     task: Annotated[list[str] | None, typer.Option("--task", help="Only this task.")] = None,
+    host: FleetOpt = None,
     json_: JsonOpt = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page.")] = None,
     wide: WideOpt = False,
 ) -> None:
     """Per task: last run, status, duration, runs and failures in the window, last error,
-    next run, overdue. Reads the SQLite history, never the log files.
+    next run, overdue. Reads the history, never the log files.
+
+    --host: the fleet by default (every host's runs added up per task, with the hosts that
+    ran it; overdue where a host stopped succeeding, or for a `scope: fleet` task where
+    none did); exit 1 when the shared history does not answer. `--host NAME`: one host's.
 
     Example: agency-cron log-summary --since 7d --task backup-verify
+
+    Example: agency-cron log-summary --host web-1 --json
     """
     from agency_cron.plan import select
+    from agency_cron.readers import ALL
 
     settings, loaded, _ = _load()
     if task:
         select(loaded, task)
-    summary = reports.log_summary(settings, loaded, reports.parse_since(since), task)
+    window = reports.parse_since(since)
+    with _viewing(settings, loaded, host, ALL) as view:
+        summary = reports.log_summary(settings, loaded, window, task, view)
     if html:
         _write_summary_html(html, summary)
     if json_:
@@ -642,11 +713,15 @@ def _print_summary(summary: results.Summary, wide: bool) -> None:
     from agency_cron.terminal import escape_controls
 
     wide_only = ("last_exit_code", "skipped") if wide else ()
-    keys = ("name", "last_run", "last_status", "last_duration_s", *wide_only)
+    hosts = ("hosts",) if _several(h for row in summary.tasks for h in row.hosts) else ()
+    keys = ("name", *hosts, "last_run", "last_status", "last_duration_s", *wide_only)
     keys += ("runs", "failures", "next_run", "overdue")
     right = ("last_duration_s", "runs", "failures", "last_exit_code", "skipped")
-    columns = _columns(results.SummaryRow, keys, right=right, headers=SUMMARY_HEADERS)
+    columns = _columns(
+        results.SummaryRow, keys, wrap=("hosts",), right=right, headers=SUMMARY_HEADERS
+    )
     shown = {
+        "hosts": lambda row: _hosts_cell(row.hosts, wide),
         "last_run": lambda row: _when(row.last_run, wide) if row.last_run else "never",
         "last_status": lambda row: row.last_status or "-",
         "last_duration_s": lambda row: _seconds(row.last_duration_s),
@@ -677,17 +752,28 @@ def _write_summary_html(path: Path, summary: results.Summary) -> None:
 @command()
 def health(
     alert: Annotated[bool, typer.Option("--alert", help="Alert when tasks are overdue.")] = False,
+    host: FleetOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Overdue tasks: no success within their expected interval. Exit 0 none, 1 some.
 
+    --host: the fleet by default: a task is overdue where a host that ran it stopped
+    succeeding, a `scope: fleet` task where no host succeeded in time; exit 1 when the
+    shared history does not answer. `--host NAME`: one host's.
+
     Example: agency-cron health --alert
+
+    Example: agency-cron health --host web-1 --json
     """
+    from agency_cron.readers import ALL
+
     settings, loaded, _ = _load()
-    overdue = reports.overdue_tasks(settings, loaded)
+    with _viewing(settings, loaded, host, ALL) as view:
+        overdue = reports.overdue_tasks(settings, loaded, view)
+        scope = reports.scope_of(view)
     outcome = reports.alert_overdue(settings, overdue) if alert and overdue else None
     if json_:
-        _print_json({"healthy": not overdue, "overdue": overdue, "alert": outcome})
+        _print_json({"healthy": not overdue, "overdue": overdue, "alert": outcome, "host": scope})
     elif overdue:
         from agency_cron.terminal import escape_controls
 
@@ -765,15 +851,24 @@ def dashboard(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Folder (default: STATE_DIR/dashboard).")
     ] = None,
+    host: FleetOpt = None,
 ) -> None:
     """Write dashboard.json and a static index.html (tasks, checks, "Alerts & Logs").
 
+    --host: the fleet's tasks and check results by default (with a hosts column when
+    several reported); the logs are this host's files.
+
     Example: agency-cron dashboard --out /var/www/agency-dashboard
+
+    Example: agency-cron dashboard --host web-1
     """
     from agency_cron import dashboard as board
+    from agency_cron.readers import ALL
 
     settings, loaded, _ = _load()
-    data_path, html_path = board.write(settings, loaded, out_dir or board.default_out_dir(settings))
+    folder = out_dir or board.default_out_dir(settings)
+    with _viewing(settings, loaded, host, ALL) as view:
+        data_path, html_path = board.write(settings, loaded, folder, view)
     out.print(f"wrote {data_path} and {html_path}")
 
 
@@ -783,16 +878,24 @@ def metrics_(
         Path | None,
         typer.Option("--textfile", help="Write them atomically to this file (mode 0644)."),
     ] = None,
+    host: FleetOpt = None,
 ) -> None:
     """Prometheus metrics of every task (text format, no timestamps), on stdout or, with
     --textfile, into a file for node_exporter's textfile collector.
 
+    --host: all by default: on the shared history the fleet's figures per task, labelled
+    host="all"; `--host NAME` one host's, labelled with its name.
+
     Example: agency-cron metrics --textfile /var/lib/prometheus/node-exporter/agency_cron.prom
+
+    Example: agency-cron metrics --host "$(hostname)"
     """
     from agency_cron import metrics
+    from agency_cron.readers import ALL
 
     settings, loaded, _ = _load()
-    content = metrics.exposition(settings, loaded)
+    with _viewing(settings, loaded, host, ALL) as view:
+        content = metrics.exposition(settings, loaded, view)
     if textfile is None:
         sys.stdout.buffer.write(content)
         return
@@ -849,11 +952,17 @@ def serve(
 ) -> None:
     """The admin API (/api/..., /openapi.json) and the live dashboard (/).
 
+    --host is the address to listen on. Whose runs the reports show is the endpoints'
+    `?host=NAME|all` (default all: the fleet, on a shared HISTORY_URL): /api/summary,
+    /api/health, /api/dashboard, /metrics, /api/tasks/NAME/executions, /api/runs/RUN_ID.
+
     Needs ADMIN_TOKEN (or ADMIN_TOKEN_FILE) in config.env; ADMIN_READ_TOKEN may only read.
     API_MAX_BODY, API_HEADER_TIMEOUT and API_MAX_CONNECTIONS bound what a client may cost.
     Exits 0 on SIGINT or SIGTERM, 2 if it cannot start (config, port in use, bad host).
 
     Example: ADMIN_TOKEN=$(cat /etc/agency/token) agency-cron serve --port 8765
+
+    Example: curl -H "Authorization: Bearer $TOKEN" 'http://127.0.0.1:8765/api/summary?host=web-1'
     """
     from agency_cron import serve as service
     from agency_cron.admin import Context

@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-from agency_cron import history, layout, reports
+from agency_cron import layout, reports
 from agency_cron.config import Settings
 from agency_cron.fs import write_if_changed
 from agency_cron.manifest import Manifest, Task
 from agency_cron.metrics import export_state
 from agency_cron.overrides import effective_enabled, read_overrides
+from agency_cron.readers import ALL, Histories
 from agency_cron.results import TaskStatus
 from agency_cron.schedule import explain, local_zone, next_runs
 
@@ -62,21 +63,30 @@ TASK_FIELD = re.compile(r"\btask=([A-Za-z0-9_-]+)")
 
 
 def collect(
-    settings: Settings, manifest: Manifest, now: datetime | None = None, log_lines: int = 500
+    settings: Settings,
+    manifest: Manifest,
+    now: datetime | None = None,
+    log_lines: int = 500,
+    view: Histories | None = None,
 ) -> dict:
-    """The dashboard data, JSON-serialisable; `log_lines` bounds the lines read per log file."""
+    """The dashboard data, JSON-serialisable; `log_lines` bounds the lines read per log file.
+    Tasks and check results come from `view` (default: the fleet, reports.open_view), the
+    logs from this host's files; `scope` is the view's host ("all": the fleet), `hosts`
+    those that ran a task (per task too), `host` the host that wrote the page."""
     moment = (now or datetime.now(local_zone())).astimezone(local_zone())
-    conns = _open_history(settings)
+    opened = view or reports.open_view(settings, manifest, None, ALL)
     try:
-        checks = {key: latest_checks(conns, kind) for key, kind in CHECK_KINDS.items()}
+        checks = {key: latest_checks(opened.conns, kind) for key, kind in CHECK_KINDS.items()}
+        tasks = task_rows(settings, manifest, moment, opened)
     finally:
-        for conn in conns:
-            conn.close()
-    tasks = task_rows(settings, manifest, moment)
+        if view is None:
+            opened.close()
     data = {
         "version": DATA_VERSION,
         "generated_at": moment.isoformat(),
         "host": socket.gethostname(),
+        "scope": reports.scope_of(opened),
+        "hosts": sorted({host for task in tasks for host in task["hosts"]}),
         "tasks": tasks,
         **checks,
         "logs": collect_logs(settings, manifest, log_lines),
@@ -86,9 +96,11 @@ def collect(
     return data
 
 
-def write(settings: Settings, manifest: Manifest, out_dir: Path) -> tuple[Path, Path]:
+def write(
+    settings: Settings, manifest: Manifest, out_dir: Path, view: Histories | None = None
+) -> tuple[Path, Path]:
     """Write out_dir/dashboard.json and out_dir/index.html atomically; return both paths."""
-    data = collect(settings, manifest)
+    data = collect(settings, manifest, view=view)
     json_path, html_path = Path(out_dir) / JSON_NAME, Path(out_dir) / HTML_NAME
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     write_if_changed(json_path, text.encode(), FILE_MODE)
@@ -104,9 +116,18 @@ def default_out_dir(settings: Settings) -> Path:
 # --- tasks -------------------------------------------------------------------------------
 
 
-def task_rows(settings: Settings, manifest: Manifest, moment: datetime) -> list[dict]:
-    """One row per task: the manifest's words, the history's figures, the next fire time."""
-    figures = {row.name: row for row in reports.task_status(settings, manifest, None)}
+def task_rows(
+    settings: Settings, manifest: Manifest, moment: datetime, view: Histories | None = None
+) -> list[dict]:
+    """One row per task: the manifest's words, the history's figures (in `view`, default
+    the fleet), the next fire time."""
+    if view is None:
+        view = reports.open_view(settings, manifest, None, ALL)
+        try:
+            return task_rows(settings, manifest, moment, view)
+        finally:
+            view.close()
+    figures = {row.name: row for row in reports.task_status(settings, manifest, None, view)}
     overrides = read_overrides(settings)
     return [
         _task_row(
@@ -146,33 +167,27 @@ def _task_row(
         "last_ping": status.last_ping,
         "log": task.log_name,
         "tags": list(task.tags),
+        "hosts": list(status.hosts),
     }
 
 
 # --- check results -----------------------------------------------------------------------
 
+# Portable SQL: the subquery in FROM is named (PostgreSQL requires it before 16).
 LATEST_CHECKS_SQL = """
-SELECT component, check_name, ok, detail, duration_s, checked_at, run_id FROM (
+SELECT component, check_name, ok, detail, duration_s, checked_at, run_id, host FROM (
   SELECT *, ROW_NUMBER() OVER (
-    PARTITION BY component, check_name ORDER BY checked_at DESC, id DESC) AS newest
+    PARTITION BY component, check_name, host ORDER BY checked_at DESC, id DESC) AS newest
   FROM check_results WHERE kind = ?
-) WHERE newest = 1 ORDER BY component, check_name
+) AS latest WHERE newest = 1 ORDER BY component, check_name
 """
+CHECK_KEYS = ("component", "check_name", "ok", "detail", "duration_s", "checked_at", "run_id")
 
 
-def _open_history(settings: Settings) -> list[sqlite3.Connection]:
-    """Root's history and each user's (history.connect_all); none for a new installation."""
-    try:
-        return history.connect_all(
-            str(settings.state_dir), settings.host_name, str(settings.history_db)
-        )
-    except sqlite3.Error:
-        return []
-
-
-def latest_checks(conns: list[sqlite3.Connection], kind: str) -> list[dict]:
-    """The newest result of each component/check of one kind (health, backup, integration),
-    over root's history and every user's (a check task may run as another user)."""
+def latest_checks(conns: list, kind: str) -> list[dict]:
+    """The newest result of each component/check of one kind (health, backup, integration)
+    on each host, over root's history and every user's (a check task may run as another
+    user), or over the shared history's hosts."""
     newest: dict[tuple, tuple] = {}
     for conn in conns:
         try:
@@ -180,12 +195,11 @@ def latest_checks(conns: list[sqlite3.Connection], kind: str) -> list[dict]:
         except sqlite3.Error:
             continue  # an unreadable or older history only leaves its results out
         for row in rows:
-            key = (row[0], row[1])
+            key = (row[0], row[1], row[7] or "")
             if key not in newest or row[5] > newest[key][5]:
                 newest[key] = row
-    keys = ("component", "check_name", "ok", "detail", "duration_s", "checked_at", "run_id")
     return [
-        {**dict(zip(keys, row, strict=True)), "ok": bool(row[2])}
+        {**dict(zip(CHECK_KEYS, row[:7], strict=True)), "ok": bool(row[2]), "host": row[7]}
         for _, row in sorted(newest.items())
     ]
 

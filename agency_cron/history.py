@@ -264,12 +264,21 @@ def last_final_status(conn: sqlite3.Connection, task: str) -> str | None:
 
 def rows(conn: sqlite3.Connection, task: str, limit: int, offset: int = 0) -> list[dict]:
     """The task's attempts, newest first, `offset` of them skipped (pagination)."""
-    conn.row_factory = sqlite3.Row
-    cursor = conn.execute(
+    return _dicts(
+        conn,
         "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
         (task, limit, offset),
     )
-    return [dict(r) for r in cursor]
+
+
+def _dicts(conn: sqlite3.Connection, sql: str, params: tuple) -> list[dict]:
+    """The rows of `sql` as dicts; the connection's rows are tuples again afterwards (a
+    later `row[0]` must work on the shared history too, whose named rows are dicts)."""
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.row_factory = None
 
 
 def count(conn: sqlite3.Connection, task: str) -> int:
@@ -279,9 +288,7 @@ def count(conn: sqlite3.Connection, task: str) -> int:
 
 def run_rows(conn: sqlite3.Connection, run_id: str) -> list[dict]:
     """Every attempt of one run, first attempt first."""
-    conn.row_factory = sqlite3.Row
-    cursor = conn.execute("SELECT * FROM runs WHERE run_id = ? ORDER BY attempt, id", (run_id,))
-    return [dict(r) for r in cursor]
+    return _dicts(conn, "SELECT * FROM runs WHERE run_id = ? ORDER BY attempt, id", (run_id,))
 
 
 # --- one database per user ---------------------------------------------------------------
@@ -614,15 +621,11 @@ def _shadow_lost(conn: sqlite3.Connection, ids: list[int]) -> None:
 
 def unnotified_lost(conn: sqlite3.Connection, task: str) -> list[dict]:
     """The task's lost runs that nobody was told about yet (no alert outcome recorded)."""
-    conn.row_factory = sqlite3.Row
-    try:
-        cursor = conn.execute(
-            f"SELECT * FROM runs WHERE task = ? AND status = {_LOST} AND alert IS NULL ORDER BY id",
-            (task,),
-        )
-        return [dict(r) for r in cursor]
-    finally:
-        conn.row_factory = None
+    return _dicts(
+        conn,
+        f"SELECT * FROM runs WHERE task = ? AND status = {_LOST} AND alert IS NULL ORDER BY id",
+        (task,),
+    )
 
 
 def lost_to_tell(conn: sqlite3.Connection, task: str, host: str | None = None) -> list[dict]:
@@ -634,12 +637,7 @@ def lost_to_tell(conn: sqlite3.Connection, task: str, host: str | None = None) -
 
 def running_rows(conn: sqlite3.Connection, task: str) -> list[dict]:
     """The task's open rows, one per run in progress (call sweep_lost first)."""
-    conn.row_factory = sqlite3.Row
-    try:
-        cursor = conn.execute(f"SELECT * FROM runs WHERE task = ? AND {OPEN} ORDER BY id", (task,))
-        return [dict(r) for r in cursor]
-    finally:
-        conn.row_factory = None
+    return _dicts(conn, f"SELECT * FROM runs WHERE task = ? AND {OPEN} ORDER BY id", (task,))
 
 
 def close_wait(conn: sqlite3.Connection, row_id: int, end: dict | None = None) -> None:

@@ -16,12 +16,15 @@ Decisions worth knowing:
 - Each database (root's history.db and each user's, history.connect_all) is read in one
   read transaction (a consistent snapshot while runs write): one grouped count over the
   whole table, then two indexed lookups per task in the databases that may hold it.
+- `--host NAME|all` (default all): on the shared history (HISTORY_URL=postgresql://...)
+  the fleet's figures are added up per task and labelled host="all" (scrape one host for
+  them, or `--host NAME` on each); a local history is this host's alone, labelled with
+  its HOST_NAME.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from agency_cron.config import Settings
 from agency_cron.errors import AgencyCronError, ConfigError
 from agency_cron.manifest import Manifest, Task
 from agency_cron.overrides import effective_enabled, read_overrides
+from agency_cron.readers import ALL, Histories, HistoryUnavailable
 
 # The text format 0.0.4: what node_exporter and every Prometheus version read.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -89,28 +93,36 @@ class Snapshot:
     generated_at: float
 
 
-def read_snapshot(settings: Settings, manifest: Manifest) -> Snapshot:
-    """Read the histories (root's and each user's, as reports does) and work out every
-    task's figures (reports' overdue and next-run logic); no history yet is an empty one."""
+def read_snapshot(
+    settings: Settings, manifest: Manifest, view: Histories | None = None
+) -> Snapshot:
+    """Read the histories of `view` (default: the fleet, reports.open_view; root's and each
+    user's on SQLite) and work out every task's figures (reports' overdue and next-run
+    logic); no history yet is an empty one. The `host` label is the view's: its host,
+    "all" for the fleet on the shared history, this host on a local one."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     overrides = read_overrides(settings)
-    conns = _open(settings)
+    opened = view or reports.open_view(settings, manifest, None, ALL)
     try:
-        for conn in conns:
-            conn.execute("BEGIN")  # one snapshot of each database for every query below
-        counts = _counts(conns)
+        _whole(settings, opened)
+        for conn in opened.conns:
+            conn.execute(_begin(conn))  # one snapshot of each database for every query below
+        counts = _counts(opened.conns)
+        by_host = reports.successes_by_host(opened, manifest.tasks)
         tasks = [
-            _task_figures(settings, conns, task, effective_enabled(task, overrides), counts, now)
+            _task_figures(
+                settings, opened, task, effective_enabled(task, overrides), counts, now, by_host
+            )
             for task in manifest.tasks
         ]
     except sqlite3.Error as exc:
-        raise _unreadable(settings, exc) from None
+        raise _unreadable(settings, opened, exc) from None
     finally:
-        for conn in conns:
-            conn.close()
+        if view is None:
+            opened.close()
     return Snapshot(
-        host=socket.gethostname(),
+        host=opened.host or (ALL if opened.shared else settings.host_name),
         tasks=tasks,
         history_rows=sum(sum(per_task.values()) for per_task in counts.values()),
         history_bytes=_history_bytes(settings),
@@ -119,34 +131,42 @@ def read_snapshot(settings: Settings, manifest: Manifest) -> Snapshot:
     )
 
 
-def _open(settings: Settings) -> list[sqlite3.Connection]:
-    """history.connect_all(): root's history.db and the users' databases. A history.db
-    that exists but cannot be read is an error (connect_all leaves it out): zeros in its
-    place would tell Prometheus that nothing ever succeeded."""
-    conns = history.connect_all(
+def _begin(conn) -> str:
+    """A read transaction: SQLite's (a snapshot from the first read on), or on the shared
+    history one whose every statement sees the same snapshot."""
+    if isinstance(conn, sqlite3.Connection):
+        return "BEGIN"
+    return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+def _whole(settings: Settings, view: Histories) -> None:
+    """A local view must hold root's history.db when it exists: connect_all leaves an
+    unreadable one out, and zeros in its place would tell Prometheus that nothing ever
+    succeeded. So that is an error; a history.db that was being created is read again."""
+    root = layout.history_path(settings)
+    if view.shared or view.host not in (None, settings.host_name) or not root.exists():
+        return  # another host's view of a local history is empty on purpose
+    if not all(isinstance(c, history.UserConnection) for c in view.conns):
+        return
+    try:
+        history.connect(str(root), create=False).close()
+    except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
+        raise _unreadable(settings, None, exc) from None
+    view.close()
+    view.conns = history.connect_all(
         str(settings.state_dir), settings.host_name, str(settings.history_db)
     )
-    root = layout.history_path(settings)
-    if root.exists() and all(isinstance(c, history.UserConnection) for c in conns):
-        for conn in conns:
-            conn.close()
-        try:
-            history.connect(str(root), create=False).close()
-        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
-            raise _unreadable(settings, exc) from None
-        conns = history.connect_all(
-            str(settings.state_dir), settings.host_name, str(settings.history_db)
-        )  # it was being created
-    return conns
 
 
-def _unreadable(settings: Settings, exc: Exception) -> AgencyCronError:
+def _unreadable(settings: Settings, view: Histories | None, exc: Exception) -> AgencyCronError:
+    if view is not None and view.shared:
+        return HistoryUnavailable(f"the shared history (HISTORY_URL): {exc}")
     return AgencyCronError(
         f"{layout.history_path(settings)}: STATE_DIR: cannot read the history: {exc}"
     )
 
 
-def _counts(conns: list[sqlite3.Connection]) -> dict[str, dict[str, int]]:
+def _counts(conns: list) -> dict[str, dict[str, int]]:
     """Rows by task and status, added up over the databases (a user's counts only for the
     tasks that run as that user: connect_all's views)."""
     found: dict[str, dict[str, int]] = {}
@@ -157,14 +177,17 @@ def _counts(conns: list[sqlite3.Connection]) -> dict[str, dict[str, int]]:
     return found
 
 
-def _task_figures(settings, conns, task: Task, enabled: bool, counts, now) -> TaskFigures:
-    mine = history.holding(conns, task.name)
+def _task_figures(
+    settings, view: Histories, task: Task, enabled: bool, counts, now, by_host
+) -> TaskFigures:
+    mine = history.holding(view.conns, task.name)
     ends = [row for c in mine if (row := c.execute(LAST_OUTCOME_SQL, (task.name,)).fetchone())]
     last = max(ends, key=lambda row: row[0]) if ends else None  # started_at sorts as time
     successes = [c.execute(reports.LAST_SUCCESS_SQL, (task.name,)).fetchone()[0] for c in mine]
     success = max((s for s in successes if s), default=None)
     next_run = reports.next_run(task, settings) if enabled else None
-    overdue = enabled and reports.overdue_reason(settings, task, success, now) is not None
+    late = reports.lateness(settings, task, success, now, by_host.get(task.name))
+    overdue = enabled and late.reason is not None
     return TaskFigures(
         name=task.name,
         user=task.user,
@@ -203,19 +226,20 @@ def _history_bytes(settings: Settings) -> int:
 class SnapshotCollector:
     """A prometheus_client collector that reads a fresh Snapshot on every collect()."""
 
-    def __init__(self, settings: Settings, manifest: Manifest):
-        self.settings, self.manifest = settings, manifest
+    def __init__(self, settings: Settings, manifest: Manifest, view: Histories | None = None):
+        self.settings, self.manifest, self.view = settings, manifest, view
 
     def collect(self):
-        return families(read_snapshot(self.settings, self.manifest))
+        return families(read_snapshot(self.settings, self.manifest, self.view))
 
 
-def exposition(settings: Settings, manifest: Manifest) -> bytes:
-    """The metrics in the text exposition format 0.0.4 (CONTENT_TYPE), without timestamps."""
+def exposition(settings: Settings, manifest: Manifest, view: Histories | None = None) -> bytes:
+    """The metrics of `view` (default: the fleet) in the text exposition format 0.0.4
+    (CONTENT_TYPE), without timestamps."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(settings, manifest))
+    registry.register(SnapshotCollector(settings, manifest, view))
     return generate_latest(registry)
 
 

@@ -42,10 +42,10 @@ GLOBAL_OPTIONS = ("--config", "--manifest")
 # The options each command takes here (each with a value), besides --json.
 COMMAND_OPTIONS = {
     "list": (),
-    "status": (),
-    "history": ("--limit",),
+    "status": ("--host",),
+    "history": ("--limit", "--host"),
     "next": ("-n", "--count"),
-    "log-summary": ("--since", "--task"),
+    "log-summary": ("--since", "--task", "--host"),
 }
 POSITIONALS = {"list": (0, 0), "status": (0, 1), "history": (1, 1), "next": (1, 1)}
 CACHE_FORMAT = 1
@@ -241,16 +241,10 @@ def answer(call: Call) -> str | None:
     wanted = call.names or call.options.get("--task", [])
     if any(loaded.get(name) is None for name in wanted):
         return None  # the full path's usage error, with its did-you-mean
+    if call.command in ("status", "history", "log-summary"):
+        return _history_answer(call, settings, loaded)
     if call.command == "list":
         data: object = reports.task_list(settings, loaded)
-    elif call.command == "status":
-        rows = reports.task_status(settings, loaded, call.names or None)
-        data = rows[0] if call.names else rows
-    elif call.command == "history":
-        limit = _last_int(call, "--limit", 20)
-        if limit is None:
-            return None
-        data = reports.task_history(settings, call.names[0], limit)
     elif call.command == "next":
         count = _last_int(call, "--count", 5)
         if count is None:
@@ -258,10 +252,37 @@ def answer(call: Call) -> str | None:
         task = loaded.get(call.names[0])
         times = reports.upcoming(task, count, settings)
         data = {"name": call.names[0], "schedule": list(task.schedule), "next_runs": times}
-    else:
-        since = reports.parse_since((call.options.get("--since") or ["24h"])[-1])
-        tasks = call.options.get("--task") or None
-        data = reports.log_summary(settings, loaded, since, tasks)
+    return to_json(data)
+
+
+def _history_answer(call: Call, settings, loaded) -> str | None:
+    """status, history and log-summary: read the history of `--host` (the CLI's defaults:
+    this host for status and history, the fleet for log-summary); its note on stderr, as
+    the CLI words it."""
+    from agency_cron import readers, reports
+    from agency_cron.results import to_json
+
+    limit = _last_int(call, "--limit", 20)
+    if limit is None:
+        return None
+    since = reports.parse_since((call.options.get("--since") or ["24h"])[-1])
+    hosts = call.options.get("--host")
+    choice = hosts[-1] if hosts else None
+    default = readers.ALL if call.command == "log-summary" else readers.THIS
+    with readers.viewing(settings, loaded, choice, default) as view:
+        if view.note:
+            from agency_cron.terminal import escape_controls
+
+            note = escape_controls(view.note).replace("\n", " ")
+            sys.stderr.write(f"agency-cron: warning: {note}\n")
+        if call.command == "status":
+            rows = reports.task_status(settings, loaded, call.names or None, view)
+            data: object = rows[0] if call.names else rows
+        elif call.command == "history":
+            data = reports.task_history(settings, call.names[0], limit, view=view)
+        else:
+            tasks = call.options.get("--task") or None
+            data = reports.log_summary(settings, loaded, since, tasks, view)
     return to_json(data)
 
 

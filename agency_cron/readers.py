@@ -13,8 +13,9 @@ history, log-summary, health, the dashboard, serve, metrics).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,3 +101,21 @@ def _local(settings: Settings, host: str | None) -> Histories:
 def fleet_task_names(manifest: Any) -> list[str]:
     """The manifest's `scope: fleet` tasks (their rows count in every host's view)."""
     return [task.name for task in manifest.tasks if getattr(task, "scope", "host") == "fleet"]
+
+
+@contextlib.contextmanager
+def viewing(
+    settings: Settings, manifest: Any, choice: str | None, default: str = THIS
+) -> Iterator[Histories]:
+    """open_histories() of `--host choice` for the manifest's tasks, closed afterwards. A
+    shared history that fails mid-way (remote.RemoteError, a sqlite3 error on purpose)
+    is HistoryUnavailable, one line, as when it does not answer at all."""
+    view = open_histories(settings, choice, default, fleet_task_names(manifest))
+    try:
+        yield view
+    except sqlite3.Error as exc:
+        if not view.shared:
+            raise
+        raise HistoryUnavailable(f"the shared history failed: {exc}") from None
+    finally:
+        view.close()

@@ -30,7 +30,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from agency_cron import history
+from agency_cron import history, statuses
 
 if TYPE_CHECKING:
     import psycopg
@@ -506,10 +506,11 @@ class Reader:
 
     tasks: frozenset[str] | None = None  # history.holding(): it holds every task's rows
 
-    def __init__(self, conn: psycopg.Connection, url: str):
+    def __init__(self, conn: psycopg.Connection, url: str, table: str = "runs"):
         self.conn = conn
         self.url = url
         self.row_factory: Any = None
+        self.table = table  # the runs table itself, behind a host's view of it
 
     def execute(self, sql: str, params: Iterable[Any] = ()):
         from psycopg.rows import dict_row, tuple_row
@@ -548,6 +549,8 @@ def reader(url: str, timeout: float, host: str | None, fleet_tasks: Iterable[str
             )
             + sql.SQL(" WHERE host = {}").format(shown)
         )
+        table = sql.SQL("{}.runs").format(qualified).as_string(conn)
+        return Reader(conn, url, table)
     return Reader(conn, url)
 
 
@@ -562,3 +565,59 @@ def hosts(conn: psycopg.Connection) -> list[str]:
            ) SELECT host FROM h WHERE host IS NOT NULL"""
     ).fetchall()
     return [row[0] for row in rows]
+
+
+# What the readers ask of the fleet alone (reports.py): which hosts ran a task, and each
+# host's last success. The hosts come from a loose index scan of the runs table itself
+# (a host's view filters it, and would make each step walk the other hosts' rows); each
+# (host, task) pair is then one probe of runs_host_task (host, task, started_at, status).
+_HOSTS_CTE = """WITH RECURSIVE h(host) AS (
+  (SELECT host FROM {runs} WHERE host IS NOT NULL ORDER BY host LIMIT 1)
+  UNION ALL
+  SELECT (SELECT host FROM {runs} WHERE host > h.host ORDER BY host LIMIT 1)
+  FROM h WHERE h.host IS NOT NULL
+)"""
+_NOT_FINAL = statuses.sql(statuses.NOT_FINAL)
+
+
+def hosts_by_task(reader: Reader, tasks: list[str], since: str = "") -> dict[str, list[str]]:
+    """The hosts that ran each of `tasks` (a row that is not NOT_FINAL, started since
+    `since`), sorted; a task no host ran is left out."""
+    if not tasks:
+        return {}
+    query = (
+        _HOSTS_CTE.format(runs=reader.table)
+        + f"""
+SELECT t.task, h.host FROM h CROSS JOIN unnest(?::text[]) AS t(task)
+WHERE h.host IS NOT NULL AND EXISTS (
+  SELECT 1 FROM runs r WHERE r.host = h.host AND r.task = t.task AND r.started_at >= ?
+  AND r.status NOT IN {_NOT_FINAL})
+ORDER BY t.task, h.host"""
+    )
+    found: dict[str, list[str]] = {}
+    for task, host in reader.execute(query, (list(tasks), since)).fetchall():
+        found.setdefault(task, []).append(host)
+    return found
+
+
+def last_success_by_host(reader: Reader, tasks: list[str]) -> dict[str, dict[str, str | None]]:
+    """Each of `tasks`' last success per host that has any row of it (None: it never
+    succeeded there): how the fleet view tells which host stopped running a task."""
+    if not tasks:
+        return {}
+    success = statuses.quoted(statuses.SUCCESS)
+    query = (
+        _HOSTS_CTE.format(runs=reader.table)
+        + f"""
+SELECT t.task, h.host, (
+  SELECT MAX(r.started_at) FROM runs r
+  WHERE r.host = h.host AND r.task = t.task AND r.status = {success})
+FROM h CROSS JOIN unnest(?::text[]) AS t(task)
+WHERE h.host IS NOT NULL AND EXISTS (
+  SELECT 1 FROM runs r WHERE r.host = h.host AND r.task = t.task)
+ORDER BY t.task, h.host"""
+    )
+    found: dict[str, dict[str, str | None]] = {}
+    for task, host, last in reader.execute(query, (list(tasks),)).fetchall():
+        found.setdefault(task, {})[host] = last
+    return found

@@ -10,11 +10,13 @@ import contextlib
 import os
 import signal
 import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from agency_cron import history, layout, statuses
+from agency_cron import history, layout, readers, statuses
 from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
 from agency_cron.overrides import effective_enabled, override_of, read_overrides
@@ -74,13 +76,51 @@ def upcoming(task: Task, count: int, settings: Settings | None = None) -> list[s
     return [moment.isoformat() for moment in moments]
 
 
-def _open_histories(settings: Settings) -> list[sqlite3.Connection]:
-    """Root's history and each user's (history.connect_all); empty when none exists yet.
-    Every query below runs on each and the answers are combined (_sum, _max, _newest)."""
+def open_view(
+    settings: Settings,
+    manifest: Manifest | None,
+    choice: str | None = None,
+    default: str = readers.THIS,
+) -> readers.Histories:
+    """The histories a reader of `--host choice` (None: `default`) queries: root's
+    history.db and each user's, or the shared history (readers.open_histories). Every
+    query below runs on each connection and the answers are combined (_sum, _max,
+    _newest). Raises readers.HistoryUnavailable (exit 1) when the shared one is needed
+    and away; `note` says when this host's local history stands in for it."""
+    fleet = readers.fleet_task_names(manifest) if manifest is not None else ()
+    return readers.open_histories(settings, choice, default, fleet)
+
+
+@contextlib.contextmanager
+def _reading(
+    settings: Settings,
+    manifest: Manifest | None,
+    view: readers.Histories | None,
+    default: str = readers.THIS,
+) -> Iterator[readers.Histories]:
+    """`view` as given (its caller closes it), or the default view, closed afterwards."""
+    if view is not None:
+        yield view
+        return
+    opened = open_view(settings, manifest, None, default)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def scope_of(view: readers.Histories) -> str:
+    """The `host` of a result: the host it shows, or "all" for the whole fleet."""
+    return view.host or readers.ALL
+
+
+def _local_conns(settings: Settings) -> list[sqlite3.Connection]:
+    """This host's own databases (root's and each user's), for what acts on this host's
+    processes (kill): never the shared history."""
     try:
         return history.connect_all(
             str(settings.state_dir), settings.host_name, str(settings.history_db)
-        )  # lost runs shown as lost
+        )
     except sqlite3.Error:
         return []
 
@@ -113,11 +153,14 @@ def _newest(conns: list[sqlite3.Connection], sql: str, params: tuple) -> tuple |
     return max(rows, key=lambda row: row[0]) if rows else None
 
 
+# Portable SQL (SQLite and PostgreSQL): a count of rows matching a condition is
+# COUNT(CASE WHEN ... THEN 1 END), not SQLite's SUM(condition); the same covering index
+# answers it, and it counts 0 rather than NULL over no rows.
 STATUS_SQL = f"""
 SELECT
   COUNT(DISTINCT CASE WHEN status != {RETRY} THEN run_id END) AS runs,
-  SUM(status = {SUCCESS}) AS successes,
-  SUM(status IN {FAILED_SQL}) AS failures,
+  COUNT(CASE WHEN status = {SUCCESS} THEN 1 END) AS successes,
+  COUNT(CASE WHEN status IN {FAILED_SQL} THEN 1 END) AS failures,
   MAX(started_at) AS last_run,
   MAX(CASE WHEN status = {SUCCESS} THEN started_at END) AS last_success,
   MAX(CASE WHEN status IN {FAILED_SQL} THEN started_at END) AS last_failure
@@ -126,30 +169,48 @@ FROM runs WHERE task = ? AND status != {SKIPPED}
 
 
 def task_status(
-    settings: Settings, manifest: Manifest, names: list[str] | None
+    settings: Settings,
+    manifest: Manifest,
+    names: list[str] | None,
+    view: readers.Histories | None = None,
 ) -> list[TaskStatus]:
-    """CONTRACT.md `status` per task, figures from history (the 004 seed's counters)."""
+    """CONTRACT.md `status` per task, figures from history (the 004 seed's counters), in
+    `view` (default: this host's). `host` is the view's scope, `hosts` those that ran it."""
     overrides = read_overrides(settings)
-    conns = _open_histories(settings)
     result = []
-    for task in manifest.tasks:
-        if names and task.name not in names:
-            continue
-        enabled = effective_enabled(task, overrides)
-        figures = _figures(conns, task.name)
-        state = _state(settings, task.name, enabled, figures)
-        result.append(
-            TaskStatus(
-                name=task.name,
-                state=state,
-                **figures,
-                next_run=next_run(task, settings) if enabled else None,
-                override=override_of(task, overrides),
-                **_ping_figures(settings, conns, task),
+    with _reading(settings, manifest, view) as shown:
+        tasks = [task for task in manifest.tasks if not names or task.name in names]
+        figures = {task.name: _figures(shown.conns, task.name) for task in tasks}
+        ran = _hosts_of(settings, shown, {k: f["runs"] > 0 for k, f in figures.items()})
+        for task in tasks:
+            enabled = effective_enabled(task, overrides)
+            state = _state(settings, task.name, enabled, figures[task.name])
+            result.append(
+                TaskStatus(
+                    name=task.name,
+                    state=state,
+                    **figures[task.name],
+                    next_run=next_run(task, settings) if enabled else None,
+                    override=override_of(task, overrides),
+                    **_ping_figures(settings, shown.conns, task),
+                    host=scope_of(shown),
+                    hosts=ran.get(task.name, []),
+                )
             )
-        )
-    _close(conns)
     return result
+
+
+def _hosts_of(
+    settings: Settings, view: readers.Histories, ran: dict[str, bool], since: str = ""
+) -> dict[str, list[str]]:
+    """The hosts that ran each task of `ran` (rows not NOT_FINAL, since `since`),
+    asked of the shared history; a local history holds this host's runs alone, so there
+    it is this host for the tasks `ran` says ran."""
+    if view.shared:
+        from agency_cron import remote
+
+        return remote.hosts_by_task(view.conns[0], list(ran), since)
+    return {name: [settings.host_name] for name, did in ran.items() if did}
 
 
 def _figures(conns: list[sqlite3.Connection], name: str) -> dict:
@@ -192,7 +253,7 @@ def _figures(conns: list[sqlite3.Connection], name: str) -> dict:
 LAST_PING_SQL = """
 SELECT started_at, ping FROM (
   SELECT started_at, id, ping FROM runs WHERE task = ? ORDER BY started_at DESC, id DESC LIMIT 100
-) WHERE ping IS NOT NULL ORDER BY started_at DESC, id DESC LIMIT 1
+) AS newest WHERE ping IS NOT NULL ORDER BY started_at DESC, id DESC LIMIT 1
 """
 
 
@@ -237,13 +298,18 @@ HISTORY_KEYS = (
 )
 
 
-def task_history(settings: Settings, name: str, limit: int, offset: int = 0) -> list[RunRow]:
-    """CONTRACT.md `history`: the task's attempts, newest first."""
-    conns = _open_histories(settings)
-    try:
-        return [history_row(row) for row in history.rows_of_all(conns, name, limit, offset)]
-    finally:
-        _close(conns)
+def task_history(
+    settings: Settings,
+    name: str,
+    limit: int,
+    offset: int = 0,
+    view: readers.Histories | None = None,
+) -> list[RunRow]:
+    """CONTRACT.md `history`: the task's attempts in `view` (default: this host's), newest
+    first, each with the host that ran it."""
+    with _reading(settings, None, view) as shown:
+        found = history.rows_of_all(shown.conns, name, limit, offset)
+    return [history_row(row) for row in found]
 
 
 def history_row(row: dict) -> RunRow:
@@ -258,24 +324,21 @@ def _run_fields(row: dict) -> dict:
         "note": row["note"],
         "alert": row["alert"],
         "ping": row.get("ping"),
+        "host": row.get("host"),
     }
 
 
-def history_count(settings: Settings, name: str) -> int:
-    conns = _open_histories(settings)
-    try:
-        return sum(history.count(conn, name) for conn in conns)
-    finally:
-        _close(conns)
+def history_count(settings: Settings, name: str, view: readers.Histories | None = None) -> int:
+    with _reading(settings, None, view) as shown:
+        return sum(history.count(conn, name) for conn in shown.conns)
 
 
-def run_attempts(settings: Settings, run_id: str) -> list[RunAttempt]:
+def run_attempts(
+    settings: Settings, run_id: str, view: readers.Histories | None = None
+) -> list[RunAttempt]:
     """Every attempt of one run (with the task and its output tail), first attempt first."""
-    conns = _open_histories(settings)
-    try:
-        rows = history.run_rows_of_all(conns, run_id)
-    finally:
-        _close(conns)
+    with _reading(settings, None, view) as shown:
+        rows = history.run_rows_of_all(shown.conns, run_id)
     return [
         RunAttempt(**_run_fields(r), task=r["task"], output_tail=r["output_tail"]) for r in rows
     ]
@@ -344,11 +407,11 @@ def _live_runners(settings: Settings, name: str) -> list[tuple[str, int]]:
     """(run_id, runner pid) of the task's runs in progress: from history, and the lock's
     holder (found even when history could not be written)."""
     found: dict[int, str] = {}
-    conns = _open_histories(settings)
+    conns = _local_conns(settings)
     try:
         for conn in history.holding(conns, name):
             for row in history.running_rows(conn, name):
-                if row["host"] == os.uname().nodename:
+                if row["host"] == settings.host_name:  # the name its runs record
                     found[row["pid"]] = row["run_id"]
     except sqlite3.Error:
         pass
@@ -382,7 +445,7 @@ def _orphans(settings: Settings, name: str, runners: set[int]) -> dict[str, set[
 
 
 def _recent_lost_runs(settings: Settings, name: str) -> list[str]:
-    conns = _open_histories(settings)
+    conns = _local_conns(settings)
     rows: list[tuple] = []
     try:
         for conn in history.holding(conns, name):
@@ -420,9 +483,9 @@ def _wait_gone(pid: int, identity: str | None, timeout: float = KILL_WAIT_S) -> 
 
 SUMMARY_SQL = f"""
 SELECT
-  SUM(status NOT IN {NOT_FINAL_SQL}) AS runs,
-  SUM(status IN {FAILED_SQL}) AS failures,
-  SUM(status = {SKIPPED}) AS skipped
+  COUNT(CASE WHEN status NOT IN {NOT_FINAL_SQL} THEN 1 END) AS runs,
+  COUNT(CASE WHEN status IN {FAILED_SQL} THEN 1 END) AS failures,
+  COUNT(CASE WHEN status = {SKIPPED} THEN 1 END) AS skipped
 FROM runs WHERE task = ? AND started_at >= ?
 """
 LAST_SQL = f"""
@@ -451,29 +514,39 @@ def parse_since(text: str) -> int:
 
 
 def log_summary(
-    settings: Settings, manifest: Manifest, since_s: int, names: list[str] | None = None
+    settings: Settings,
+    manifest: Manifest,
+    since_s: int,
+    names: list[str] | None = None,
+    view: readers.Histories | None = None,
 ) -> Summary:
     """Per task: last run, status, duration, runs and failures in the window, last error
-    lines, next run, overdue. One indexed query per task: the history is never scanned whole.
+    lines, next run, overdue, in `view` (default: the fleet), added up over its hosts, and
+    the hosts that ran it in the window. One indexed query per task: the history is never
+    scanned whole. Overdue reads the view's last success: for a `scope: fleet` task, any
+    host's (every view holds every host's rows of those tasks).
     """
     from datetime import UTC, timedelta
 
     now = datetime.now(UTC)
     window_start = (now - timedelta(seconds=since_s)).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
-    conns = _open_histories(settings)
     overrides = read_overrides(settings)
-    tasks = []
-    for task in manifest.tasks:
-        if names and task.name not in names:
-            continue
-        enabled = effective_enabled(task, overrides)
-        row = _summary_row(conns, task, window_start)
-        row["next_run"] = next_run(task, settings) if enabled else None
-        row["enabled"] = enabled
-        row["overdue"] = bool(enabled and overdue_reason(settings, task, row["last_success"], now))
-        tasks.append(SummaryRow(**row))
-    _close(conns)
-    return Summary(generated_at=now.isoformat(), since=window_start, tasks=tasks)
+    rows = []
+    with _reading(settings, manifest, view, readers.ALL) as shown:
+        wanted = [task for task in manifest.tasks if not names or task.name in names]
+        by_host = successes_by_host(shown, wanted)
+        for task in wanted:
+            enabled = effective_enabled(task, overrides)
+            row = _summary_row(shown.conns, task, window_start)
+            row["next_run"] = next_run(task, settings) if enabled else None
+            row["enabled"] = enabled
+            late = lateness(settings, task, row["last_success"], now, by_host.get(task.name))
+            row["overdue"] = bool(enabled and late.reason)
+            rows.append(row)
+        ran = _hosts_of(settings, shown, {r["name"]: r["runs"] > 0 for r in rows}, window_start)
+        scope = scope_of(shown)
+    tasks = [SummaryRow(**row, hosts=ran.get(row["name"], [])) for row in rows]
+    return Summary(generated_at=now.isoformat(), since=window_start, tasks=tasks, host=scope)
 
 
 def _summary_row(conns: list[sqlite3.Connection], task: Task, window_start: str) -> dict:
@@ -580,23 +653,65 @@ def _human(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def overdue_tasks(settings: Settings, manifest: Manifest) -> list[Overdue]:
-    """`health`: every enabled task with no success within its expected interval."""
+def overdue_tasks(
+    settings: Settings, manifest: Manifest, view: readers.Histories | None = None
+) -> list[Overdue]:
+    """`health`: every enabled task with no success within its expected interval, in
+    `view` (default: the fleet). `hosts`: where a host-scoped task is late."""
     from datetime import UTC
 
     now = datetime.now(UTC)
-    conns = _open_histories(settings)
     overrides = read_overrides(settings)
     found = []
-    for task in manifest.tasks:
-        if not effective_enabled(task, overrides):
-            continue
-        last = _last_success(history.holding(conns, task.name), task.name)
-        reason = overdue_reason(settings, task, last, now)
-        if reason:
-            found.append(Overdue(task.name, last, reason))
-    _close(conns)
+    with _reading(settings, manifest, view, readers.ALL) as shown:
+        enabled = [task for task in manifest.tasks if effective_enabled(task, overrides)]
+        by_host = successes_by_host(shown, enabled)
+        for task in enabled:
+            last = _last_success(history.holding(shown.conns, task.name), task.name)
+            late = lateness(settings, task, last, now, by_host.get(task.name))
+            if late.reason:
+                found.append(Overdue(task.name, late.last_success, late.reason, late.hosts))
     return found
+
+
+def successes_by_host(
+    view: readers.Histories, tasks: Iterable[Task]
+) -> dict[str, dict[str, str | None]]:
+    """In the fleet view of the shared history, each host-scoped task's last success per
+    host that reported it: such a task is overdue where one host stopped succeeding (a
+    `scope: fleet` task, where none succeeded). {} in any other view: one host's."""
+    if not view.shared or view.host is not None:
+        return {}
+    from agency_cron import remote
+
+    names = [task.name for task in tasks if getattr(task, "scope", "host") != "fleet"]
+    return remote.last_success_by_host(view.conns[0], names)
+
+
+@dataclass(frozen=True)
+class Late:
+    reason: str | None  # None: on time
+    last_success: str | None
+    hosts: list[str]  # the late hosts, in a fleet view of a host-scoped task
+
+
+def lateness(
+    settings: Settings,
+    task: Task,
+    last_success: str | None,
+    now: datetime,
+    by_host: dict[str, str | None] | None = None,
+) -> Late:
+    """overdue_reason() of the newest success, or with `by_host` (successes_by_host) of
+    each host's: the reasons of the late ones, each named."""
+    if not by_host:
+        return Late(overdue_reason(settings, task, last_success, now), last_success, [])
+    reasons = {host: overdue_reason(settings, task, at, now) for host, at in by_host.items()}
+    hosts = [host for host, why in reasons.items() if why]
+    if not hosts:
+        return Late(None, last_success, [])
+    oldest = min((by_host[h] for h in hosts), key=lambda at: at or "")
+    return Late("; ".join(f"on {h}: {reasons[h]}" for h in hosts), oldest, hosts)
 
 
 def alert_overdue(settings: Settings, overdue: list[Overdue]) -> str:

@@ -16,7 +16,7 @@ them to its Literal types).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +52,8 @@ class TaskStatus:
     override: str | None
     ping: bool  # whether the task's runs ping (ping_url, else PING_URL)
     last_ping: str | None  # the newest final ping's outcome, None before the first
+    host: str = "all"  # the scope shown (`--host`): a host's name, or "all" (the fleet)
+    hosts: list[str] = field(default_factory=list)  # the hosts that ran it, sorted
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class RunRow:
     note: str | None
     alert: str | None
     ping: str | None = None  # the outcome of the attempt's final heartbeat ping (ping.py)
+    host: str | None = None  # the host that ran it (HOST_NAME there)
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,17 @@ class SummaryRow:
     next_run: str | None
     enabled: bool
     overdue: bool
+    hosts: list[str] = field(default_factory=list)  # the hosts that ran it in the window
 
 
 @dataclass(frozen=True)
 class Summary:
-    """`log-summary`: the window and a row per task."""
+    """`log-summary`: the window and a row per task, over the hosts of `host`."""
 
     generated_at: str
     since: str
     tasks: list[SummaryRow]
+    host: str = "all"  # the scope shown (`--host`): a host's name, or "all" (the fleet)
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class Overdue:
     name: str
     last_success: str | None
     reason: str
+    hosts: list[str] = field(default_factory=list)  # the late hosts of a host-scoped task
 
 
 @dataclass(frozen=True)

@@ -256,14 +256,11 @@ def record(settings: Settings, results: list[CheckResult], checked_at: str, run_
     a failure is a warning, not a failed check."""
     from agency_cron import history
 
+    # The host its runs are recorded under (the runner's AGENCY_CRON_HOST in a Kubernetes
+    # Job, else HOST_NAME): a host's view of the shared history shows its own checks.
+    host = os.environ.get("AGENCY_CRON_HOST") or settings.host_name
     rows = [
-        {
-            **r.as_dict(),
-            "ok": int(r.ok),
-            "checked_at": checked_at,
-            "run_id": run_id,
-            "host": settings.host_name,
-        }
+        {**r.as_dict(), "ok": int(r.ok), "checked_at": checked_at, "run_id": run_id, "host": host}
         for r in results
     ]
     try:

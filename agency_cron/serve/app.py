@@ -40,6 +40,7 @@ from agency_cron.errors import (
     UsageError,
 )
 from agency_cron.manifest import FIELD_HELP, document_schema
+from agency_cron.readers import HistoryUnavailable
 from agency_cron.serve import is_loopback
 from agency_cron.serve.auth import ADMIN, Tokens, matches_any, role_of
 from agency_cron.serve.limits import too_large_detail
@@ -131,7 +132,9 @@ class RetriesReset(BaseModel):
 
 RunView = model_of(results.RunDetail, "RunView", status=RUN_STATUSES, attempts=list_of(Execution))
 Overdue = model_of(results.Overdue)
-Health = create_model("Health", healthy=(bool, ...), overdue=(list_of(Overdue), ...))
+Health = create_model(
+    "Health", healthy=(bool, ...), overdue=(list_of(Overdue), ...), host=(str, ...)
+)
 
 
 PROBLEMS = {
@@ -145,6 +148,7 @@ PROBLEMS = {
         413: "The body is larger than API_MAX_BODY",
         422: "Refused by the manifest validation (the same messages as `agency-cron validate`)",
         502: "The crontab binary or another scheduler backend failed",
+        503: "The shared history (HISTORY_URL) does not answer",
     }.items()
 }
 
@@ -341,6 +345,25 @@ Writer = Annotated[dict, Depends(writer)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip")]
 TaskBody = Annotated[dict[str, Any], WithJsonSchema(TASK_DOCUMENT_REF), Body()]
+HostQuery = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="Whose runs: a host's name (its HOST_NAME), or all (the fleet: the default)",
+    ),
+]
+
+
+@contextlib.contextmanager
+def _viewing(settings, manifest, host: str | None):
+    """The histories of `?host=` (default: the fleet), closed afterwards; when the shared
+    history is away and this host's local one stands in, the server's log says so."""
+    from agency_cron.readers import ALL, viewing
+
+    with viewing(settings, manifest, host, ALL) as view:
+        if view.note:
+            log.warning("%s", view.note)
+        yield view
 
 
 def _routes():
@@ -425,27 +448,39 @@ def _routes():
     def reset_retries(request: Request, actor: Writer, name: NAME):
         return admin.reset_retries(request.app.state.context, name, actor)
 
-    @router.get("/api/tasks/{name}/executions", response_model=ExecutionPage, tags=["runs"])
+    @router.get(
+        "/api/tasks/{name}/executions",
+        response_model=ExecutionPage,
+        tags=["runs"],
+        responses={503: PROBLEMS[503]},
+    )
     def executions(
-        request: Request, actor: Reader, name: NAME, limit: Limit = 50, offset: Offset = 0
+        request: Request,
+        actor: Reader,
+        name: NAME,
+        limit: Limit = 50,
+        offset: Offset = 0,
+        host: HostQuery = None,
     ):
         settings, manifest, _ = request.app.state.context.load()
         admin.get_task(settings, manifest, admin.check_name(name))
-        return {
-            "items": results.plain(reports.task_history(settings, name, limit, offset)),
-            "total": reports.history_count(settings, name),
-            "limit": limit,
-            "offset": offset,
-        }
+        with _viewing(settings, manifest, host) as view:
+            items = reports.task_history(settings, name, limit, offset, view)
+            total = reports.history_count(settings, name, view)
+        return {"items": results.plain(items), "total": total, "limit": limit, "offset": offset}
 
-    @router.get("/api/runs/{run_id}", response_model=RunView, tags=["runs"])
+    @router.get(
+        "/api/runs/{run_id}", response_model=RunView, tags=["runs"], responses={503: PROBLEMS[503]}
+    )
     def get_run(
         request: Request,
         actor: Reader,
         run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$", description="A run id")],
+        host: HostQuery = None,
     ):
         settings, manifest, _ = request.app.state.context.load()
-        return results.plain(admin.get_run(settings, manifest, run_id))
+        with _viewing(settings, manifest, host) as view:
+            return results.plain(admin.get_run(settings, manifest, run_id, view))
 
     @router.get(
         "/api/health",
@@ -453,10 +488,12 @@ def _routes():
         tags=["reports"],
         responses={503: {"model": Health, "description": "Some task is overdue"}},
     )
-    def health(request: Request, actor: Reader):
+    def health(request: Request, actor: Reader, host: HostQuery = None):
         settings, manifest, _ = request.app.state.context.load()
-        overdue = reports.overdue_tasks(settings, manifest)
-        body = {"healthy": not overdue, "overdue": results.plain(overdue)}
+        with _viewing(settings, manifest, host) as view:
+            overdue = reports.overdue_tasks(settings, manifest, view)
+            scope = reports.scope_of(view)
+        body = {"healthy": not overdue, "overdue": results.plain(overdue), "host": scope}
         return JSONResponse(body, status_code=503 if overdue else 200)
 
     @router.get(
@@ -464,43 +501,67 @@ def _routes():
         response_class=PlainTextResponse,
         tags=["reports"],
         dependencies=[Depends(bearer)],
-        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text 0.0.4"}},
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text 0.0.4"},
+            503: PROBLEMS[503],
+        },
     )
-    def metrics_export(request: Request):
+    def metrics_export(request: Request, host: HostQuery = None):
         # A read-only token is enough; METRICS_PUBLIC=true opens it on loopback (_public).
         from agency_cron import metrics
 
         settings, manifest, _ = request.app.state.context.load()
-        return Response(metrics.exposition(settings, manifest), media_type=metrics.CONTENT_TYPE)
+        with _viewing(settings, manifest, host) as view:
+            content = metrics.exposition(settings, manifest, view)
+        return Response(content, media_type=metrics.CONTENT_TYPE)
 
-    @router.get("/api/summary", response_model=dict[str, Any], tags=["reports"])
+    @router.get(
+        "/api/summary",
+        response_model=dict[str, Any],
+        tags=["reports"],
+        responses={503: PROBLEMS[503]},
+    )
     def summary(
         request: Request,
         actor: Reader,
         since: Annotated[str, Query(max_length=32, description="Window: 90m, 24h, 7d")] = "24h",
         task: Annotated[list[str] | None, Query(max_length=200)] = None,
+        host: HostQuery = None,
     ):
         settings, manifest, _ = request.app.state.context.load()
         if task:
             for name in task:
                 admin.get_task(settings, manifest, admin.check_name(name))
-        summary = reports.log_summary(settings, manifest, reports.parse_since(since), task)
+        window = reports.parse_since(since)
+        with _viewing(settings, manifest, host) as view:
+            summary = reports.log_summary(settings, manifest, window, task, view)
         return results.enveloped(summary)  # what `log-summary --json` prints
 
-    @router.get("/api/dashboard", response_model=dict[str, Any], tags=["dashboard"])
-    def dashboard_data(request: Request, actor: Reader):
+    @router.get(
+        "/api/dashboard",
+        response_model=dict[str, Any],
+        tags=["dashboard"],
+        responses={503: PROBLEMS[503]},
+    )
+    def dashboard_data(request: Request, actor: Reader, host: HostQuery = None):
         settings, manifest, _ = request.app.state.context.load()
-        return dashboard.collect(settings, manifest)
+        with _viewing(settings, manifest, host) as view:
+            return dashboard.collect(settings, manifest, view=view)
 
     @router.get(
         "/api/dashboard/body",
         response_class=HTMLResponse,
         tags=["dashboard"],
-        responses={200: {"content": {"text/html": {}}, "description": "The dashboard's content"}},
+        responses={
+            200: {"content": {"text/html": {}}, "description": "The dashboard's content"},
+            503: PROBLEMS[503],
+        },
     )
-    def dashboard_body(request: Request, actor: Reader):
+    def dashboard_body(request: Request, actor: Reader, host: HostQuery = None):
         settings, manifest, _ = request.app.state.context.load()
-        return HTMLResponse(dashboard.render_live_body(dashboard.collect(settings, manifest)))
+        with _viewing(settings, manifest, host) as view:
+            data = dashboard.collect(settings, manifest, view=view)
+        return HTMLResponse(dashboard.render_live_body(data))
 
     @router.get(
         "/",
@@ -529,6 +590,7 @@ def _add_toggle(router, action: str, paused: bool) -> None:
 # --- errors and headers --------------------------------------------------------------------
 
 STATUS_OF = (
+    (HistoryUnavailable, 503),
     (admin.NotFound, 404),
     (admin.Conflict, 409),
     (admin.Refused, 403),
@@ -548,6 +610,7 @@ TITLES = {
     422: "Unprocessable content",
     500: "Internal server error",
     502: "Bad gateway",
+    503: "Service unavailable",
 }
 
 

@@ -766,7 +766,7 @@ def test_health_reports_an_overdue_task(api):
     with api.client() as client:
         response = client.get("/api/health")
         assert response.status_code == 200, response.text
-        assert response.json() == {"healthy": True, "overdue": []}
+        assert response.json() == {"healthy": True, "overdue": [], "host": "all"}
 
         create(client, task_body("watched", schedule="* * * * *", expect_within="1m"))
         hour_ago = time.time() - 3600
@@ -785,7 +785,7 @@ def test_health_reports_an_overdue_task(api):
         assert client.post("/api/tasks/watched/actions/pause").status_code == 200
         for path in (spec_file(env, "watched"), env.state_dir / "tasks" / "watched.marshal"):
             os.utime(path, (hour_ago, hour_ago))
-        assert client.get("/api/health").json() == {"healthy": True, "overdue": []}
+        assert client.get("/api/health").json() == {"healthy": True, "overdue": [], "host": "all"}
 
 
 # --------------------------------------------------------------------------- 9. summary

@@ -26,7 +26,7 @@ def test_a_list_stays_a_list_and_each_row_carries_the_version():
 def test_an_object_carries_the_version_at_the_top_and_keeps_its_own():
     summary = results.Summary("2026-12-01T02:00:00+00:00", "2026-11-30T02:00:00+00:00", [])
     shown = json.loads(results.to_json(summary))
-    assert list(shown) == ["version", "generated_at", "since", "tasks"]
+    assert list(shown) == ["version", "generated_at", "since", "tasks", "host"]
     assert json.loads(results.to_json({"version": 7, "x": 1})) == {"version": 7, "x": 1}
 
 
