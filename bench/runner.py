@@ -2,6 +2,7 @@
 
     python bench/runner.py [--runs 200] [--sizes 10M,100M,1G] [--repeat 3]
         [--no-throughput] [--no-profile] [--against GIT_REV] [--pings | --no-pings]
+        [--no-postgres]
 
 Run by hand, never in the tests. Everything is measured in one run:
 
@@ -12,6 +13,13 @@ Run by hand, never in the tests. Everything is measured in one run:
    interpreter the wrapper execs). Each is started like cron starts a job: stdout and stderr
    not a terminal, a cron-like environment (PATH=/usr/bin:/bin, HOME, LOGNAME, SHELL).
    Target: wrapper / chronic <= 1.0 (median).
+   With PostgreSQL's server binaries (Debian's `postgresql`; --no-postgres skips it), also
+   the same task `true` installed in a second installation whose config.env has
+   HISTORY_URL=postgresql://... on a throwaway local server (bench/pgserver.py: initdb'd in
+   a temporary folder, 127.0.0.1, stopped at the end), so every run records in its local
+   SQLite and then sends its rows there (remote.push), and `python: import runner,
+   history, remote, psycopg`: the ratio to chronic for both histories, the send's cost
+   (the difference of the two wrappers' medians), and a check that every run's row arrived.
 2. Throughput: a task `head -c BYTES /dev/zero` against `head -c BYTES /dev/zero | cat > FILE`
    in the same run, in MB/s, twice: with AGENCY_CRON_NO_CRON_LOG=1 (the output goes only to
    the task log; the runner's copy to stdout goes to /dev/null) and as cron runs it (the
@@ -23,7 +31,9 @@ Run by hand, never in the tests. Everything is measured in one run:
    attempt durations from history.db, and `strace -c -f` of the wrapper when strace exists.
 4. What each addition of the fault-tolerance work costs on every run, in-process: the
    `running` row (insert + update against one insert), the lost-run look-up, the rotation
-   check, fork+exec with default signals against posix_spawn.
+   check, fork+exec with default signals against posix_spawn; with PostgreSQL, the send's
+   parts: remote.connect (connection, scram login, schema check), remote.push of one new
+   row, close.
 5. With --against REV: the runner of that git revision and this one, whole runs of `true`
    started as the wrapper starts them, interleaved with `chronic true`.
 6. Heartbeat pings (`--pings` for this part alone; `--no-pings` skips it): the wrapper's
@@ -37,6 +47,7 @@ Run by hand, never in the tests. Everything is measured in one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -44,12 +55,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import Site, checked, clean_env, make_site, median, percentile, scratch
+from pgserver import Server, bindir, postgres_server
 
 RSS_LIMIT_MB = 50.0
 TRUE_TASK = "bench-true"
+PG_HOST = "bench-pg-host"  # HOST_NAME of the installation that sends to PostgreSQL
+PG_WRAPPER = "wrapper (true), PostgreSQL"
+PSQL_REF = "chronic true; psql -c INSERT"
+PSQL_INSERT = "INSERT INTO bench_ref VALUES (now())"
 
 
 def cron_env(**extra: str) -> dict[str, str]:
@@ -143,6 +160,30 @@ def install(site: Site, sizes: list[int], ping_url: str) -> None:
     checked(result, "agency-cron install")
 
 
+@dataclass
+class Postgres:
+    """The shared history's server, its database and the installation that sends there."""
+
+    server: Server
+    dbname: str
+    site: Site
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.dbname)
+
+
+def install_pg(site: Site, url: str) -> None:
+    """The task `true` alone, in an installation whose history is shared on PostgreSQL."""
+    with site.config.open("a") as config:
+        config.write(f"HISTORY_URL={url}\nHOST_NAME={PG_HOST}\n")
+    site.manifest.write_text(
+        f'tasks:\n  - name: {TRUE_TASK}\n    schedule: "0 0 * * *"\n    command: "true"\n'
+    )
+    result = subprocess.run(site.cli("install"), env=clean_env(), capture_output=True, check=False)
+    checked(result, "agency-cron install (PostgreSQL)")
+
+
 # ---------------------------------------------------------------- 1. start-up
 
 
@@ -170,25 +211,39 @@ def import_paths() -> list[str]:
 
 
 RUN_IMPORTS = "import agency_cron.runner, agency_cron.history"
+SEND_IMPORTS = f"{RUN_IMPORTS}, agency_cron.remote, psycopg, threading"
 
 
-def startup_commands(site: Site) -> dict[str, list[str] | None]:
+def startup_commands(site: Site, pg: Postgres | None) -> dict[str, list[str] | None]:
     python = sys.executable
     chronic = shutil.which("chronic")
-    no_site_imports = f"import sys; sys.path[:0] = {import_paths()!r}; {RUN_IMPORTS}"
-    return {
+    no_site = f"import sys; sys.path[:0] = {import_paths()!r}; "
+    commands = {
         "true": ["/bin/true"],
         "chronic true": [chronic, "true"] if chronic else None,
         "python -S -c pass": [python, "-S", "-c", "pass"],
         "python -c pass": [python, "-c", "pass"],
-        "python -S: import runner, history": [python, "-S", "-P", "-c", no_site_imports],
+        "python -S: import runner, history": [python, "-S", "-P", "-c", no_site + RUN_IMPORTS],
         "python: import runner, history": [python, "-c", RUN_IMPORTS],
         "wrapper (true)": [str(site.wrapper(TRUE_TASK))],
     }
+    if pg is not None:
+        commands["python -S: + remote, psycopg"] = [
+            python,
+            "-S",
+            "-P",
+            "-c",
+            no_site + SEND_IMPORTS,
+        ]
+        commands[PG_WRAPPER] = [str(pg.site.wrapper(TRUE_TASK))]
+        if chronic:  # the crontab idiom: run, then write a row with psql (one login, one insert)
+            insert = " ".join(pg.server.psql_cmd(pg.dbname, "-c", f"'{PSQL_INSERT}'"))
+            commands[PSQL_REF] = ["/bin/sh", "-c", f"{chronic} true; {insert}"]
+    return commands
 
 
-def startup(site: Site, runs: int) -> dict[str, list[float]]:
-    commands = startup_commands(site)
+def startup(site: Site, runs: int, pg: Postgres | None = None) -> dict[str, list[float]]:
+    commands = startup_commands(site, pg)
     if commands["chronic true"] is None:
         print("chronic not found (apt-get install moreutils): skipped")
         del commands["chronic true"]
@@ -236,6 +291,51 @@ def report_startup(times: dict[str, list[float]], runs: int, uses_site: bool) ->
         f" {site_cost * 1000:.1f} ms), runner + history imports {imports * 1000:.1f} ms, the"
         f" rest (sh, spec, lock, spawn, wait, SQLite, exit) {rest * 1000:.1f} ms"
     )
+    if PG_WRAPPER in times:
+        report_pg_startup(times)
+
+
+def report_pg_startup(times: dict[str, list[float]]) -> None:
+    """The run that also sends its row to PostgreSQL, against chronic and the SQLite run."""
+    pg, local = times[PG_WRAPPER], times["wrapper (true)"]
+    if "chronic true" in times:
+        chronic = median(times["chronic true"])
+        print(
+            f"  history on SQLite: wrapper / chronic {median(local) / chronic:.2f}x;"
+            f" shared on PostgreSQL: wrapper / chronic {median(pg) / chronic:.2f}x"
+            f" (p90 {percentile(pg, 90) / percentile(times['chronic true'], 90):.2f}x)"
+        )
+    added = median(pg) - median(local)
+    imports = median(times["python -S: + remote, psycopg"]) - median(
+        times["python -S: import runner, history"]
+    )
+    print(
+        f"  the send to PostgreSQL adds {added * 1000:.1f} ms a run (median; p90"
+        f" {(percentile(pg, 90) - percentile(local, 90)) * 1000:.1f} ms, PostgreSQL / SQLite"
+        f" {median(pg) / median(local):.2f}x), of which importing remote, psycopg and threading"
+        f" {imports * 1000:.1f} ms; the rest is the connection, the login and the queries"
+        " (section 4)"
+    )
+    if PSQL_REF in times:
+        print(
+            f"  PostgreSQL wrapper / ({PSQL_REF}): {median(pg) / median(times[PSQL_REF]):.2f}x"
+            " (the same record written by hand after the run: one psql login and one INSERT)"
+        )
+
+
+def check_sent(pg: Server, site: Site, dbname: str) -> None:
+    """Every run of the PostgreSQL installation is in the shared history, none in the spool."""
+    sent = int(pg.psql(f"SELECT count(*) FROM runs WHERE host = '{PG_HOST}'", dbname))
+    with sqlite3.connect(site.state_dir / "history.db") as conn:
+        local = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    log = (site.log_dir / f"{TRUE_TASK}.log").read_text(errors="replace")
+    unsent = log.count("not sent to the shared history")
+    print(
+        f"  PostgreSQL holds {sent} runs of {PG_HOST}, its local history {local};"
+        f" {unsent} runs logged `not sent`"
+    )
+    if sent != local or unsent:
+        sys.exit("bench: runs did not all reach PostgreSQL (see the task log)")
 
 
 # ---------------------------------------------------------------- 2. throughput
@@ -312,12 +412,12 @@ def _check_size(code: int, path: Path, size: int, what: str, allow_more: bool = 
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
-def import_profile(site: Site, rounds: int = 7) -> None:
-    """Import costs of the run of `true`, twice: the runner module started with site, as
+def import_profile(site: Site, pg_site: Site | None = None, rounds: int = 7) -> None:
+    """Import costs of the run of `true`: the runner module started with site, as
     `python -X importtime -m agency_cron.runner SPEC`, and the wrapper itself (whatever it
-    execs) with PYTHONPROFILEIMPORTTIME=1."""
+    execs) with PYTHONPROFILEIMPORTTIME=1; and that wrapper sending to PostgreSQL."""
     spec = str(site.spec(TRUE_TASK))
-    variants = (
+    variants: tuple[tuple[str, list[str], dict[str, str]], ...] = (
         (
             "python -X importtime -m agency_cron.runner SPEC",
             [sys.executable, "-X", "importtime", "-m", "agency_cron.runner", spec],
@@ -329,6 +429,14 @@ def import_profile(site: Site, rounds: int = 7) -> None:
             cron_env(PYTHONPROFILEIMPORTTIME="1", AGENCY_CRON_NO_CRON_LOG="1"),
         ),
     )
+    if pg_site is not None:
+        variants += (
+            (
+                "the wrapper sending to PostgreSQL, PYTHONPROFILEIMPORTTIME=1",
+                [str(pg_site.wrapper(TRUE_TASK))],
+                cron_env(PYTHONPROFILEIMPORTTIME="1", AGENCY_CRON_NO_CRON_LOG="1"),
+            ),
+        )
     for label, argv, env in variants:
         rows = _import_rows(argv, env, rounds)
         top = sorted((r for r in rows if r[3] <= 1), key=lambda r: r[2], reverse=True)
@@ -482,6 +590,48 @@ def addition_costs(folder: Path, rounds: int = 300) -> None:
         print(f"  {name:<62} {median(values) * 1e6:>9.1f}")
 
 
+def send_costs(url: str, folder: Path, rounds: int = 100) -> None:
+    """The parts of the runner's send (Run._send_history), in-process, medians over
+    `rounds`: each round records one finished run locally, then, in bounded()'s thread as
+    the runner does, connects, opens the local database, pushes and closes both."""
+    from agency_cron import history, remote
+
+    path = str(folder / "send-costs.db")
+    writer = history.connect(path)
+    row = {"task": "t", "attempt": 1, "attempts": 1, "status": "success", "exit_code": 0}
+    row |= {"started_at": "2026-01-01T00:00:00.000+00:00", "host": PG_HOST}
+    names = ("remote.connect (login, schema check)", "history.connect (local)", "remote.push")
+    names += ("close both", "whole send, bounded() thread included")
+    parts: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds + 3):
+        history.record(writer, {**row, "run_id": f"r{i}", "finished_at": row["started_at"]})
+        marks = [time.perf_counter()]
+
+        def send(marks: list[float] = marks) -> int:
+            conn = remote.connect(url)
+            marks.append(time.perf_counter())
+            local = history.connect(path)
+            marks.append(time.perf_counter())
+            sent = remote.push(conn, local, PG_HOST)
+            marks.append(time.perf_counter())
+            local.close()
+            conn.close()
+            marks.append(time.perf_counter())
+            return sent
+
+        if remote.bounded(send, 60, "bench send") != 1:
+            sys.exit("bench: a send did not push exactly the new row")
+        end = time.perf_counter()
+        if i >= 3:  # the first rounds warm psycopg's caches and the server's
+            steps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+            for name, value in zip(names, [*steps, end - marks[0]], strict=True):
+                parts[name].append(value)
+    writer.close()
+    print(f"\nthe send to PostgreSQL, in-process ({rounds} rounds, median ms; one new row each)")
+    for name, values in parts.items():
+        print(f"  {name:<62} {median(values) * 1000:>9.2f}")
+
+
 # ---------------------------------------------------------------- 6. heartbeat pings
 
 PING_TASK = "bench-ping"
@@ -631,11 +781,15 @@ def against(site: Site, folder: Path, rev: str, runs: int) -> None:
 # ---------------------------------------------------------------- main
 
 
-def run_sections(args, site: Site, folder: Path, sizes: list[int], base: str) -> None:
+def run_sections(
+    args, site: Site, folder: Path, sizes: list[int], base: str, pg: Postgres | None
+) -> None:
     if args.pings:
         pings(site, args.runs, base)
         return
-    report_startup(startup(site, args.runs), args.runs, wrapper_uses_site(site))
+    report_startup(startup(site, args.runs, pg), args.runs, wrapper_uses_site(site))
+    if pg is not None:
+        check_sent(pg.server, pg.site, pg.dbname)
     if not args.no_pings:
         pings(site, args.runs, base)
     if not args.no_profile:
@@ -646,7 +800,9 @@ def run_sections(args, site: Site, folder: Path, sizes: list[int], base: str) ->
         against(site, folder, args.against, args.runs)
     if not args.no_profile:
         addition_costs(folder)
-        import_profile(site)
+        if pg is not None:
+            send_costs(pg.url, folder)
+        import_profile(site, pg.site if pg else None)
         strace_profile(site, folder)
 
 
@@ -660,6 +816,9 @@ def main() -> int:
     parser.add_argument("--no-pings", action="store_true", help="skip the heartbeat pings")
     parser.add_argument("--pings", action="store_true", help="only the heartbeat pings")
     parser.add_argument("--against", metavar="REV", help="also compare with the runner at REV")
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip the run sending to PostgreSQL"
+    )
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -670,10 +829,21 @@ def main() -> int:
     )
     server, base = ping_server()  # the heartbeat pings' target, for the whole run
     try:
-        with scratch("agency-cron-bench-runner-") as folder:
+        with scratch("agency-cron-bench-runner-") as folder, contextlib.ExitStack() as stack:
             site = make_site(folder, "site")
             install(site, [] if args.pings else sizes, f"{base}/ping/{PING_TASK}")
-            run_sections(args, site, folder, sizes, base)
+            pg = None
+            if args.pings or args.no_postgres:
+                pass
+            elif bindir() is None:
+                print("PostgreSQL server binaries not found (apt-get install postgresql): skipped")
+            else:
+                pg_server = stack.enter_context(postgres_server())
+                pg_server.create_database("bench")
+                pg_server.psql("CREATE TABLE bench_ref (at timestamptz)", "bench")
+                pg = Postgres(pg_server, "bench", make_site(folder, "site-pg"))
+                install_pg(pg.site, pg.url)
+            run_sections(args, site, folder, sizes, base, pg)
     finally:
         server.terminate()
         server.wait()

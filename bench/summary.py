@@ -1,7 +1,7 @@
 """log-summary benchmark: `agency-cron log-summary --json` against a bare sqlite3 query.
 
     /tmp/ci-check/.venv/bin/python bench/summary.py [--sizes 10000,100000,1000000]
-        [--repeat 5] [--since 24h] [--keep] [--no-profile]
+        [--repeat 5] [--since 24h] [--keep] [--no-profile] [--pg-rows 1000000] [--pg-only]
 
 Run by hand, never in the tests, with the interpreter of a non-editable install: the
 `agency-cron` console script beside it is the one measured (an editable install adds
@@ -52,6 +52,25 @@ Everything is measured in one run:
    whole processes against the bare query; log_summary() with expected_interval memoised
    or overdue_reason short-cut (monkeypatched in the child); and the queries on a copy of
    the history with a covering index (task, started_at, status).
+5. The fleet's shared history on PostgreSQL (issue 13; --pg-rows 0 skips it, --pg-only runs
+   it alone), on a throwaway server (bench/pgserver.py, stopped at the end): 50 hosts x 100
+   tasks x 1,000,000 rows over 30 days, shaped like 1's (build_pg: remote.migrate's schema,
+   the rows made by the server from generate_series, the indexes rebuilt from their own
+   definitions, VACUUM ANALYZE). Timed, interleaved, median of --repeat: `agency-cron
+   log-summary --json --host all` when log-summary has --host, else a stand-in (what the CLI
+   does once it has: reports.log_summary() on readers.open_histories(settings, "all") in a
+   fresh interpreter); `psql -c "SELECT task, status, count(*) FROM runs WHERE started_at >=
+   ... GROUP BY task, status"` (the bare aggregate); `psql -c "SELECT 1"` and `python -c
+   pass` (each client's floor). Checked first: log-summary's runs, failures and skipped per
+   task equal the bare aggregate's. Also: the stand-in's parts; EXPLAIN ANALYZE of
+   log-summary's four queries for one task through the fleet's Reader, one host's, and one
+   host's with two `scope: fleet` tasks, and of the fleet view's own queries where they
+   exist (remote.hosts_by_task, remote.last_success_by_host; SEQ SCAN flagged); and, in
+   this process on a warm connection, the 400 queries of 100 tasks against the same
+   answers in one statement, and last_success_by_host's EXISTS against the same test as a
+   scalar subquery (probe_what_if). When
+   reports.SUMMARY_SQL does not run on PostgreSQL (SUM of a boolean), the stand-in and the
+   plans use its counts written as SUM(CASE WHEN ... THEN 1 ELSE 0 END), and say so.
 """
 
 from __future__ import annotations
@@ -447,6 +466,82 @@ def build(db: str, count: int) -> None:
     producer.join()
 
 
+# The fleet's shared history (issue 13): HOSTS x TASKS, rows spread over DAYS like rows_for()
+# (row i: task i % 100, host (i // 100) % 50; 91% success, failed, timeout, retry-scheduled,
+# skipped), made by the server itself from generate_series. Each host is one origin (its
+# local database's id) and local_id/rev its ids there, as remote.push writes them.
+HOSTS = tuple(f"host-{i:02d}" for i in range(50))
+PG_ISO = (
+    """to_char(to_timestamp({epoch}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"')"""
+)
+PG_FILL = f"""
+SELECT setseed(0.5);
+INSERT INTO runs (task, run_id, attempt, attempts, started_at, finished_at, duration_s,
+                  exit_code, status, host, pid, output_tail, alert, note, origin, local_id, rev)
+SELECT task, substr(md5(i::text), 1, 12), 1, CASE WHEN status = 'retry-scheduled' THEN 3 ELSE 1 END,
+       {PG_ISO.format(epoch="began")}, {PG_ISO.format(epoch="began + duration")}, duration,
+       CASE status WHEN 'success' THEN 0 WHEN 'skipped' THEN 0 WHEN 'timeout' THEN 124 ELSE 1 END,
+       status, host, 1000 + (i % 4000000), CASE status
+         WHEN 'success' THEN head || E'\nwrote ' || n || E' records\ndone'
+         WHEN 'failed' THEN head || E'\nerror: connection refused (db:5432)\ngiving up after 3 tries'
+         WHEN 'timeout' THEN head || E'\nwaiting for lock on /var/lib/agency_stack/backup'
+         WHEN 'retry-scheduled' THEN head || E'\nerror: 503 Service Unavailable'
+         ELSE '' END,
+       CASE WHEN status IN ('failed', 'timeout') THEN 'failure: sent' END,
+       CASE WHEN status = 'skipped' THEN 'previous run still running (pid ' || n || ')' END,
+       md5(host), i, i
+FROM (
+  SELECT i, task, host, n, began, task || E': start\nfetched ' || n || ' records' AS head,
+         CASE WHEN r < 0.91 THEN 'success' WHEN r < 0.94 THEN 'failed' WHEN r < 0.95 THEN 'timeout'
+              WHEN r < 0.98 THEN 'retry-scheduled' ELSE 'skipped' END AS status,
+         CASE WHEN r < 0.91 THEN -ln(1 - d) / 0.5 WHEN r < 0.94 THEN -ln(1 - d) / 0.2
+              WHEN r < 0.95 THEN 1800 + d WHEN r < 0.98 THEN -ln(1 - d) / 0.2 ELSE 0 END AS duration
+  FROM (
+    SELECT i, 'task-' || lpad((i % 100)::text, 3, '0') AS task,
+           'host-' || lpad((i / 100 % 50)::text, 2, '0') AS host,
+           {{start}} + (i + random()) * {{step}} AS began, random() AS r, random() AS d,
+           1 + floor(random() * 4096)::int AS n
+    FROM generate_series(0, {{count}} - 1) AS i
+  ) AS drawn
+) AS shaped;
+"""
+
+
+def build_pg(url: str, count: int, end: float) -> dict[str, float]:
+    """The shared history at `url`: remote.migrate's schema (history.py's migrations through
+    remote._pg_ddl), then `count` rows. The indexes are dropped while the rows go in and
+    made again from their own definitions (one sorted build each instead of a million
+    insertions), then VACUUM ANALYZE: the statistics and visibility map a history that
+    autovacuum looks after has. Seconds taken by each step."""
+    from agency_cron import remote
+
+    conn = remote.connect(url, 600)  # statement_timeout 600 s: index builds take a while
+    steps, start = {}, time.perf_counter()
+    indexes = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'runs'"
+        " AND indexname <> 'runs_pkey'"
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f'DROP INDEX "{name}"')
+    step = DAYS * 86400 / count
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = off")
+        for statement in PG_FILL.format(start=end - DAYS * 86400, step=step, count=count).split(
+            ";\n"
+        ):
+            if statement.strip():
+                conn.execute(statement)
+    steps["rows"] = time.perf_counter() - start
+    conn.execute("SET maintenance_work_mem = '256MB'")
+    for _, definition in indexes:
+        conn.execute(definition)
+    steps["indexes"] = time.perf_counter() - start - steps["rows"]
+    conn.execute("VACUUM ANALYZE runs")
+    steps["vacuum analyze"] = time.perf_counter() - start - steps["rows"] - steps["indexes"]
+    conn.close()
+    return steps
+
+
 def make_installation(folder: Path, count: int) -> tuple[Site, float]:
     site = make_site(folder, f"rows-{count}")
     lines = ["tasks:"]
@@ -773,6 +868,428 @@ def call_profile(commands: Commands) -> None:
     print("\n".join(line for line in lines if not line.startswith(("   Ordered", "   List"))))
 
 
+# ---------------------------------------------------------------- the fleet on PostgreSQL
+
+# What a bare client asks: the window's runs counted per task and status.
+PG_BARE_SQL = (
+    "SELECT task, status, count(*) FROM runs WHERE started_at >= '{since}' GROUP BY task, status"
+)
+
+
+def portable_counts(sql: str) -> str:
+    """SUMMARY_SQL counts with SUM(boolean), which PostgreSQL does not have: the same counts
+    written for both engines, used only when the library's own fails there (pg_problem)."""
+    return re.sub(r"SUM\((status [^)]*\)?)\)", r"SUM(CASE WHEN \1 THEN 1 ELSE 0 END)", sql)
+
+
+# log-summary --json over the whole fleet in a fresh interpreter, the way the CLI reads the
+# shared history with `--host all` (readers.open_histories: remote.sync of this host's
+# spool, then remote.reader), with timers around each part; argv: config, manifest, since
+# seconds, the SUMMARY_SQL to use ("" for the library's), "split" for the figures (and a
+# second call) on stderr. JSON to stdout.
+FLEET_IN_PROCESS = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from agency_cron import readers, remote, reports, results
+from agency_cron.config import load_settings
+from agency_cron.manifest import load_manifest
+t1 = time.perf_counter()
+settings = load_settings(sys.argv[1])
+manifest = load_manifest(sys.argv[2], settings)
+t2 = time.perf_counter()
+if sys.argv[4]:
+    reports.SUMMARY_SQL = sys.argv[4]
+if sys.argv[5] == "split":
+    import psycopg  # timed apart: remote.sync's first connect imports it otherwise
+t_psycopg = time.perf_counter() - t2
+spent = {"sync": 0.0, "connect": 0.0}
+
+def timed(name, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - start
+    return wrapper
+
+remote.sync, remote.reader = timed("sync", remote.sync), timed("connect", remote.reader)
+# The fleet view's per-host queries (hosts that ran each task, last success per host),
+# where this agency-cron has them.
+for module, name in ((remote, "hosts_by_task"), (remote, "last_success_by_host"),
+                     (reports, "lateness")):
+    if hasattr(module, name):
+        spent[name] = 0.0
+        setattr(module, name, timed(name, getattr(module, name)))
+takes_view = "view" in reports.log_summary.__code__.co_varnames
+
+def call():
+    found = readers.open_histories(settings, "all", readers.ALL, readers.fleet_task_names(manifest))
+    if takes_view:  # the CLI opens its view and hands it over
+        return reports.log_summary(settings, manifest, int(sys.argv[3]), None, found)
+    reports._open_histories = lambda settings: found.conns  # before the fleet view
+    return reports.log_summary(settings, manifest, int(sys.argv[3]))
+
+summary = call()
+t4 = time.perf_counter()
+opened = dict(spent)  # the second call below opens again
+sys.stdout.write(results.to_json(summary))
+t5 = time.perf_counter()
+if sys.argv[5] == "split":
+    t6 = time.perf_counter()
+    call()
+    t7 = time.perf_counter()
+    print(json.dumps({
+        "imports": t1 - t0, "load": t2 - t1, "psycopg": t_psycopg,
+        "call": t4 - t2 - t_psycopg - opened["sync"] - opened["connect"], "json": t5 - t4,
+        "warm": t7 - t6, **opened,
+    }), file=sys.stderr)
+"""
+
+
+def pg_problem(url: str, window: str) -> str | None:
+    """Why reports.SUMMARY_SQL does not run on PostgreSQL (None when it does)."""
+    from agency_cron import remote, reports
+
+    reader = remote.reader(url, 30, None)
+    try:
+        reader.execute(reports.SUMMARY_SQL, (TASKS[0], window)).fetchone()
+    except remote.RemoteError as exc:
+        return str(exc).split(" LINE ")[0]
+    finally:
+        reader.close()
+    return None
+
+
+def pg_plans(
+    url: str, window: str, summary_sql: str, host: str | None, fleet_tasks: tuple = ()
+) -> list[str]:
+    """EXPLAIN ANALYZE of log-summary's four queries for one task, through the Reader the
+    fleet view (host None) or one host's view uses (with `fleet_tasks`: the rows of those
+    `scope: fleet` tasks too), and of the bare aggregate: the scans each plan makes, the
+    rows its filters threw away, its execution time, and SEQ SCAN when one reads the whole
+    table."""
+    from agency_cron import remote, reports
+
+    reader = remote.reader(url, 30, host, fleet_tasks)
+    queries = {
+        "SUMMARY_SQL": (summary_sql, (TASKS[42], window)),
+        "LAST_SQL": (reports.LAST_SQL, (TASKS[42],)),
+        "LAST_SUCCESS_SQL": (reports.LAST_SUCCESS_SQL, (TASKS[42],)),
+        "LAST_ERROR_SQL": (reports.LAST_ERROR_SQL, (TASKS[42],)),
+    }
+    if host is None:
+        queries.update(fleet_queries(reader, window))
+        queries["bare aggregate"] = (PG_BARE_SQL.format(since=window), ())
+    found = []
+    for name, (sql, params) in queries.items():
+        rows = [r[0] for r in reader.execute("EXPLAIN (ANALYZE) " + sql, params).fetchall()]
+        scans = [
+            re.sub(r"\s+\(cost=.*", "", line.strip(" ->"))
+            for line in rows
+            if " Scan " in line or line.lstrip(" ->").startswith("Seq Scan")
+        ]
+        took = next((line for line in rows if line.startswith("Execution Time")), "")
+        removed = sum(int(n) for n in re.findall(r"Rows Removed by Filter: (\d+)", "\n".join(rows)))
+        thrown = f", {removed} rows filtered out" if removed else ""
+        seq = "  SEQ SCAN" if any("Seq Scan" in scan for scan in scans) else ""
+        found.append(f"{name}: {'; '.join(scans)} ({took.lower()}{thrown}){seq}")
+    reader.close()
+    return found
+
+
+def one_statement(summary_sql: str) -> str:
+    """log-summary's four queries for every task in one statement (PostgreSQL's LATERAL):
+    the same SQL text per task, `task = ?` bound to each name of the array instead."""
+    from agency_cron import remote, reports
+
+    def per_task(sql: str) -> str:
+        return remote.portable(sql).replace("task = %s", "task = t.name").strip()
+
+    return (
+        "SELECT t.name, w.runs, w.failures, w.skipped, l.started_at, l.status,"
+        f" ({per_task(reports.LAST_SUCCESS_SQL)}), e.started_at, e.output_tail"
+        f" FROM unnest(%s::text[]) AS t(name) CROSS JOIN LATERAL ({per_task(summary_sql)}) w"
+        f" LEFT JOIN LATERAL ({per_task(reports.LAST_SQL)}) l ON true"
+        f" LEFT JOIN LATERAL ({per_task(reports.LAST_ERROR_SQL)}) e ON true ORDER BY t.name"
+    )
+
+
+def queries_what_if(url: str, window: str, summary_sql: str) -> list[str]:
+    """A warm fleet Reader in this process (fastest of 5, ms): the library's four queries a
+    task for 100 tasks (reports._summary_row, 400 round trips), against the same answers in
+    one statement (one_statement) and the bare aggregate, checked equal."""
+    import types
+
+    from agency_cron import remote, reports
+
+    reader = remote.reader(url, 30, None)
+    tasks = [types.SimpleNamespace(name=name) for name in TASKS]
+    original, reports.SUMMARY_SQL = reports.SUMMARY_SQL, summary_sql
+
+    def library() -> list[tuple]:
+        rows = [reports._summary_row([reader], task, window) for task in tasks]
+        keys = ("name", "runs", "failures", "skipped", "last_run", "last_status")
+        return [(*(r[k] for k in keys), r["last_success"]) for r in rows]
+
+    single = one_statement(summary_sql)
+
+    def together() -> list[tuple]:
+        rows = reader.conn.execute(single, (list(TASKS), window)).fetchall()
+        return [tuple(row[:7]) for row in rows]
+
+    def bare() -> list[tuple]:
+        return reader.conn.execute(PG_BARE_SQL.format(since=window)).fetchall()
+
+    try:
+        if library() != together():
+            sys.exit("bench: the one-statement what-if answers differently")
+        found = [f"{name}: {best_ms(fn):.1f} ms" for name, fn in (
+            ("reports._summary_row x100 (400 queries)", library),
+            ("the same in one statement (LATERAL per task)", together),
+            ("the bare aggregate, same connection", bare),
+        )]  # fmt: skip
+        found += probe_what_if(reader, window)
+    finally:
+        reports.SUMMARY_SQL = original
+        reader.close()
+    return found
+
+
+# remote.last_success_by_host's "this host has rows of this task" as an EXISTS, which the
+# planner turns into a semi join over every row (a hash of all (host, task) pairs); the
+# same test as a scalar subquery stays one index probe a pair.
+EXISTS_PROBE = re.compile(r"EXISTS \(\s*(SELECT) 1 (FROM runs r WHERE [^)]*)\)")
+
+
+def probe_what_if(reader, window: str) -> list[str]:
+    """remote.last_success_by_host as it is against its EXISTS written as a scalar
+    subquery (EXISTS_PROBE), checked equal; nothing where it is not in this agency-cron."""
+    sql, params = fleet_queries(reader, window).get("remote.last_success_by_host", ("", ()))
+    rewritten = EXISTS_PROBE.sub(r"(\1 true \2 LIMIT 1)", sql)
+    if not sql or rewritten == sql:
+        return []
+    answers = [reader.execute(q, params).fetchall() for q in (sql, rewritten)]
+    if answers[0] != answers[1]:
+        sys.exit("bench: the rewritten last_success_by_host answers differently")
+    as_is, probe = (
+        best_ms(lambda q=q: reader.execute(q, params).fetchall(), 3) for q in (sql, rewritten)
+    )
+    return [
+        f"remote.last_success_by_host, as it is (EXISTS): {as_is:.1f} ms",
+        f"  the same with (SELECT true ... LIMIT 1) for its EXISTS: {probe:.1f} ms",
+    ]
+
+
+def best_ms(fn, times: int = 5) -> float:
+    values = []
+    for _ in range(times):
+        start = time.perf_counter()
+        fn()
+        values.append(time.perf_counter() - start)
+    return min(values) * 1000  # the fastest: the least disturbed by other load
+
+
+def fleet_queries(reader, window: str) -> dict[str, tuple[str, tuple]]:
+    """The fleet view's own queries over every task at once (remote.hosts_by_task,
+    remote.last_success_by_host), where this agency-cron has them: run once through a
+    reader that keeps what they ask, for EXPLAIN."""
+    from agency_cron import remote
+
+    asked: dict[str, tuple[str, tuple]] = {}
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getattr__(self, attribute: str):
+            return getattr(reader, attribute)
+
+        def execute(self, sql: str, params=()):
+            asked[self.name] = (sql, tuple(params))
+            return reader.execute(sql, params)
+
+    calls = {"hosts_by_task": (list(TASKS), window), "last_success_by_host": (list(TASKS),)}
+    for name, args in calls.items():
+        if hasattr(remote, name):
+            getattr(remote, name)(Recorder(f"remote.{name}"), *args)
+    return asked
+
+
+class FleetCommands:
+    """The measured commands of the fleet installation (HISTORY_URL on the server)."""
+
+    def __init__(self, site: Site, server, dbname: str, since: str, folder: Path, sql: str):
+        self.site, self.server, self.dbname, self.folder = site, server, dbname, folder
+        self.since, self.since_s = since, parse_since(since)
+        self.summary_sql = sql  # "" for the library's own
+        self.env = clean_env()
+        window = datetime.now(UTC) - timedelta(seconds=self.since_s)
+        self.window = window.strftime(WINDOW_FORMAT)
+        help_text = subprocess.run(
+            site.cli("log-summary", "--help"), env=self.env, capture_output=True, text=True
+        ).stdout
+        self.has_host = "--host" in help_text  # issue 13 point 2 on log-summary yet?
+
+    def cli(self) -> list[str]:
+        return self.site.cli("log-summary", "--json", "--since", self.since, "--host", "all")
+
+    def in_process(self, split: bool = True) -> list[str]:
+        config, manifest = str(self.site.config), str(self.site.manifest)
+        since, sql = str(self.since_s), self.summary_sql
+        mode = "split" if split else "once"
+        return [sys.executable, "-c", FLEET_IN_PROCESS, config, manifest, since, sql, mode]
+
+    def command(self) -> list[str]:
+        """What is timed as log-summary: the CLI when it has --host, else the stand-in."""
+        return self.cli() if self.has_host else self.in_process(split=False)
+
+    def bare(self, window: str | None = None) -> list[str]:
+        sql = PG_BARE_SQL.format(since=window or self.window)
+        return self.server.psql_cmd(self.dbname, "-c", sql)
+
+    def run(self, kind: str) -> tuple[float, float | dict]:
+        err = self.folder / "stderr"
+        argv = {
+            "log-summary": self.command,
+            "in-process": self.in_process,
+            "psql aggregate": self.bare,
+            "psql SELECT 1": lambda: self.server.psql_cmd(self.dbname, "-c", "SELECT 1"),
+            "python -c pass": lambda: [sys.executable, "-c", "pass"],
+        }[kind]()
+        wall, _, _, cpu = spawn(argv, self.env, None, err)
+        if kind == "in-process":
+            return wall, json.loads(err.read_text().splitlines()[-1])
+        return wall, cpu
+
+
+FLEET_KINDS = ("log-summary", "in-process", "psql aggregate", "psql SELECT 1", "python -c pass")
+
+
+def fleet_verify(commands: FleetCommands) -> str:
+    """log-summary's counts against the bare aggregate over its own window."""
+    out = commands.folder / "fleet.json"
+    spawn(commands.command(), commands.env, out, commands.folder / "stderr")
+    summary = json.loads(out.read_text())
+    got = {t["name"]: (t["runs"], t["failures"], t["skipped"]) for t in summary["tasks"]}
+    bare = subprocess.run(commands.bare(summary["since"]), capture_output=True, text=True)
+    checked(bare, "psql aggregate")
+    expected: dict[str, list[int]] = {}
+    for line in bare.stdout.splitlines():
+        task, status, count = line.split("|")
+        counts = expected.setdefault(task, [0, 0, 0])
+        counts[0] += int(count) if status not in ("retry-scheduled", "skipped") else 0
+        counts[1] += int(count) if status in ("failed", "timeout", "killed", "lost") else 0
+        counts[2] += int(count) if status == "skipped" else 0
+    if len(got) != len(TASKS) or any(got[n] != tuple(expected.get(n, ())) for n in got):
+        diff = [(n, got[n], expected.get(n)) for n in got if got[n] != tuple(expected[n])][:5]
+        sys.exit(f"bench: the fleet log-summary disagrees with the bare aggregate: {diff}")
+    runs = sum(v[0] for v in got.values())
+    return f"{len(got)} tasks, {runs} runs in the window, equal to the bare aggregate's"
+
+
+def fleet(folder: Path, rows: int, repeat: int, since: str) -> None:
+    """log-summary over HOSTS x TASKS x `rows` in PostgreSQL against a bare psql aggregate."""
+    from pgserver import bindir, postgres_server
+
+    if bindir() is None:
+        print("\nPostgreSQL server binaries not found (apt-get install postgresql): skipped")
+        return
+    with postgres_server() as server:
+        url = server.create_database("fleet")
+        steps = build_pg(url, rows, time.time())
+        built = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in steps.items())
+        size = server.psql("SELECT pg_size_pretty(pg_total_relation_size('runs'))", "fleet")
+        print(
+            f"\nfleet history on PostgreSQL: {len(HOSTS)} hosts x {len(TASKS)} tasks x {rows}"
+            f" rows, built in {sum(steps.values()):.1f}s ({built}); runs with its indexes {size}"
+        )
+        site = make_site(folder, "fleet")
+        with site.config.open("a") as config:
+            config.write(f"HISTORY_URL={url}\nHOST_NAME=bench-reader\n")
+        lines = ["tasks:"]
+        for name in TASKS:
+            lines += [f"  - name: {name}", '    schedule: "*/5 * * * *"', '    command: "true"']
+        site.manifest.write_text("\n".join(lines) + "\n")
+        from agency_cron import reports
+
+        window = (datetime.now(UTC) - timedelta(seconds=parse_since(since))).strftime(WINDOW_FORMAT)
+        problem = pg_problem(url, window)
+        sql = portable_counts(reports.SUMMARY_SQL) if problem else ""
+        if problem:
+            print(
+                f"  reports.SUMMARY_SQL fails on PostgreSQL ({problem}): measured with its"
+                " counts written as SUM(CASE WHEN ... THEN 1 ELSE 0 END), which both engines run"
+            )
+        commands = FleetCommands(site, server, "fleet", since, folder, sql)
+        if not commands.has_host:
+            print(
+                "  this agency-cron's log-summary has no --host yet (issue 13 point 2): what is"
+                " timed as log-summary is the stand-in, log_summary() on readers.open_histories"
+                "(settings, 'all') in a fresh interpreter (no typer dispatch)"
+            )
+        print(f"  check: {fleet_verify(commands)}")
+        views = {
+            "the fleet (--host all)": (None, ()),
+            f"one host (--host {HOSTS[7]})": (HOSTS[7], ()),
+            f"{HOSTS[7]} with {TASKS[0]} and {TASKS[1]} as scope: fleet tasks": (
+                HOSTS[7],
+                TASKS[:2],
+            ),
+        }
+        for label, (view, shared) in views.items():
+            print(f"  EXPLAIN ANALYZE of the queries for {TASKS[42]}, {label}:")
+            for line in pg_plans(url, window, sql or reports.SUMMARY_SQL, view, shared):
+                print(f"    {line}")
+        print("  what-if, in this process on a warm connection (fastest of 5; equal answers):")
+        for line in queries_what_if(url, window, sql or reports.SUMMARY_SQL):
+            print(f"    {line}")
+        results = fleet_measure(commands, repeat)
+    report_fleet(results, repeat, commands.has_host)
+
+
+def fleet_measure(commands: FleetCommands, repeat: int) -> dict[str, list]:
+    results: dict[str, list] = {kind: [] for kind in FLEET_KINDS}
+    for kind in FLEET_KINDS:  # warm-up: page cache, .pyc files, the server's buffers
+        commands.run(kind)
+    for i in range(repeat):
+        shift = i % len(FLEET_KINDS)
+        for kind in FLEET_KINDS[shift:] + FLEET_KINDS[:shift]:
+            results[kind].append(commands.run(kind))
+    return results
+
+
+def report_fleet(results: dict[str, list], repeat: int, has_host: bool) -> None:
+    wall = {kind: median([w for w, _ in values]) for kind, values in results.items()}
+    what = "agency-cron log-summary --json --host all" if has_host else "log-summary stand-in"
+    print(f"\n  whole processes, median of {repeat} interleaved, wall s (client CPU s):")
+    for kind in ("log-summary", "psql aggregate", "psql SELECT 1", "python -c pass"):
+        cpu = median([c for _, c in results[kind]])
+        label = what if kind == "log-summary" else kind
+        print(f"    {label:<44} {wall[kind]:>7.3f} ({cpu:.3f})")
+    ratio = wall["log-summary"] / wall["psql aggregate"]
+    verdict = "PASS" if ratio <= RATIO_TARGET else "FAIL"
+    print(
+        f"  log-summary / bare psql aggregate: {ratio:.1f}x (target <= {RATIO_TARGET:g}: {verdict})"
+    )
+    parts = [figures for _, figures in results["in-process"]]
+    split = {key: median([f[key] for f in parts]) for key in parts[0]}
+    ms = {k: v * 1000 for k, v in split.items()}
+    parts = {
+        "hosts_by_task": "remote.hosts_by_task",
+        "last_success_by_host": "remote.last_success_by_host",
+        "lateness": "reports.lateness (overdue per host)",
+    }
+    extra = "".join(f", {label} {ms[name]:.0f}" for name, label in parts.items() if name in ms)
+    extra = f" (of which{extra[1:]})" if extra else ""
+    print(
+        "  the stand-in's parts, ms (medians): imports {imports:.0f}, config + manifest {load:.0f},"
+        " import psycopg {psycopg:.0f}, remote.sync {sync:.0f} and remote.reader {connect:.0f}"
+        " (one connection each), the queries and the rest of log_summary() {call:.0f}{extra},"
+        " JSON {json:.0f}; the whole call again (a fresh view) {warm:.0f}".format(extra=extra, **ms)
+    )
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -929,6 +1446,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--build", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pg-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the fleet history on PostgreSQL (0: skip it)",
+    )
+    parser.add_argument("--pg-only", action="store_true", help="only the fleet on PostgreSQL")
     args = parser.parse_args()
     if args.build:
         build(args.build[0], int(args.build[1]))
@@ -941,6 +1465,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="acbench-summary-"))
     figures = {}
     try:
+        if args.pg_only:
+            fleet(folder, args.pg_rows, args.repeat, args.since)
+            return
         for size in sizes:
             site, seconds = make_installation(folder, size)
             db = site.state_dir / "history.db"
@@ -959,6 +1486,8 @@ def main() -> None:
             import_profile(commands)
             entry_what_if(commands, args.repeat)
             call_profile(commands)
+        if args.pg_rows:
+            fleet(folder, args.pg_rows, args.repeat, args.since)
     finally:
         if args.keep:
             print(f"\nkept: {folder}")
