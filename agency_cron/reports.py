@@ -618,10 +618,19 @@ def overdue_reason(
 ) -> str | None:
     """Why the task is overdue, or None. A running task is never overdue; a task never
     run is judged from the time it was installed (its spec file)."""
+    if expected_interval(task) is None or running_pid(settings, task.name):
+        return None
+    return _late_since(settings, task, last_success, now)
+
+
+def _late_since(
+    settings: Settings, task: Task, last_success: str | None, now: datetime
+) -> str | None:
+    """overdue_reason() once the task is known not to be running here."""
     from datetime import timedelta
 
     interval = expected_interval(task)
-    if interval is None or running_pid(settings, task.name):
+    if interval is None:
         return None
     deadline = now - timedelta(seconds=interval + grace_for(interval))
     reference = _parse_iso(last_success) if last_success else _installed_at(settings, task.name)
@@ -706,7 +715,9 @@ def lateness(
     each host's: the reasons of the late ones, each named."""
     if not by_host:
         return Late(overdue_reason(settings, task, last_success, now), last_success, [])
-    reasons = {host: overdue_reason(settings, task, at, now) for host, at in by_host.items()}
+    if expected_interval(task) is None or running_pid(settings, task.name):
+        return Late(None, last_success, [])  # once per task: the lock file is this host's
+    reasons = {host: _late_since(settings, task, at, now) for host, at in by_host.items()}
     hosts = [host for host, why in reasons.items() if why]
     if not hosts:
         return Late(None, last_success, [])
