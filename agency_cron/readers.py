@@ -72,8 +72,10 @@ def open_histories(
 
     timeout = settings.history_timeout
     root = str(settings.history_db)
-    remote.sync(url, str(settings.state_dir), settings.host_name, timeout, root)  # best effort
+    synced = remote.sync(url, str(settings.state_dir), settings.host_name, timeout, root)
     try:
+        if synced.unreachable:  # asked once: a reader waits for it once, not twice
+            raise remote.Unreachable(synced.error)
         reader = remote.reader(url, timeout, host, fleet_tasks)
     except remote.Unreachable as exc:
         if host == settings.host_name:

@@ -322,6 +322,7 @@ class SyncResult:
     pending: int
     databases: int
     error: str | None = None
+    unreachable: bool = False  # it did not answer at all (not a failure mid-way)
 
 
 def sync(
@@ -346,7 +347,8 @@ def sync(
     try:
         bounded(work, timeout * 8 + 1, f"history database {masked(url)}")
     except Exception as exc:  # noqa: BLE001 - hung mid-way; the spool is as it was
-        return SyncResult(0, _offline_pending(state_dir, host, root), 0, _reason(exc, url))
+        waiting = _offline_pending(state_dir, host, root)
+        return SyncResult(0, waiting, 0, _reason(exc, url), isinstance(exc, Unreachable))
     return found[0]
 
 
@@ -355,13 +357,15 @@ def _sync(url: str, locals_: list, host: str, timeout: float) -> SyncResult:
         conn = connect(url, timeout)
     except Unreachable as exc:
         waiting = sum(pending(None, local) for local in locals_)
-        return SyncResult(0, waiting, len(locals_), str(exc))
+        return SyncResult(0, waiting, len(locals_), str(exc), unreachable=True)
+    sent = 0
     try:
-        sent = sum(push(conn, local, host) for local in locals_)
+        for local in locals_:
+            sent += push(conn, local, host)
         left = sum(pending(conn, local) for local in locals_)
     except Exception as exc:  # noqa: BLE001 - the server went away mid-way
         waiting = sum(pending(None, local) for local in locals_)
-        return SyncResult(0, waiting, len(locals_), _reason(exc, url))
+        return SyncResult(sent, waiting, len(locals_), _reason(exc, url))
     finally:
         conn.close()
     return SyncResult(sent, left, len(locals_))
