@@ -991,7 +991,11 @@ class Run:
             if not self.history_url:
                 raise remote.Unreachable("no HISTORY_URL=postgresql://... is configured")
             self.fleet = remote.connect(self.history_url, timeout)
+            # `overlap: wait` waits as long as the other host's run may last, then skips;
+            # the claim stops asking before bounded() stops waiting for it, so a turn it
+            # gave up on is never taken behind its back.
             wait = float(self.spec["timeout"]) + KILL_GRACE_S if overlap == "wait" else 0
+            until = time.monotonic() + wait
             return remote.bounded(
                 lambda: remote.claim(
                     self.fleet,
@@ -999,10 +1003,10 @@ class Run:
                     self.host,
                     self.run_id,
                     overlap,
-                    lambda: signals.received is None,
+                    lambda: signals.received is None and time.monotonic() < until,
                     self.fired,
                 ),
-                timeout * 2 + wait,
+                timeout * 2 + wait + remote.LOCK_POLL_S + remote.CLAIM_SEEN_S,
                 "taking the fleet turn",
             )
         except Exception as exc:  # noqa: BLE001 - Unreachable, psycopg.Error: the same answer

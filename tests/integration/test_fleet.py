@@ -253,3 +253,18 @@ def test_doctor_says_whether_the_shared_history_answers_and_what_waits(
     assert code == 1 and not shared["ok"]
     assert "1 record(s) wait" in shared["detail"] and "history sync" in shared["fix"]
     assert postgres.password not in text
+
+
+def test_overlap_wait_waits_for_another_hosts_run_then_runs(make_env, tmp_path, pg_url):
+    manifest = FLEET_MANIFEST.replace("sleep 0.2", "sleep 3") + "    overlap: wait\n"
+    first, second = _hosts(make_env, tmp_path, pg_url, manifest, 2)
+    long_run = _fire(first, "report", "2026-12-02 12:00:00")
+    log = first.log_dir / "report.log"
+    for _ in range(600):
+        if log.exists() and "start" in log.read_text():
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    waiter = _fire(second, "report", "2026-12-02 12:01:00")
+    assert [code for code, _, _ in _wait([long_run, waiter])] == [0, 0]
+    rows = _shared(pg_url, "SELECT host, status FROM runs WHERE task = 'report' ORDER BY host")
+    assert rows == [("web-1", "success"), ("web-2", "success")]
