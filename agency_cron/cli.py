@@ -508,6 +508,7 @@ def _history_sync(json_: bool) -> None:
     """`history sync`: every local database's unsent rows to the shared history; exit 1
     when it does not answer (the rows stay in the local spool)."""
     from agency_cron import remote
+    from agency_cron.readers import send_spool
 
     settings = _settings()
     url = settings.history_url
@@ -519,13 +520,7 @@ def _history_sync(json_: bool) -> None:
         else:
             out.print("nothing to send: the history is local (HISTORY_URL is not postgresql://)")
         return
-    found = remote.sync(
-        url,
-        str(settings.state_dir),
-        settings.host_name,
-        settings.history_timeout,
-        str(settings.history_db),
-    )
+    found = send_spool(settings, url)
     result = {"history_url": remote.masked(url), **vars(found)}
     if json_:
         _print_json(result)

@@ -58,6 +58,9 @@ DEFAULTS: dict[str, str] = {
     "HISTORY_TIMEOUT": "5",
 }
 
+# HISTORY_URL schemes of a PostgreSQL database (what libpq, and so psycopg, accepts); the one
+# list that config validation, the runner's spec, remote.py and the exports read.
+HISTORY_SCHEMES = ("postgresql", "postgres")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 # The seed lets DASHBOARD_UPDATE_INTERVAL be a bare word; cron wants the @ form.
@@ -110,7 +113,7 @@ class Settings:
     def history_url(self) -> str | None:
         """HISTORY_URL when it names a PostgreSQL database; None for the SQLite default."""
         value = self.get("HISTORY_URL").strip()
-        return value if value.split(":", 1)[0] in ("postgresql", "postgres") else None
+        return value if value.split(":", 1)[0].lower() in HISTORY_SCHEMES else None
 
     @property
     def history_db(self) -> Path:

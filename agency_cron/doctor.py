@@ -835,18 +835,12 @@ NODE_EXPORTER_DIR = "/var/lib/prometheus/node-exporter"  # Debian's prometheus-n
 def check_shared_history(settings: Settings) -> list[Finding]:
     """HISTORY_URL=postgresql://...: the shared history answers, and how many local records
     still wait to be sent (the spool). Nothing to check for the local SQLite history."""
-    from agency_cron import remote
+    from agency_cron import readers, remote
 
     url = settings.history_url
     if url is None:
         return [Finding("shared-history", True, f"local history only: {settings.history_db}")]
-    found = remote.sync(
-        url,
-        str(settings.state_dir),
-        settings.host_name,
-        settings.history_timeout,
-        str(settings.history_db),
-    )
+    found = readers.send_spool(settings, url)
     where = remote.masked(url)
     if found.error:
         detail = f"{found.error}; {found.pending} record(s) wait in the local history"

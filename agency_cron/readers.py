@@ -17,11 +17,14 @@ import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agency_cron import history
 from agency_cron.config import Settings
 from agency_cron.errors import CheckFailed
+
+if TYPE_CHECKING:  # psycopg through remote: only when a shared history is configured
+    from agency_cron import remote
 
 ALL = "all"
 THIS = ""  # the default of status and history: this host
@@ -70,13 +73,11 @@ def open_histories(
         return _local(settings, host)
     from agency_cron import remote
 
-    timeout = settings.history_timeout
-    root = str(settings.history_db)
-    synced = remote.sync(url, str(settings.state_dir), settings.host_name, timeout, root)
+    synced = send_spool(settings, url)
     try:
         if synced.unreachable:  # asked once: a reader waits for it once, not twice
             raise remote.Unreachable(synced.error)
-        reader = remote.reader(url, timeout, host, fleet_tasks)
+        reader = remote.reader(url, settings.history_timeout, host, fleet_tasks)
     except remote.Unreachable as exc:
         if host == settings.host_name:
             found = _local(settings, host)
@@ -86,6 +87,20 @@ def open_histories(
             f"{exc}; `--host {settings.host_name}` shows this host's local history"
         ) from None
     return Histories([reader], host, shared=True)
+
+
+def send_spool(settings: Settings, url: str) -> remote.SyncResult:
+    """remote.sync() of this installation's local databases (root's and each user's) to
+    the shared history at `url`: what `history sync`, doctor and every reader do."""
+    from agency_cron import remote
+
+    return remote.sync(
+        url,
+        str(settings.state_dir),
+        settings.host_name,
+        settings.history_timeout,
+        str(settings.history_db),
+    )
 
 
 def _local(settings: Settings, host: str | None) -> Histories:

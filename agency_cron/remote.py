@@ -35,7 +35,6 @@ from agency_cron import history, statuses
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMES = ("postgresql", "postgres")
 DEFAULT_TIMEOUT_S = 5.0
 BATCH = 2000  # rows per INSERT round: bounded memory whatever the backlog
 LOCK_POLL_S = 1.0  # `overlap: wait` across the fleet: how often the lock is tried again
@@ -55,10 +54,6 @@ class RemoteError(sqlite3.OperationalError):
 # --- the URL ------------------------------------------------------------------------------
 
 
-def is_remote(url: str | None) -> bool:
-    return bool(url) and urlsplit(url.strip()).scheme in SCHEMES  # type: ignore[union-attr]
-
-
 def url_problem(url: str, state_dir: str) -> str | None:
     """Why HISTORY_URL is unusable, in words that never show its password; None when fine."""
     url = url.strip()
@@ -72,7 +67,9 @@ def url_problem(url: str, state_dir: str) -> str | None:
         if any(c in path for c in "\n\r\0"):
             return "must not contain a newline or NUL"
         return None
-    if parts.scheme not in SCHEMES:
+    from agency_cron.config import HISTORY_SCHEMES  # not at the top: the runner skips config
+
+    if parts.scheme not in HISTORY_SCHEMES:
         return f"expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB, got {masked(url)}"
     if any(c in url for c in "\n\r\0 "):
         return "must not contain spaces, newlines or NUL"

@@ -925,12 +925,13 @@ def postgres():
     .user, .password, .dsn_for(dbname), .create_database(name) -> url, .drop_database(name),
     .psql(sql, db=...) -> str, .stop(), .start(), .running, .log_text(). Its data lives in a
     folder under /tmp owned by the server's user, removed at the end with the server stopped
-    (also when tests fail). Skips only when no PostgreSQL server binaries are installed."""
+    (also when tests fail). Fails when no PostgreSQL server binaries are installed."""
     import pwd
 
     bindir = _postgres_bindir()
     if bindir is None or not (bindir / "postgres").is_file():
-        pytest.skip("no PostgreSQL server binaries (initdb, postgres): apt-get install postgresql")
+        # make test installs them (test-deps), as .ci/run does: their absence is a failure.
+        pytest.fail("no PostgreSQL server binaries (initdb, postgres): apt-get install postgresql")
     made_users: list[str] = []
     # Not under tmp_path: /tmp/pytest-of-root is 0700, the server's user could not enter it.
     folder = Path(tempfile.mkdtemp(prefix="agency-cron-pg-"))

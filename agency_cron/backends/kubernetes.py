@@ -119,7 +119,6 @@ PING_ENV = "AGENCY_CRON_PING_URL"  # the runner's ping URL when the spec has non
 HISTORY_KEY = "HISTORY_URL"  # the config key, and the Secret's key that holds it
 HISTORY_ENV = "AGENCY_CRON_HISTORY_URL"  # the runner's fleet history URL, over the spec's
 HOST_ENV = "AGENCY_CRON_HOST"  # the host name the runner records, over uname
-FLEET_SCHEMES = ("postgresql", "postgres")  # what libpq (and so psycopg) accepts
 DEFAULT_WORKING_DIR = "/"
 # A ConfigMap's data is at most 1 MiB (etcd's object size limit).
 CONFIGMAP_MAX_BYTES = 1024 * 1024
@@ -347,9 +346,7 @@ def job_deadline(task: Task, settings: Settings) -> int:
 def fleet_history_url(settings: Settings) -> str | None:
     """HISTORY_URL when it names PostgreSQL (the history every pod shares); None when it is
     unset or SQLite (each pod keeps its own, see the module doc)."""
-    url = settings.get(HISTORY_KEY).strip()
-    scheme = url.partition("://")[0].lower()
-    return url if scheme in FLEET_SCHEMES else None
+    return settings.history_url
 
 
 def fleet_secrets(settings: Settings) -> list[str]:

@@ -4,6 +4,7 @@ values refused in one line with the password masked; `scope: fleet` needs a shar
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -32,15 +33,18 @@ def test_a_sqlite_url_elsewhere_holds_the_runs(env, cli):
     assert (status["runs"], status["last_status"]) == (1, "success")
 
 
-def test_the_default_keeps_state_dir_history_db(env, cli):
+@pytest.mark.parametrize("name", [None, "web-7"])
+def test_the_default_keeps_state_dir_history_db_and_records_the_host(env, cli, name):
+    if name:
+        env.add_config(HOST_NAME=name)
     env.install(cli, MANIFEST)
     assert env.process("run", "tick").returncode == 0
     conn = sqlite3.connect(env.state_dir / "history.db")
     try:
-        host = conn.execute("SELECT host FROM runs").fetchone()[0]
+        hosts = [row[0] for row in conn.execute("SELECT host FROM runs")]
     finally:
         conn.close()
-    assert host  # the host is recorded on every run
+    assert hosts == [name or os.uname().nodename]  # on every run: HOST_NAME, else uname
 
 
 @pytest.mark.parametrize(
