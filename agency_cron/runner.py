@@ -1036,17 +1036,7 @@ class Run:
             return
         from agency_cron import alerts
 
-        event = {
-            "host": self.host,
-            "task": self.spec["name"],
-            "status": status,
-            "exit_code": None,
-            "duration_s": 0.0,
-            "attempt": 1,
-            "attempts": self.attempts,
-            "run_id": self.run_id,
-            "output_tail": note,
-        }
+        event = self._event(status, None, 1, 0.0, note)
         timeout = float(self.spec.get("alert_timeout", ALERT_TIMEOUT_S))
         outcome = alerts.send(self.alert_urls, "failure", event, self.secrets, timeout)
         self.output.line(f"alert (fleet): {outcome}")
@@ -1359,6 +1349,20 @@ class Run:
         if row_id is not None:
             self._history(lambda conn: history.set_ping(conn, row_id, outcome))
 
+    def _event(self, status, code, attempt, duration, tail) -> dict:
+        """What an alert tells of this run (alerts.send's event)."""
+        return {
+            "host": self.host,
+            "task": self.spec["name"],
+            "status": status,
+            "exit_code": code,
+            "duration_s": round(duration, 3),
+            "attempt": attempt,
+            "attempts": self.attempts,
+            "run_id": self.run_id,
+            "output_tail": tail,
+        }
+
     def _maybe_alert(self, status, code, attempt, tail, duration, row_id) -> str | None:
         """Send the alert the policy asks for; its outcome, or None when none was due."""
         from agency_cron import history
@@ -1375,17 +1379,7 @@ class Run:
             return None
         from agency_cron import alerts
 
-        event = {
-            "host": self.host,
-            "task": self.spec["name"],
-            "status": status,
-            "exit_code": code,
-            "duration_s": round(duration, 3),
-            "attempt": attempt,
-            "attempts": self.attempts,
-            "run_id": self.run_id,
-            "output_tail": tail,
-        }
+        event = self._event(status, code, attempt, duration, tail)
         outcome = alerts.send(
             self.alert_urls,
             kind,
